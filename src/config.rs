@@ -1,0 +1,206 @@
+//! `HubConfig`: every setting of the hub, with the embedded defaults.
+//!
+//! Field names follow `../shared/CONFIG.md` (`hub.ping_interval` is
+//! `HubConfig::ping_interval`, `rooms.autojoin` is `HubConfig::rooms.autojoin`, ...), so the
+//! config file and environment layers can map onto them one to one.
+
+use std::time::Duration;
+
+/// Settings of a [`Hub`](crate::Hub).
+///
+/// `HubConfig::default()` gives the seed's values: ping every 54 s, drop after 60 s of
+/// silence, 10 s write timeout, 512 KiB messages, a sweep every 30 s.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// How often the server pings every connection (`hub.ping_interval`).
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (no pong, no frame) this long is dropped
+    /// (`hub.pong_timeout`).
+    pub pong_timeout: Duration,
+    /// A connection whose socket accepts no bytes this long is dropped (`hub.write_timeout`).
+    pub write_timeout: Duration,
+    /// Largest frame or reassembled message accepted from a client; larger closes with 1009
+    /// (`hub.max_message_size`).
+    pub max_message_size: usize,
+    /// Period of the dead-connection sweep (`hub.cleanup_interval`).
+    pub cleanup_interval: Duration,
+    /// Number of shards (threads, each with its own runtime and core). Default: the number
+    /// of cores (`shards`).
+    pub shards: usize,
+    /// Which I/O driver the shards run on.
+    pub driver: DriverChoice,
+    /// The URL path that accepts WebSocket upgrades.
+    pub path: String,
+    /// Rooms at start and on connect (`rooms.*`).
+    pub rooms: RoomsConfig,
+    /// Who hears `presence` messages (`presence.scope`).
+    pub presence: PresenceScope,
+    /// Bounds of each connection's outbound queue; over them the client is a slow consumer
+    /// and is closed with 1008.
+    pub send_queue: SendQueueLimits,
+    /// How long a graceful shutdown waits for clients to take their close frames
+    /// (`shutdown.timeout`).
+    pub shutdown_timeout: Duration,
+    /// A client that has not finished its HTTP upgrade request in this time is dropped.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(54),
+            pong_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            max_message_size: 512 * 1024,
+            cleanup_interval: Duration::from_secs(30),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            driver: DriverChoice::Auto,
+            path: "/ws".to_owned(),
+            rooms: RoomsConfig::default(),
+            presence: PresenceScope::All,
+            send_queue: SendQueueLimits::default(),
+            shutdown_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Rooms created at start, joined on connect, and how joins behave.
+#[derive(Debug, Clone)]
+pub struct RoomsConfig {
+    /// Rooms that exist from the start and stay when empty (`rooms.create`).
+    pub create: Vec<String>,
+    /// Rooms every connection joins right after `welcome` (`rooms.autojoin`).
+    pub autojoin: Vec<String>,
+    /// `join_room` creates a missing room (`rooms.create_on_join`). Rooms created this way
+    /// are removed again when their last member leaves.
+    pub create_on_join: bool,
+    /// Send `user_joined` and `user_left` to a room's members (`rooms.notify_join_leave`).
+    pub notify_join_leave: bool,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            create: vec!["general".to_owned(), "random".to_owned()],
+            autojoin: vec!["general".to_owned()],
+            create_on_join: true,
+            notify_join_leave: true,
+        }
+    }
+}
+
+/// Who is told when a user comes online or goes offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceScope {
+    /// Every connection of the hub.
+    All,
+    /// The members of the rooms the user's connection is in.
+    Rooms,
+    /// Nobody; no presence messages are sent.
+    Off,
+}
+
+/// The I/O driver of the shard runtimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring where the kernel allows it, else epoll.
+    Auto,
+    /// Always epoll (monoio's legacy driver).
+    Epoll,
+}
+
+/// Bounds of one connection's outbound queue.
+#[derive(Debug, Clone, Copy)]
+pub struct SendQueueLimits {
+    /// Most bytes queued and not yet taken by the socket.
+    pub max_bytes: usize,
+    /// Most frames queued.
+    pub max_frames: usize,
+}
+
+impl Default for SendQueueLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 4 * 1024 * 1024,
+            max_frames: 16 * 1024,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Checks the settings that would make the hub misbehave rather than fail loudly.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("hub.ping_interval", self.ping_interval),
+            ("hub.pong_timeout", self.pong_timeout),
+            ("hub.write_timeout", self.write_timeout),
+            ("hub.cleanup_interval", self.cleanup_interval),
+            ("shutdown.timeout", self.shutdown_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(format!("{name} must be greater than zero"));
+        }
+        if self.shards == 0 || self.shards > u16::MAX as usize {
+            return Err("shards must be between 1 and 65535".to_owned());
+        }
+        if self.max_message_size == 0 {
+            return Err("hub.max_message_size must be greater than zero".to_owned());
+        }
+        if self.send_queue.max_bytes < self.max_message_size + 14 {
+            return Err(
+                "the send queue must hold at least one message of hub.max_message_size".to_owned(),
+            );
+        }
+        if !self.path.starts_with('/') {
+            return Err("path must start with '/'".to_owned());
+        }
+        for room in self.rooms.create.iter().chain(&self.rooms.autojoin) {
+            if !crate::ids::is_valid_room_name(room) {
+                return Err(format!("invalid room name {room:?} in rooms"));
+            }
+        }
+        if let Some(room) = self
+            .rooms
+            .autojoin
+            .iter()
+            .find(|r| !self.rooms.create.contains(r))
+        {
+            return Err(format!(
+                "rooms.autojoin names {room:?}, which is not in rooms.create"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = HubConfig::default();
+        assert_eq!(c.ping_interval, Duration::from_secs(54));
+        assert_eq!(c.pong_timeout, Duration::from_secs(60));
+        assert_eq!(c.write_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_message_size, 512 * 1024);
+        assert_eq!(c.cleanup_interval, Duration::from_secs(30));
+        assert_eq!(c.rooms.create, ["general", "random"]);
+        assert_eq!(c.rooms.autojoin, ["general"]);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn validation_names_the_bad_setting() {
+        let c = HubConfig {
+            ping_interval: Duration::ZERO,
+            ..HubConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("hub.ping_interval"));
+        let mut c = HubConfig::default();
+        c.rooms.autojoin.push("lobby".into());
+        assert!(c.validate().unwrap_err().contains("lobby"));
+    }
+}

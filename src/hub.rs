@@ -1,0 +1,572 @@
+//! `Hub`: the handle an application (or `neonex serve`) holds. Cloneable, thread-safe,
+//! usable from any thread that is not a shard.
+//!
+//! The handle never touches a connection itself. Publishing encodes the frame once and
+//! posts it to the inboxes of the shards with recipients; commands for one connection go
+//! to the inbox of the shard that owns it; questions about rooms, users and connections
+//! are answered from the registry.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::config::HubConfig;
+use crate::ids::{is_valid_room_name, ConnectionId};
+use crate::mailbox::{Mailbox, PostError};
+use crate::protocol::{ErrorCode, ProtocolError};
+use crate::registry::{ConnectionInfo, Registry};
+use crate::shard::message::{ShardMessage, Target};
+use crate::shard::{self, on_shard_thread};
+use crate::stats::{self, Counters, HubStats};
+use crate::ws::encode;
+
+/// How long a call waits for a shard to answer a command (join, leave).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a hub call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    /// The configuration is invalid; the text names the setting.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// No open connection has this id.
+    #[error("connection {0} not found")]
+    UnknownConnection(ConnectionId),
+    /// No room has this name.
+    #[error("room not found")]
+    RoomNotFound,
+    /// The connection is not a member of the room.
+    #[error("not in room")]
+    NotInRoom,
+    /// A room name outside `[A-Za-z0-9_.:@-]{1,128}`.
+    #[error("invalid room name")]
+    InvalidRoomName,
+    /// The request was refused with a protocol error code.
+    #[error("{text} ({code:?})")]
+    Refused {
+        /// The protocol error code.
+        code: ErrorCode,
+        /// The human-readable reason.
+        text: String,
+    },
+    /// A shard's inbox stayed full; try again later.
+    #[error("the hub is overloaded")]
+    Overloaded,
+    /// The hub has shut down.
+    #[error("the hub is closed")]
+    Closed,
+    /// Calls that wait for a shard's answer cannot be made on a shard's own thread.
+    #[error("this call waits for a shard and cannot be made from a shard thread")]
+    OnShardThread,
+    /// Starting the shards failed.
+    #[error("i/o error: {0}")]
+    Io(String),
+}
+
+impl From<ProtocolError> for HubError {
+    fn from(e: ProtocolError) -> Self {
+        match e.code {
+            ErrorCode::RoomNotFound => HubError::RoomNotFound,
+            ErrorCode::NotInRoom => HubError::NotInRoom,
+            code => HubError::Refused {
+                code,
+                text: e.text.into_owned(),
+            },
+        }
+    }
+}
+
+/// What the hub knows of a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomInfo {
+    /// The room's name.
+    pub name: String,
+    /// Connections in the room.
+    pub members: usize,
+    /// Stays when empty (created at start or with [`Hub::create_room`]).
+    pub persistent: bool,
+}
+
+/// State shared by the `Hub` handles and the shards.
+pub(crate) struct HubShared {
+    pub config: HubConfig,
+    pub registry: Registry,
+    pub mailboxes: Box<[Mailbox]>,
+    pub counters: Counters,
+    closed: AtomicBool,
+    next_adopter: AtomicUsize,
+}
+
+impl HubShared {
+    /// Encodes a message to be fanned out. Counted: one per broadcast, however many
+    /// shards and recipients it reaches.
+    pub fn encode<T: Serialize + ?Sized>(&self, message: &T) -> Bytes {
+        stats::add(&self.counters.frames_encoded, 1);
+        encode::json_frame(message)
+    }
+
+    fn encode_text(&self, text: &str) -> Bytes {
+        stats::add(&self.counters.frames_encoded, 1);
+        encode::text_frame(text)
+    }
+
+    /// Posts to a shard's inbox. Threads that are not shards wait for room if needed;
+    /// shards never block on each other.
+    fn post(&self, shard: usize, msg: ShardMessage) -> Result<(), HubError> {
+        let mailbox = &self.mailboxes[shard];
+        let posted = if on_shard_thread() {
+            mailbox.try_post(msg)
+        } else {
+            mailbox.post_waiting(msg, self.config.write_timeout)
+        };
+        posted.map_err(|e| match e {
+            PostError::Full(_) => HubError::Overloaded,
+            PostError::Closed => HubError::Closed,
+        })
+    }
+
+    fn publish(&self, target: Target, frame: Bytes) -> Result<(), HubError> {
+        for shard in target.shards(self) {
+            let msg = ShardMessage::Deliver {
+                target: target.clone(),
+                frame: frame.clone(),
+            };
+            self.post(shard, msg)?;
+        }
+        Ok(())
+    }
+}
+
+/// A running hub: its shards, rooms, users and connections.
+///
+/// ```no_run
+/// use neonex::{Hub, HubConfig};
+///
+/// let hub = Hub::new(HubConfig::default()).unwrap();
+/// let addr = hub.listen("127.0.0.1:3000").unwrap();
+/// println!("WebSocket clients connect to ws://{addr}/ws");
+/// hub.broadcast(r#"{"type":"notice","text":"hello"}"#).unwrap();
+/// hub.close();
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<HubShared>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Hub {
+    /// Starts a hub: one thread per shard, each pinned to a core and running its own
+    /// runtime. Rooms in `config.rooms.create` exist from the start. The hub accepts
+    /// connections once given a listener ([`Hub::listen`]) or sockets ([`Hub::register`]).
+    pub fn new(config: HubConfig) -> Result<Hub, HubError> {
+        config.validate().map_err(HubError::Config)?;
+        let shards = config.shards;
+        let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| Mailbox::new()).unzip();
+        let registry = Registry::new(shards);
+        for room in &config.rooms.create {
+            registry.create_room(room);
+        }
+        let shared = Arc::new(HubShared {
+            config,
+            registry,
+            mailboxes: mailboxes.into_boxed_slice(),
+            counters: Counters::new(shards),
+            closed: AtomicBool::new(false),
+            next_adopter: AtomicUsize::new(0),
+        });
+        let hub = Hub {
+            shared: shared.clone(),
+            threads: Arc::new(Mutex::new(Vec::new())),
+        };
+        let cores = shard::allowed_cores();
+        let (started_tx, started_rx) = crossbeam_channel::bounded(shards);
+        for (index, inbox) in inboxes.into_iter().enumerate() {
+            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            match shard::spawn(index, core, shared.clone(), inbox, started_tx.clone()) {
+                Ok(handle) => hub.lock_threads().push(handle),
+                Err(e) => {
+                    hub.close();
+                    return Err(HubError::Io(e.to_string()));
+                }
+            }
+        }
+        for _ in 0..shards {
+            if let Ok(Err(e)) | Err(e) = started_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("a shard thread died while starting"))
+            {
+                hub.close();
+                return Err(HubError::Io(e.to_string()));
+            }
+        }
+        Ok(hub)
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The configuration the hub runs with.
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shared.config.shards
+    }
+
+    /// Listens on `addr` (port 0 picks a free port) and returns the bound address.
+    ///
+    /// Each shard gets its own socket bound to that address with `SO_REUSEPORT`, and the
+    /// kernel balances new connections between them.
+    pub fn listen(&self, addr: impl ToSocketAddrs) -> std::io::Result<SocketAddr> {
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address to listen on"))?;
+        let first = reuse_port_listener(addr)?;
+        let bound = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..self.shard_count() {
+            listeners.push(reuse_port_listener(bound)?);
+        }
+        for (shard, listener) in listeners.into_iter().enumerate() {
+            self.shared
+                .post(shard, ShardMessage::Listen(listener))
+                .map_err(std::io::Error::other)?;
+        }
+        tracing::info!(%bound, shards = self.shard_count(), "listening");
+        Ok(bound)
+    }
+
+    /// Hands the hub a TCP connection accepted elsewhere (the seed's `Register`). The hub
+    /// reads its HTTP upgrade request and serves it like any other; shards take turns.
+    pub fn register(&self, stream: std::net::TcpStream) -> Result<(), HubError> {
+        let shard = self.shared.next_adopter.fetch_add(1, Ordering::Relaxed) % self.shard_count();
+        self.shared.post(shard, ShardMessage::Adopt(stream))
+    }
+
+    /// Closes a connection normally (1000), the seed's `Unregister`. False if unknown.
+    pub fn unregister(&self, id: ConnectionId) -> bool {
+        self.disconnect(id, crate::ws::close_code::NORMAL, "unregistered")
+    }
+
+    /// Closes a connection with `code` and `reason`, after what is already queued for it.
+    /// False if no such connection is open.
+    pub fn disconnect(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
+        if self.shared.registry.connection(id).is_none() {
+            return false;
+        }
+        let msg = ShardMessage::Disconnect {
+            conn: id,
+            code,
+            reason: reason.to_owned(),
+        };
+        self.shared.post(id.shard(), msg).is_ok()
+    }
+
+    /// The open connection `id`.
+    pub fn connection(&self, id: ConnectionId) -> Option<ConnectionInfo> {
+        self.shared.registry.connection(id)
+    }
+
+    /// The open connections of `user`, on all shards.
+    pub fn user_connections(&self, user: &str) -> Vec<ConnectionId> {
+        let mut ids = self.shared.registry.user_connections(user);
+        ids.sort();
+        ids
+    }
+
+    /// Open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.registry.connection_count()
+    }
+
+    /// Distinct users with at least one open connection.
+    pub fn user_count(&self) -> usize {
+        self.shared.registry.user_count()
+    }
+
+    /// Creates room `name` (persistent: it stays when empty). `Ok(false)` if it existed;
+    /// it becomes persistent then.
+    pub fn create_room(&self, name: &str) -> Result<bool, HubError> {
+        if !is_valid_room_name(name) {
+            return Err(HubError::InvalidRoomName);
+        }
+        Ok(self.shared.registry.create_room(name))
+    }
+
+    /// Room `name`, if it exists.
+    pub fn room(&self, name: &str) -> Option<RoomInfo> {
+        self.shared.registry.room(name).map(|r| room_info(&r))
+    }
+
+    /// Removes room `name`; its members get `left` with count 0. False if there was none.
+    pub fn remove_room(&self, name: &str) -> bool {
+        let Some((room, _)) = self.shared.registry.remove_room(name) else {
+            return false;
+        };
+        for shard in 0..self.shard_count() {
+            let _ = self
+                .shared
+                .post(shard, ShardMessage::RoomRemoved(room.clone()));
+        }
+        true
+    }
+
+    /// Every room, by name.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let mut rooms: Vec<RoomInfo> = self
+            .shared
+            .registry
+            .rooms()
+            .iter()
+            .map(|r| room_info(r))
+            .collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
+
+    /// Number of rooms.
+    pub fn room_count(&self) -> usize {
+        self.shared.registry.room_count()
+    }
+
+    /// Makes connection `id` join `room` as if it had sent `join_room` (it gets `joined`,
+    /// the others `user_joined`). Returns the room's count after. Waits for the owning
+    /// shard, so it cannot be called from a shard thread.
+    pub fn join_room(&self, id: ConnectionId, room: &str) -> Result<usize, HubError> {
+        self.ask(id, room, |conn, room, reply| ShardMessage::Join {
+            conn,
+            room,
+            reply,
+        })
+    }
+
+    /// Makes connection `id` leave `room` as if it had sent `leave_room`. Returns the
+    /// room's count after.
+    pub fn leave_room(&self, id: ConnectionId, room: &str) -> Result<usize, HubError> {
+        self.ask(id, room, |conn, room, reply| ShardMessage::Leave {
+            conn,
+            room,
+            reply,
+        })
+    }
+
+    fn ask(
+        &self,
+        id: ConnectionId,
+        room: &str,
+        command: impl FnOnce(ConnectionId, String, shard::message::Reply<usize>) -> ShardMessage,
+    ) -> Result<usize, HubError> {
+        if on_shard_thread() {
+            return Err(HubError::OnShardThread);
+        }
+        if !is_valid_room_name(room) {
+            return Err(HubError::InvalidRoomName);
+        }
+        if id.shard() >= self.shard_count() {
+            return Err(HubError::UnknownConnection(id));
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.shared
+            .post(id.shard(), command(id, room.to_owned(), reply))?;
+        answer
+            .recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| HubError::Overloaded)?
+    }
+
+    /// True if connection `id` is in room `room`.
+    pub fn room_has_member(&self, room: &str, id: ConnectionId) -> bool {
+        self.shared
+            .registry
+            .room(room)
+            .is_some_and(|r| r.has_member(id))
+    }
+
+    /// The connections in room `room`, sorted.
+    pub fn room_members(&self, room: &str) -> Vec<ConnectionId> {
+        let mut members = self
+            .shared
+            .registry
+            .room(room)
+            .map(|r| r.members())
+            .unwrap_or_default();
+        members.sort();
+        members
+    }
+
+    /// Sends `text` (normally JSON) to every connection. Returns the number of open
+    /// connections it was queued for.
+    pub fn broadcast(&self, text: &str) -> Result<usize, HubError> {
+        let frame = self.shared.encode_text(text);
+        self.shared.publish(Target::All { except: None }, frame)?;
+        Ok(self.connection_count())
+    }
+
+    /// Sends `value` as JSON to every connection.
+    pub fn broadcast_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<usize, HubError> {
+        let frame = self.shared.encode(value);
+        self.shared.publish(Target::All { except: None }, frame)?;
+        Ok(self.connection_count())
+    }
+
+    /// Sends `text` to every connection but `except` (typically the sender).
+    pub fn broadcast_except(&self, text: &str, except: ConnectionId) -> Result<usize, HubError> {
+        let frame = self.shared.encode_text(text);
+        let target = Target::All {
+            except: Some(except),
+        };
+        self.shared.publish(target, frame)?;
+        let skipped = usize::from(self.connection(except).is_some());
+        Ok(self.connection_count().saturating_sub(skipped))
+    }
+
+    /// Sends `text` to every member of `room`. Returns the room's member count.
+    pub fn broadcast_to_room(&self, room: &str, text: &str) -> Result<usize, HubError> {
+        self.room_publish(room, None, || self.shared.encode_text(text))
+    }
+
+    /// Sends `value` as JSON to every member of `room`.
+    pub fn broadcast_to_room_json<T: Serialize + ?Sized>(
+        &self,
+        room: &str,
+        value: &T,
+    ) -> Result<usize, HubError> {
+        self.room_publish(room, None, || self.shared.encode(value))
+    }
+
+    /// Sends `text` to every member of `room` but `except`.
+    pub fn broadcast_to_room_except(
+        &self,
+        room: &str,
+        text: &str,
+        except: ConnectionId,
+    ) -> Result<usize, HubError> {
+        self.room_publish(room, Some(except), || self.shared.encode_text(text))
+    }
+
+    fn room_publish(
+        &self,
+        name: &str,
+        except: Option<ConnectionId>,
+        encode: impl FnOnce() -> Bytes,
+    ) -> Result<usize, HubError> {
+        let room = self
+            .shared
+            .registry
+            .room(name)
+            .ok_or(HubError::RoomNotFound)?;
+        let count = room.count() - except.map_or(0, |id| usize::from(room.has_member(id)));
+        self.shared
+            .publish(Target::Room { room, except }, encode())?;
+        Ok(count)
+    }
+
+    /// Sends `text` to every connection of `user`. Returns how many.
+    pub fn send_to_user(&self, user: &str, text: &str) -> Result<usize, HubError> {
+        self.user_publish(user, || self.shared.encode_text(text))
+    }
+
+    /// Sends `value` as JSON to every connection of `user`.
+    pub fn send_to_user_json<T: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        value: &T,
+    ) -> Result<usize, HubError> {
+        self.user_publish(user, || self.shared.encode(value))
+    }
+
+    fn user_publish(&self, user: &str, encode: impl FnOnce() -> Bytes) -> Result<usize, HubError> {
+        let count = self.shared.registry.user_connections(user).len();
+        if count > 0 {
+            self.shared.publish(Target::User(user.into()), encode())?;
+        }
+        Ok(count)
+    }
+
+    /// Sends `text` to one connection.
+    pub fn send_to_connection(&self, id: ConnectionId, text: &str) -> Result<(), HubError> {
+        if self.connection(id).is_none() {
+            return Err(HubError::UnknownConnection(id));
+        }
+        let frame = encode::text_frame(text);
+        self.shared.post(
+            id.shard(),
+            ShardMessage::Deliver {
+                target: Target::Connection(id),
+                frame,
+            },
+        )
+    }
+
+    /// Counters of the hub and of each shard.
+    pub fn stats(&self) -> HubStats {
+        let shards: Vec<_> = self
+            .shared
+            .counters
+            .shards
+            .iter()
+            .map(|c| c.snapshot())
+            .collect();
+        let sum = |f: fn(&stats::ShardStats) -> u64| shards.iter().map(f).sum();
+        HubStats {
+            connections: self.connection_count() as u64,
+            users: self.user_count() as u64,
+            rooms: self.room_count() as u64,
+            frames_encoded: stats::read(&self.shared.counters.frames_encoded),
+            messages_in: sum(|s| s.messages_in),
+            deliveries: sum(|s| s.deliveries),
+            write_calls: sum(|s| s.write_calls),
+            bytes_out: sum(|s| s.bytes_out),
+            slow_consumers: sum(|s| s.slow_consumers),
+            dropped_dead: sum(|s| s.dropped_dead),
+            shards,
+        }
+    }
+
+    /// Shuts the hub down gracefully: stops accepting, sends `server_shutdown` and a
+    /// close with 1001 to every client, waits up to `shutdown_timeout` for them, and
+    /// stops the shards. Returns when every shard thread has ended. Safe to call twice.
+    pub fn close(&self) {
+        if !self.shared.closed.swap(true, Ordering::SeqCst) {
+            for shard in 0..self.shard_count() {
+                let _ = self.shared.post(shard, ShardMessage::Shutdown);
+            }
+        }
+        let threads: Vec<_> = self.lock_threads().drain(..).collect();
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+
+    /// True once [`Hub::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+}
+
+fn room_info(room: &crate::room::Room) -> RoomInfo {
+    RoomInfo {
+        name: room.name.to_string(),
+        members: room.count(),
+        persistent: room.is_persistent(),
+    }
+}
+
+fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,42 @@
+//! neonex: a thread-per-core WebSocket hub for real-time fan-out.
+//!
+//! # Map of the crate
+//!
+//! Reading in this order tells the story from the outside in:
+//!
+//! - [`hub`]: the [`Hub`] handle an application holds: listen, publish, rooms, users,
+//!   stats, graceful close. Thread-safe; it talks to the shards through their inboxes.
+//! - [`config`]: [`HubConfig`], every setting with its embedded default.
+//! - `shard`: the engine. One thread per core, each a monoio runtime that owns its
+//!   connections outright. `shard::reader` reads and handles client input,
+//!   `shard::dispatch` the protocol messages, `shard::fanout` queues one shared frame on
+//!   every recipient, `shard::flusher` writes each socket's queue in one vectored call
+//!   per pass, `shard::inbox` takes work from other shards, `shard::housekeeping` runs
+//!   heartbeats and timeouts, `shard::lifecycle` opens, closes and shuts down.
+//! - `mailbox`: a shard's inbox, and the rule that only a parked shard is woken.
+//! - `registry` and `room`: the hub-wide directory of rooms, users and connections,
+//!   touched on joins, leaves, opens and closes, never per message.
+//! - [`protocol`]: protocol v1, what clients send and what the server answers.
+//! - [`ws`]: WebSocket framing: decode client frames from a shared buffer, reassemble
+//!   messages, encode server frames once.
+//! - [`http`]: the HTTP request that precedes the upgrade, and plain responses.
+//! - [`ids`]: connection ids and the rules for user ids and room names.
+//! - [`stats`]: counters and their snapshots.
+
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod ids;
+pub(crate) mod mailbox;
+pub mod protocol;
+pub(crate) mod registry;
+pub(crate) mod room;
+pub(crate) mod shard;
+pub mod stats;
+pub mod ws;
+
+pub use config::{DriverChoice, HubConfig, PresenceScope, RoomsConfig, SendQueueLimits};
+pub use hub::{Hub, HubError, RoomInfo};
+pub use ids::ConnectionId;
+pub use registry::ConnectionInfo;
+pub use stats::{HubStats, ShardStats};

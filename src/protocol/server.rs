@@ -1,0 +1,175 @@
+//! Messages the server sends, serialized with serde into frames.
+
+use serde::{Serialize, Serializer};
+use simd_json::BorrowedValue;
+
+use super::ErrorCode;
+use crate::ids::ConnectionId;
+
+/// A server-to-client message of protocol v1.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage<'a> {
+    /// First message on every connection.
+    Welcome {
+        /// The connection's id.
+        connection_id: ConnectionId,
+        /// The connection's user.
+        user_id: &'a str,
+    },
+    /// To the joiner.
+    Joined {
+        /// The room.
+        room: &'a str,
+        /// Connections in the room after the join.
+        count: usize,
+    },
+    /// To the leaver.
+    Left {
+        /// The room.
+        room: &'a str,
+        /// Connections in the room after the leave.
+        count: usize,
+    },
+    /// To the room's other members.
+    UserJoined {
+        /// The room.
+        room: &'a str,
+        /// Who joined.
+        user_id: &'a str,
+        /// Connections in the room after the join.
+        count: usize,
+    },
+    /// To the room's remaining members.
+    UserLeft {
+        /// The room.
+        room: &'a str,
+        /// Who left.
+        user_id: &'a str,
+        /// Connections in the room after the leave.
+        count: usize,
+    },
+    /// A chat message, to every member of the room.
+    ChatMessage {
+        /// The room.
+        room: &'a str,
+        /// The sender.
+        user_id: &'a str,
+        /// The text, when the client sent one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
+        /// The attached JSON, when the client sent some.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a BorrowedValue<'a>>,
+        /// Unix seconds.
+        time: u64,
+    },
+    /// Typing indicator, to the room's other members.
+    Typing {
+        /// The room.
+        room: &'a str,
+        /// Who types.
+        user_id: &'a str,
+        /// Typing or stopped.
+        typing: bool,
+    },
+    /// A user came online or went offline.
+    Presence {
+        /// The user.
+        user_id: &'a str,
+        /// `online` or `offline`.
+        status: PresenceStatus,
+        /// Unix seconds.
+        time: u64,
+    },
+    /// Answer to `ping`.
+    Pong,
+    /// A refused request; the connection stays open.
+    Error {
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Human-readable text.
+        error: &'a str,
+    },
+    /// The server is shutting down; a close with 1001 follows.
+    ServerShutdown {
+        /// Human-readable text.
+        message: &'a str,
+    },
+}
+
+/// A user's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    /// The user's first connection opened.
+    Online,
+    /// The user's last connection closed.
+    Offline,
+}
+
+impl Serialize for ConnectionId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(m: &ServerMessage<'_>) -> String {
+        serde_json::to_string(m).unwrap()
+    }
+
+    #[test]
+    fn messages_match_the_protocol_shapes() {
+        assert_eq!(
+            json(&ServerMessage::Welcome {
+                connection_id: ConnectionId::new(1, 7),
+                user_id: "u"
+            }),
+            r#"{"type":"welcome","connection_id":"1-7","user_id":"u"}"#
+        );
+        assert_eq!(
+            json(&ServerMessage::UserLeft {
+                room: "g",
+                user_id: "u",
+                count: 2
+            }),
+            r#"{"type":"user_left","room":"g","user_id":"u","count":2}"#
+        );
+        assert_eq!(json(&ServerMessage::Pong), r#"{"type":"pong"}"#);
+        assert_eq!(
+            json(&ServerMessage::Error {
+                code: ErrorCode::NotInRoom,
+                error: "Not in room"
+            }),
+            r#"{"type":"error","code":"not_in_room","error":"Not in room"}"#
+        );
+        assert_eq!(
+            json(&ServerMessage::Presence {
+                user_id: "u",
+                status: PresenceStatus::Offline,
+                time: 5
+            }),
+            r#"{"type":"presence","user_id":"u","status":"offline","time":5}"#
+        );
+    }
+
+    #[test]
+    fn chat_message_omits_absent_parts_and_embeds_data() {
+        let mut raw = br#"{"k":[true,null]}"#.to_vec();
+        let data = simd_json::to_borrowed_value(&mut raw).unwrap();
+        assert_eq!(
+            json(&ServerMessage::ChatMessage {
+                room: "g",
+                user_id: "u",
+                message: None,
+                data: Some(&data),
+                time: 9
+            }),
+            r#"{"type":"chat_message","room":"g","user_id":"u","data":{"k":[true,null]},"time":9}"#
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! One connection as its shard holds it.
+//!
+//! Everything here is shard-local and touched only by the shard's thread. An idle open
+//! connection holds no read buffer: bytes are read into the shard's buffer, and only an
+//! unfinished frame (`partial`) or fragmented message (`assembler`) is kept here.
+
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use monoio::net::TcpStream;
+
+use super::outbound::{Outbound, Overflow};
+use super::sys;
+use crate::config::SendQueueLimits;
+use crate::ids::ConnectionId;
+use crate::room::Room;
+use crate::ws::assemble::Assembler;
+use crate::ws::encode;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Reading the HTTP request; `head` holds it while it arrives in pieces.
+    Handshake { head: Vec<u8>, deadline: Instant },
+    /// Upgraded and serving protocol messages.
+    Open,
+    /// A close frame or final HTTP response is queued. Once it is written the write side
+    /// is shut; the connection ends at the client's end of stream or at `deadline`.
+    Closing { deadline: Instant, fin_sent: bool },
+    /// Shut down; the connection's task is removing it.
+    Dead,
+}
+
+pub(crate) struct Connection {
+    pub id: ConnectionId,
+    /// Shared with the connection's task, which waits on it for readiness.
+    pub stream: Rc<TcpStream>,
+    pub fd: RawFd,
+    pub remote: SocketAddr,
+    pub phase: Phase,
+    /// Set when the upgrade completes; until then the connection is in no directory.
+    pub user: Option<Arc<str>>,
+    pub rooms: Vec<Arc<Room>>,
+    pub out: Outbound,
+    /// Bytes of a frame that has not fully arrived.
+    pub partial: Vec<u8>,
+    pub assembler: Assembler,
+    /// Last time any byte arrived.
+    pub last_heard: Instant,
+    /// Listed in the shard's dirty list, awaiting the flush pass.
+    pub dirty: bool,
+    /// A task is waiting for the socket to take more; the flush pass leaves it alone.
+    pub write_blocked_since: Option<Instant>,
+}
+
+impl Connection {
+    pub fn new(
+        id: ConnectionId,
+        stream: TcpStream,
+        remote: SocketAddr,
+        now: Instant,
+        handshake_deadline: Instant,
+    ) -> Self {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        Self {
+            id,
+            stream: Rc::new(stream),
+            fd,
+            remote,
+            phase: Phase::Handshake {
+                head: Vec::new(),
+                deadline: handshake_deadline,
+            },
+            user: None,
+            rooms: Vec::new(),
+            out: Outbound::default(),
+            partial: Vec::new(),
+            assembler: Assembler::default(),
+            last_heard: now,
+            dirty: false,
+            write_blocked_since: None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open)
+    }
+
+    /// Queues a frame for an open connection. `Err` means the client is a slow consumer.
+    pub fn queue(&mut self, frame: Bytes, limits: &SendQueueLimits) -> Result<(), Overflow> {
+        if !self.is_open() {
+            return Ok(());
+        }
+        self.out.push(frame, limits)
+    }
+
+    /// Starts the closing handshake: queues the close frame and gives the client until
+    /// `deadline` to finish. With `abort`, frames not yet started are dropped first, so
+    /// the close goes out next.
+    pub fn begin_close(&mut self, code: u16, reason: &str, deadline: Instant, abort: bool) {
+        if !matches!(self.phase, Phase::Open) {
+            return;
+        }
+        if abort {
+            self.out.discard_unsent();
+        }
+        self.out.push_unbounded(encode::close_frame(code, reason));
+        self.partial = Vec::new();
+        self.phase = Phase::Closing {
+            deadline,
+            fin_sent: false,
+        };
+    }
+
+    /// Queues a final HTTP response (to a request that is not an upgrade) and closes after it.
+    pub fn respond_and_close(&mut self, response: Bytes, deadline: Instant) {
+        self.out.push_unbounded(response);
+        self.phase = Phase::Closing {
+            deadline,
+            fin_sent: false,
+        };
+    }
+
+    /// Called when the queue has drained: a closing connection shuts its write side, so
+    /// the client sees the end of the stream right after the close frame.
+    pub fn after_drain(&mut self) {
+        if let Phase::Closing { fin_sent, .. } = &mut self.phase {
+            if !*fin_sent {
+                *fin_sent = true;
+                sys::shutdown(self.fd, Shutdown::Write);
+            }
+        }
+    }
+
+    /// Ends the connection now. Its task wakes (the socket reports hang-up) and removes it.
+    pub fn kill(&mut self) {
+        self.phase = Phase::Dead;
+        sys::shutdown(self.fd, Shutdown::Both);
+    }
+}

@@ -1,0 +1,106 @@
+//! The flush pass: every connection with queued frames gets one vectored write.
+//!
+//! Deliveries only queue frames and list the connection as dirty. The flusher runs after
+//! the tasks that were ready in the same pass of the runtime, so all frames queued for a
+//! socket in that pass leave together: under load, many frames per system call. A socket
+//! that cannot take everything gets a task of its own that waits until it is writable.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use super::connection::Phase;
+use super::Shard;
+use crate::stats;
+
+/// The shard's flusher task.
+pub(crate) async fn run(shard: Rc<Shard>) {
+    loop {
+        shard.flush.wait().await;
+        shard.flush_dirty();
+    }
+}
+
+impl Shard {
+    fn flush_dirty(self: &Rc<Self>) {
+        let mut state = self.state.borrow_mut();
+        let mut dirty = std::mem::take(&mut state.dirty);
+        let (mut calls, mut bytes) = (0, 0);
+        for key in dirty.drain(..) {
+            let Some(conn) = state.conns.get_mut(key) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.write_blocked_since.is_some() || matches!(conn.phase, Phase::Dead) {
+                continue;
+            }
+            match conn.out.write_to(conn.fd) {
+                Ok(written) => {
+                    calls += written.calls;
+                    bytes += written.bytes;
+                    if written.drained {
+                        conn.after_drain();
+                    } else {
+                        conn.write_blocked_since = Some(Instant::now());
+                        let task = write_when_ready(self.clone(), key, conn.stream.clone());
+                        monoio::spawn(task);
+                    }
+                }
+                Err(_) => conn.kill(),
+            }
+        }
+        // Keep the list's allocation for the next pass.
+        state.dirty = dirty;
+        drop(state);
+        self.count_writes(calls, bytes);
+    }
+
+    fn count_writes(&self, calls: u64, bytes: u64) {
+        if calls > 0 {
+            let counters = self.counters();
+            stats::add(&counters.write_calls, calls);
+            stats::add(&counters.bytes_out, bytes);
+        }
+        if bytes > 0 {
+            self.note_activity();
+        }
+    }
+}
+
+/// Waits until a full socket can take more, then writes, until its queue is empty.
+async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
+    loop {
+        let ready = stream.writable(false).await;
+        let mut state = shard.state.borrow_mut();
+        let Some(conn) = state.conns.get_mut(key) else {
+            return;
+        };
+        // The slab slot may have been reused by a newer connection after this one ended.
+        if !Rc::ptr_eq(&conn.stream, &stream) || matches!(conn.phase, Phase::Dead) {
+            return;
+        }
+        if ready.is_err() {
+            conn.kill();
+            return;
+        }
+        match conn.out.write_to(conn.fd) {
+            Ok(written) => {
+                let done = written.drained;
+                if done {
+                    conn.write_blocked_since = None;
+                    conn.after_drain();
+                }
+                drop(state);
+                shard.count_writes(written.calls, written.bytes);
+                if done {
+                    return;
+                }
+            }
+            Err(_) => {
+                conn.kill();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Heartbeat and timeouts: pings, silent connections, stuck writes, the cleanup sweep.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::connection::Phase;
+use super::Shard;
+use crate::stats;
+use crate::ws::encode;
+
+/// The housekeeping task of a shard.
+pub(crate) async fn run(shard: Rc<Shard>) {
+    let config = &shard.hub.config;
+    let tick = tick_period(config);
+    let mut next_ping = Instant::now() + config.ping_interval;
+    let mut next_sweep = Instant::now() + config.cleanup_interval;
+    loop {
+        monoio::time::sleep(tick).await;
+        let now = Instant::now();
+        if now >= next_ping {
+            shard.ping_all();
+            next_ping = now + config.ping_interval;
+        }
+        shard.enforce_deadlines(now);
+        if now >= next_sweep {
+            shard.sweep();
+            next_sweep = now + config.cleanup_interval;
+        }
+    }
+}
+
+/// Deadlines are checked once a second, or often enough for the shortest timeout.
+fn tick_period(config: &crate::config::HubConfig) -> Duration {
+    [
+        Duration::from_secs(1),
+        config.ping_interval / 2,
+        config.pong_timeout / 4,
+        config.write_timeout / 4,
+        config.handshake_timeout / 4,
+        config.cleanup_interval,
+    ]
+    .into_iter()
+    .min()
+    .unwrap_or(Duration::from_secs(1))
+    .max(Duration::from_millis(5))
+}
+
+impl Shard {
+    fn ping_all(&self) {
+        let ping = encode::ping_frame();
+        let limits = self.hub.config.send_queue;
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        for (key, conn) in state.conns.iter_mut() {
+            // A queue too full for a ping belongs to a slow consumer; the next fan-out
+            // or the write timeout deals with it.
+            if conn.is_open() && conn.queue(ping.clone(), &limits).is_ok() && !conn.dirty {
+                conn.dirty = true;
+                state.dirty.push(key);
+            }
+        }
+        if !state.dirty.is_empty() {
+            self.flush.notify();
+        }
+    }
+
+    /// Drops connections past a deadline: silent beyond the pong timeout, writes stuck
+    /// beyond the write timeout, handshakes and closing handshakes that took too long.
+    fn enforce_deadlines(&self, now: Instant) {
+        let config = &self.hub.config;
+        let mut dropped = 0;
+        let mut state = self.state.borrow_mut();
+        for (_, conn) in state.conns.iter_mut() {
+            let stuck = conn
+                .write_blocked_since
+                .is_some_and(|since| now.duration_since(since) >= config.write_timeout);
+            let expired = match &conn.phase {
+                Phase::Handshake { deadline, .. } | Phase::Closing { deadline, .. } => {
+                    now >= *deadline
+                }
+                Phase::Open => now.duration_since(conn.last_heard) >= config.pong_timeout,
+                Phase::Dead => false,
+            };
+            if expired || stuck {
+                if conn.is_open() {
+                    dropped += 1;
+                    tracing::debug!(conn = %conn.id, stuck, "dropping dead connection");
+                }
+                conn.kill();
+            }
+        }
+        if dropped > 0 {
+            stats::add(&self.counters().dropped_dead, dropped);
+        }
+    }
+
+    /// The periodic sweep: gives back memory that bursts left behind.
+    fn sweep(&self) {
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        for (_, conn) in state.conns.iter_mut() {
+            if conn.partial.is_empty() && conn.partial.capacity() > 0 {
+                conn.partial = Vec::new();
+            }
+        }
+        state.by_seq.shrink_to(state.by_seq.len() * 2);
+        state.rooms.shrink_to(state.rooms.len() * 2);
+        state.users.shrink_to(state.users.len() * 2);
+        let dirty_len = state.dirty.len();
+        state.dirty.shrink_to(dirty_len.max(64));
+    }
+}

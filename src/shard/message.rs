@@ -1,0 +1,65 @@
+//! What travels between threads and shards: deliveries of encoded frames, and commands.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::hub::HubError;
+use crate::ids::ConnectionId;
+use crate::room::Room;
+
+/// Who receives a frame.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// Every open connection, but `except`.
+    All { except: Option<ConnectionId> },
+    /// Every member of a room, but `except`.
+    Room {
+        room: Arc<Room>,
+        except: Option<ConnectionId>,
+    },
+    /// Every member of any of these rooms, once each, but `except`.
+    Rooms {
+        rooms: Arc<[Arc<Room>]>,
+        except: Option<ConnectionId>,
+    },
+    /// Every connection of a user.
+    User(Arc<str>),
+    /// One connection.
+    Connection(ConnectionId),
+}
+
+/// A reply channel for a command whose caller waits for the outcome.
+pub(crate) type Reply<T> = crossbeam_channel::Sender<Result<T, HubError>>;
+
+/// A message to a shard.
+pub(crate) enum ShardMessage {
+    /// Queue `frame` (already encoded) to the shard's recipients of `target`.
+    Deliver { target: Target, frame: Bytes },
+    /// Accept connections from this listener.
+    Listen(std::net::TcpListener),
+    /// Serve this accepted socket (starting with its HTTP upgrade).
+    Adopt(std::net::TcpStream),
+    /// Make a connection join a room, as if it had sent `join_room`.
+    Join {
+        conn: ConnectionId,
+        room: String,
+        reply: Reply<usize>,
+    },
+    /// Make a connection leave a room, as if it had sent `leave_room`.
+    Leave {
+        conn: ConnectionId,
+        room: String,
+        reply: Reply<usize>,
+    },
+    /// Close a connection with a close frame.
+    Disconnect {
+        conn: ConnectionId,
+        code: u16,
+        reason: String,
+    },
+    /// A room was removed: forget it and tell its local members.
+    RoomRemoved(Arc<Room>),
+    /// Graceful shutdown: stop accepting, say goodbye, close everything.
+    Shutdown,
+}

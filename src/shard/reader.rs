@@ -1,0 +1,178 @@
+//! A connection's task: wait for input, read it into the shard's buffer, handle it.
+//!
+//! The task holds no buffer of its own. When the socket is readable it reads into the
+//! shard's buffer, decodes every whole frame in place and handles it; only the bytes of
+//! an unfinished frame are copied into the connection (`partial`), sized for that frame.
+
+use std::io;
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use super::connection::Phase;
+use super::signal::yield_now;
+use super::state::ShardState;
+use super::{sys, Shard};
+use crate::protocol::ErrorCode;
+use crate::stats;
+use crate::ws::assemble::Message;
+use crate::ws::decode::{decode_frame, Decoded, FrameHeader};
+use crate::ws::{close_code, encode, CloseReason};
+
+/// Reads one connection may do before letting the shard's other tasks run.
+const READS_PER_TURN: usize = 4;
+
+/// What the connection's task should do next.
+enum Next {
+    /// Wait until the socket is readable.
+    WaitReadable,
+    /// More may be waiting, but let others run first.
+    Yield,
+    /// Wait until the shard stops holding back messages for other shards.
+    Paused,
+    /// The connection is over.
+    Finish,
+}
+
+/// The task of the connection at slab `key`. It alone removes the connection.
+pub(crate) async fn serve(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
+    loop {
+        match shard.read_available(key) {
+            Next::WaitReadable => {
+                if stream.readable(false).await.is_err() {
+                    break;
+                }
+            }
+            Next::Yield => yield_now().await,
+            Next::Paused => shard.paused_readers.wait().await,
+            Next::Finish => break,
+        }
+    }
+    shard.finish(key);
+}
+
+impl Shard {
+    fn read_available(&self, key: usize) -> Next {
+        let mut buf = self.read_buf.borrow_mut();
+        for _ in 0..READS_PER_TURN {
+            let fd = {
+                let state = self.state.borrow();
+                let conn = &state.conns[key];
+                match conn.phase {
+                    Phase::Dead => return Next::Finish,
+                    Phase::Open if state.is_holding_back() => return Next::Paused,
+                    _ => conn.fd,
+                }
+            };
+            match sys::recv(fd, &mut buf) {
+                Ok(0) => return Next::Finish,
+                Ok(n) => {
+                    self.note_activity();
+                    self.on_bytes(key, &mut buf[..n]);
+                    if n < buf.len() {
+                        // Short read: the socket is drained; readiness will say when
+                        // there is more, without a read that fails.
+                        return Next::WaitReadable;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::WaitReadable,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Finish,
+            }
+        }
+        Next::Yield
+    }
+
+    fn on_bytes(&self, key: usize, data: &mut [u8]) {
+        let mut state = self.state.borrow_mut();
+        let conn = &mut state.conns[key];
+        conn.last_heard = Instant::now();
+        match conn.phase {
+            Phase::Handshake { .. } => self.on_handshake_bytes(&mut state, key, data),
+            Phase::Open => self.on_frame_bytes(&mut state, key, data),
+            // Closing: what the client still sends is read and dropped until its end of
+            // stream arrives.
+            Phase::Closing { .. } | Phase::Dead => {}
+        }
+    }
+
+    /// Handles frame bytes, joining them to a saved partial frame if there is one.
+    pub(super) fn on_frame_bytes(&self, state: &mut ShardState, key: usize, data: &mut [u8]) {
+        let saved = std::mem::take(&mut state.conns[key].partial);
+        if saved.is_empty() {
+            let used = self.decode_frames(state, key, data);
+            let rest = &data[used..];
+            let conn = &mut state.conns[key];
+            if !rest.is_empty() && conn.is_open() {
+                // Sized to what arrived, not to what the header announces: memory grows
+                // only as fast as a client actually sends.
+                conn.partial = rest.to_vec();
+            }
+        } else {
+            let mut joined = saved;
+            joined.extend_from_slice(data);
+            let used = self.decode_frames(state, key, &mut joined);
+            joined.drain(..used);
+            let conn = &mut state.conns[key];
+            if !joined.is_empty() && conn.is_open() {
+                conn.partial = joined;
+            }
+        }
+    }
+
+    /// Decodes and handles the whole frames at the front of `buf`; returns the bytes
+    /// used. Once the connection stops being open, the rest is dropped as used.
+    fn decode_frames(&self, state: &mut ShardState, key: usize, buf: &mut [u8]) -> usize {
+        let max = self.hub.config.max_message_size;
+        let mut pos = 0;
+        while state.conns[key].is_open() {
+            match decode_frame(&mut buf[pos..], max) {
+                Ok(Decoded::Frame(header)) => {
+                    let payload = pos + header.header_len..pos + header.frame_len();
+                    pos += header.frame_len();
+                    self.on_frame(state, key, header, &mut buf[payload]);
+                }
+                Ok(Decoded::Incomplete { .. }) => return pos,
+                Err(reason) => {
+                    self.close_connection(state, key, reason.code, reason.reason, true);
+                    break;
+                }
+            }
+        }
+        buf.len()
+    }
+
+    fn on_frame(
+        &self,
+        state: &mut ShardState,
+        key: usize,
+        header: FrameHeader,
+        payload: &mut [u8],
+    ) {
+        let max = self.hub.config.max_message_size;
+        let message = state.conns[key].assembler.push(header, payload, max);
+        match message {
+            Ok(None) | Ok(Some(Message::Pong)) => {}
+            Ok(Some(Message::Ping(data))) => self.send_to(state, key, encode::pong_frame(data)),
+            Ok(Some(Message::Close(code))) => {
+                // Echo the client's code, after anything already queued.
+                let code = code.unwrap_or(close_code::NORMAL);
+                self.close_connection(state, key, code, "", false);
+            }
+            Ok(Some(Message::Binary)) => self.send_error(
+                state,
+                key,
+                ErrorCode::Unsupported,
+                "Binary messages are not supported",
+            ),
+            Ok(Some(Message::Text(mut text))) => {
+                stats::add(&self.counters().messages_in, 1);
+                self.on_text(state, key, text.as_mut_slice());
+            }
+            Err(CloseReason { code, reason }) => {
+                self.close_connection(state, key, code, reason, true)
+            }
+        }
+    }
+}

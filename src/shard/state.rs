@@ -1,0 +1,91 @@
+//! Everything a shard owns: its connections and its index of local room members and users.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use indexmap::IndexSet;
+use slab::Slab;
+use smallvec::SmallVec;
+
+use super::connection::Connection;
+use super::message::ShardMessage;
+use crate::room::Room;
+
+/// The members of one room that live on this shard, by slab key.
+pub(crate) struct LocalRoom {
+    pub members: IndexSet<usize>,
+}
+
+pub(crate) struct ShardState {
+    pub conns: Slab<Connection>,
+    /// Connection sequence number to slab key, for commands naming a `ConnectionId`.
+    pub by_seq: HashMap<u64, usize>,
+    /// Room id to local members: the fan-out index.
+    pub rooms: HashMap<u64, LocalRoom>,
+    /// User id to local connections.
+    pub users: HashMap<Arc<str>, SmallVec<[usize; 2]>>,
+    /// Connections with frames queued since the last flush pass.
+    pub dirty: Vec<usize>,
+    /// Messages for other shards whose inboxes were full, in order, per shard.
+    pub held_back: Vec<VecDeque<ShardMessage>>,
+    pub next_seq: u64,
+    /// Reused by multi-room fan-out to de-duplicate recipients.
+    pub scratch: Vec<usize>,
+}
+
+impl ShardState {
+    pub fn new(shards: usize) -> Self {
+        Self {
+            conns: Slab::new(),
+            by_seq: HashMap::new(),
+            rooms: HashMap::new(),
+            users: HashMap::new(),
+            dirty: Vec::new(),
+            held_back: (0..shards).map(|_| VecDeque::new()).collect(),
+            next_seq: 1,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The slab key of connection `seq`, if it is still here.
+    pub fn key_of(&self, seq: u64) -> Option<usize> {
+        self.by_seq.get(&seq).copied()
+    }
+
+    pub fn add_room_member(&mut self, room: &Arc<Room>, key: usize) {
+        self.rooms
+            .entry(room.id)
+            .or_insert_with(|| LocalRoom {
+                members: IndexSet::new(),
+            })
+            .members
+            .insert(key);
+    }
+
+    pub fn remove_room_member(&mut self, room_id: u64, key: usize) {
+        if let Some(local) = self.rooms.get_mut(&room_id) {
+            local.members.swap_remove(&key);
+            if local.members.is_empty() {
+                self.rooms.remove(&room_id);
+            }
+        }
+    }
+
+    pub fn add_user_connection(&mut self, user: &Arc<str>, key: usize) {
+        self.users.entry(user.clone()).or_default().push(key);
+    }
+
+    pub fn remove_user_connection(&mut self, user: &Arc<str>, key: usize) {
+        if let Some(keys) = self.users.get_mut(user) {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                self.users.remove(user);
+            }
+        }
+    }
+
+    /// True while messages for some other shard are held back.
+    pub fn is_holding_back(&self) -> bool {
+        self.held_back.iter().any(|q| !q.is_empty())
+    }
+}
