@@ -110,13 +110,23 @@ pub enum DriverChoice {
     Epoll,
 }
 
-/// Bounds of one connection's outbound queue.
+/// Bounds of one connection's outbound queue: what its socket has not taken yet.
 #[derive(Debug, Clone, Copy)]
 pub struct SendQueueLimits {
     /// Most bytes queued and not yet taken by the socket.
     pub max_bytes: usize,
     /// Most frames queued.
     pub max_frames: usize,
+}
+
+impl SendQueueLimits {
+    /// The bounds multiplied by `factor`.
+    pub fn scaled(&self, factor: usize) -> Self {
+        Self {
+            max_bytes: self.max_bytes.saturating_mul(factor),
+            max_frames: self.max_frames.saturating_mul(factor),
+        }
+    }
 }
 
 impl Default for SendQueueLimits {

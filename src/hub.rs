@@ -19,7 +19,7 @@ use crate::config::HubConfig;
 use crate::ids::{is_valid_room_name, ConnectionId};
 use crate::mailbox::{Mailbox, PostError};
 use crate::protocol::{ErrorCode, ProtocolError};
-use crate::registry::{ConnectionInfo, Registry};
+use crate::registry::Registry;
 use crate::shard::message::{ShardMessage, Target};
 use crate::shard::{self, on_shard_thread};
 use crate::stats::{self, Counters, HubStats};
@@ -79,6 +79,19 @@ impl From<ProtocolError> for HubError {
             },
         }
     }
+}
+
+/// What the hub knows of one open connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The connection's id.
+    pub id: ConnectionId,
+    /// The authenticated (or anonymous) user of the connection.
+    pub user_id: Arc<str>,
+    /// The client's address.
+    pub remote_addr: SocketAddr,
+    /// When the WebSocket upgrade completed.
+    pub connected_at: std::time::SystemTime,
 }
 
 /// What the hub knows of a room.
@@ -252,28 +265,29 @@ impl Hub {
         self.shared.post(shard, ShardMessage::Adopt(stream))
     }
 
-    /// Closes a connection normally (1000), the seed's `Unregister`. False if unknown.
+    /// Closes a connection normally (1000), the seed's `Unregister`. False if no such
+    /// connection is open.
     pub fn unregister(&self, id: ConnectionId) -> bool {
         self.disconnect(id, crate::ws::close_code::NORMAL, "unregistered")
     }
 
     /// Closes a connection with `code` and `reason`, after what is already queued for it.
-    /// False if no such connection is open.
+    /// False if no such connection is open. Waits for the owning shard.
     pub fn disconnect(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
-        if self.shared.registry.connection(id).is_none() {
-            return false;
-        }
-        let msg = ShardMessage::Disconnect {
-            conn: id,
+        let reason = reason.to_owned();
+        self.ask(id, |conn, reply| ShardMessage::Disconnect {
+            conn,
             code,
-            reason: reason.to_owned(),
-        };
-        self.shared.post(id.shard(), msg).is_ok()
+            reason,
+            reply,
+        })
+        .is_ok()
     }
 
-    /// The open connection `id`.
+    /// The open connection `id`, as its shard describes it. Waits for the owning shard.
     pub fn connection(&self, id: ConnectionId) -> Option<ConnectionInfo> {
-        self.shared.registry.connection(id)
+        self.ask(id, |conn, reply| ShardMessage::Describe { conn, reply })
+            .ok()
     }
 
     /// The open connections of `user`, on all shards.
@@ -285,7 +299,8 @@ impl Hub {
 
     /// Open WebSocket connections.
     pub fn connection_count(&self) -> usize {
-        self.shared.registry.connection_count()
+        let shards = self.shared.counters.shards.iter();
+        shards.map(|c| stats::read(&c.connections)).sum::<u64>() as usize
     }
 
     /// Distinct users with at least one open connection.
@@ -342,41 +357,31 @@ impl Hub {
     /// the others `user_joined`). Returns the room's count after. Waits for the owning
     /// shard, so it cannot be called from a shard thread.
     pub fn join_room(&self, id: ConnectionId, room: &str) -> Result<usize, HubError> {
-        self.ask(id, room, |conn, room, reply| ShardMessage::Join {
-            conn,
-            room,
-            reply,
-        })
+        let room = checked_room_name(room)?;
+        self.ask(id, |conn, reply| ShardMessage::Join { conn, room, reply })
     }
 
     /// Makes connection `id` leave `room` as if it had sent `leave_room`. Returns the
     /// room's count after.
     pub fn leave_room(&self, id: ConnectionId, room: &str) -> Result<usize, HubError> {
-        self.ask(id, room, |conn, room, reply| ShardMessage::Leave {
-            conn,
-            room,
-            reply,
-        })
+        let room = checked_room_name(room)?;
+        self.ask(id, |conn, reply| ShardMessage::Leave { conn, room, reply })
     }
 
-    fn ask(
+    /// Sends a command to the shard that owns `id` and waits for its answer.
+    fn ask<T>(
         &self,
         id: ConnectionId,
-        room: &str,
-        command: impl FnOnce(ConnectionId, String, shard::message::Reply<usize>) -> ShardMessage,
-    ) -> Result<usize, HubError> {
+        command: impl FnOnce(ConnectionId, shard::message::Reply<T>) -> ShardMessage,
+    ) -> Result<T, HubError> {
         if on_shard_thread() {
             return Err(HubError::OnShardThread);
-        }
-        if !is_valid_room_name(room) {
-            return Err(HubError::InvalidRoomName);
         }
         if id.shard() >= self.shard_count() {
             return Err(HubError::UnknownConnection(id));
         }
         let (reply, answer) = crossbeam_channel::bounded(1);
-        self.shared
-            .post(id.shard(), command(id, room.to_owned(), reply))?;
+        self.shared.post(id.shard(), command(id, reply))?;
         answer
             .recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| HubError::Overloaded)?
@@ -424,8 +429,7 @@ impl Hub {
             except: Some(except),
         };
         self.shared.publish(target, frame)?;
-        let skipped = usize::from(self.connection(except).is_some());
-        Ok(self.connection_count().saturating_sub(skipped))
+        Ok(self.connection_count().saturating_sub(1))
     }
 
     /// Sends `text` to every member of `room`. Returns the room's member count.
@@ -491,9 +495,9 @@ impl Hub {
         Ok(count)
     }
 
-    /// Sends `text` to one connection.
+    /// Sends `text` to one connection. A connection that has closed meanwhile drops it.
     pub fn send_to_connection(&self, id: ConnectionId, text: &str) -> Result<(), HubError> {
-        if self.connection(id).is_none() {
+        if id.shard() >= self.shard_count() {
             return Err(HubError::UnknownConnection(id));
         }
         let frame = encode::text_frame(text);
@@ -549,6 +553,14 @@ impl Hub {
     /// True once [`Hub::close`] has been called.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::SeqCst)
+    }
+}
+
+fn checked_room_name(room: &str) -> Result<String, HubError> {
+    if is_valid_room_name(room) {
+        Ok(room.to_owned())
+    } else {
+        Err(HubError::InvalidRoomName)
     }
 }
 

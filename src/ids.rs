@@ -10,33 +10,33 @@ pub const MAX_NAME_LEN: usize = 128;
 ///
 /// The id names the shard that owns the connection, so that any thread can route a
 /// command to it without a lookup. Its text form is `<shard>-<sequence>`, e.g. `1-42`.
+/// It packs into one `u64` (shard in the top 16 bits), which keeps the hub's indexes of
+/// connections small.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct ConnectionId {
-    shard: u16,
-    seq: u64,
-}
+pub struct ConnectionId(u64);
+
+const SEQ_BITS: u32 = 48;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
 
 impl ConnectionId {
     pub(crate) fn new(shard: usize, seq: u64) -> Self {
-        Self {
-            shard: shard as u16,
-            seq,
-        }
+        debug_assert!(shard <= u16::MAX as usize && seq <= SEQ_MASK);
+        Self(((shard as u64) << SEQ_BITS) | (seq & SEQ_MASK))
     }
 
     /// The index of the shard that owns this connection.
     pub fn shard(&self) -> usize {
-        self.shard as usize
+        (self.0 >> SEQ_BITS) as usize
     }
 
     pub(crate) fn seq(&self) -> u64 {
-        self.seq
+        self.0 & SEQ_MASK
     }
 }
 
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.shard, self.seq)
+        write!(f, "{}-{}", self.shard(), self.seq())
     }
 }
 
@@ -50,10 +50,12 @@ impl FromStr for ConnectionId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (shard, seq) = s.split_once('-').ok_or(ParseConnectionIdError)?;
-        Ok(Self {
-            shard: shard.parse().map_err(|_| ParseConnectionIdError)?,
-            seq: seq.parse().map_err(|_| ParseConnectionIdError)?,
-        })
+        let shard: u16 = shard.parse().map_err(|_| ParseConnectionIdError)?;
+        let seq: u64 = seq.parse().map_err(|_| ParseConnectionIdError)?;
+        if seq > SEQ_MASK {
+            return Err(ParseConnectionIdError);
+        }
+        Ok(Self::new(shard as usize, seq))
     }
 }
 
@@ -82,6 +84,10 @@ mod tests {
         assert!("3".parse::<ConnectionId>().is_err());
         assert!("a-1".parse::<ConnectionId>().is_err());
         assert!("1-".parse::<ConnectionId>().is_err());
+        assert!("1-281474976710656".parse::<ConnectionId>().is_err());
+        let far = ConnectionId::new(65535, (1 << 48) - 1);
+        assert_eq!(far.shard(), 65535);
+        assert_eq!(far.to_string().parse::<ConnectionId>(), Ok(far));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!   per pass, `shard::inbox` takes work from other shards, `shard::housekeeping` runs
 //!   heartbeats and timeouts, `shard::lifecycle` opens, closes and shuts down.
 //! - `mailbox`: a shard's inbox, and the rule that only a parked shard is woken.
-//! - `registry` and `room`: the hub-wide directory of rooms, users and connections,
+//! - `registry` and `room`: the hub-wide directory of rooms and of users' connections,
 //!   touched on joins, leaves, opens and closes, never per message.
 //! - [`protocol`]: protocol v1, what clients send and what the server answers.
 //! - [`ws`]: WebSocket framing: decode client frames from a shared buffer, reassemble
@@ -22,6 +22,8 @@
 //! - [`http`]: the HTTP request that precedes the upgrade, and plain responses.
 //! - [`ids`]: connection ids and the rules for user ids and room names.
 //! - [`stats`]: counters and their snapshots.
+
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod http;
@@ -36,7 +38,6 @@ pub mod stats;
 pub mod ws;
 
 pub use config::{DriverChoice, HubConfig, PresenceScope, RoomsConfig, SendQueueLimits};
-pub use hub::{Hub, HubError, RoomInfo};
+pub use hub::{ConnectionInfo, Hub, HubError, RoomInfo};
 pub use ids::ConnectionId;
-pub use registry::ConnectionInfo;
 pub use stats::{HubStats, ShardStats};

@@ -1,13 +1,12 @@
-//! The hub-wide directory: rooms by name, users and their connections, connections by id.
+//! The hub-wide directory: rooms by name, and users with their connections.
 //!
 //! Shards consult it when a connection opens or closes and when membership changes, never
 //! per message: a shard keeps its own index of local members for fan-out (see
 //! `shard::state`). DashMap shards its locks, so the two shards rarely meet on one.
+//! Details of a connection stay with the shard that owns it.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -15,19 +14,6 @@ use smallvec::SmallVec;
 
 use crate::ids::ConnectionId;
 use crate::room::{JoinOutcome, Room};
-
-/// What the hub knows of one open connection.
-#[derive(Debug, Clone)]
-pub struct ConnectionInfo {
-    /// The connection's id.
-    pub id: ConnectionId,
-    /// The authenticated (or anonymous) user of the connection.
-    pub user_id: Arc<str>,
-    /// The client's address.
-    pub remote_addr: SocketAddr,
-    /// When the WebSocket upgrade completed.
-    pub connected_at: SystemTime,
-}
 
 /// The room did not exist and was not created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +23,6 @@ pub(crate) struct RoomNotFound;
 pub(crate) struct Registry {
     rooms: DashMap<Arc<str>, Arc<Room>>,
     users: DashMap<Arc<str>, SmallVec<[ConnectionId; 2]>>,
-    connections: DashMap<ConnectionId, ConnectionInfo>,
     next_room_id: AtomicU64,
     shards: usize,
 }
@@ -47,7 +32,6 @@ impl Registry {
         Self {
             rooms: DashMap::new(),
             users: DashMap::new(),
-            connections: DashMap::new(),
             next_room_id: AtomicU64::new(1),
             shards,
         }
@@ -128,18 +112,15 @@ impl Registry {
         })
     }
 
-    /// Records an opened connection. True if it is its user's first.
-    pub fn add_connection(&self, info: ConnectionInfo) -> bool {
-        let (id, user) = (info.id, info.user_id.clone());
-        self.connections.insert(id, info);
-        let mut conns = self.users.entry(user).or_default();
+    /// Records an opened connection of `user`. True if it is the user's first.
+    pub fn add_connection(&self, id: ConnectionId, user: &Arc<str>) -> bool {
+        let mut conns = self.users.entry(user.clone()).or_default();
         conns.push(id);
         conns.len() == 1
     }
 
     /// Forgets a closed connection. True if it was its user's last.
     pub fn remove_connection(&self, id: ConnectionId, user: &Arc<str>) -> bool {
-        self.connections.remove(&id);
         match self.users.entry(user.clone()) {
             Entry::Occupied(mut e) => {
                 e.get_mut().retain(|c| *c != id);
@@ -154,16 +135,8 @@ impl Registry {
         }
     }
 
-    pub fn connection(&self, id: ConnectionId) -> Option<ConnectionInfo> {
-        self.connections.get(&id).map(|c| c.clone())
-    }
-
     pub fn user_connections(&self, user: &str) -> Vec<ConnectionId> {
         self.users.get(user).map(|c| c.to_vec()).unwrap_or_default()
-    }
-
-    pub fn connection_count(&self) -> usize {
-        self.connections.len()
     }
 
     pub fn user_count(&self) -> usize {
@@ -186,7 +159,7 @@ mod tests {
         let (room, n, new) = r.join("general", id(0, 1), false).unwrap();
         assert_eq!((n, new), (1, true));
         assert_eq!(r.join("general", id(1, 1), false).unwrap().1, 2);
-        assert_eq!(r.join("general", id(1, 1), false).unwrap().2, false);
+        assert!(!r.join("general", id(1, 1), false).unwrap().2);
         assert_eq!(room.shards_with_members().collect::<Vec<_>>(), [0, 1]);
         assert_eq!(r.leave(&room, id(0, 1)), Some(1));
         assert_eq!(r.leave(&room, id(0, 1)), None);
@@ -201,7 +174,10 @@ mod tests {
     #[test]
     fn rooms_made_by_joining_vanish_when_empty() {
         let r = Registry::new(1);
-        assert_eq!(r.join("adhoc", id(0, 1), false), Err(RoomNotFound));
+        assert!(matches!(
+            r.join("adhoc", id(0, 1), false),
+            Err(RoomNotFound)
+        ));
         let (room, _, _) = r.join("adhoc", id(0, 1), true).unwrap();
         assert_eq!(r.leave(&room, id(0, 1)), Some(0));
         assert!(r.room("adhoc").is_none());
@@ -214,16 +190,10 @@ mod tests {
     fn users_go_offline_with_their_last_connection() {
         let r = Registry::new(2);
         let user: Arc<str> = "ann".into();
-        let info = |c| ConnectionInfo {
-            id: c,
-            user_id: user.clone(),
-            remote_addr: "127.0.0.1:1".parse().unwrap(),
-            connected_at: SystemTime::now(),
-        };
-        assert!(r.add_connection(info(id(0, 1))));
-        assert!(!r.add_connection(info(id(1, 1))));
+        assert!(r.add_connection(id(0, 1), &user));
+        assert!(!r.add_connection(id(1, 1), &user));
         assert_eq!(r.user_count(), 1);
-        assert_eq!(r.connection_count(), 2);
+        assert_eq!(r.user_connections("ann").len(), 2);
         assert!(!r.remove_connection(id(0, 1), &user));
         assert!(r.remove_connection(id(1, 1), &user));
         assert_eq!(r.user_count(), 0);

@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use monoio::net::TcpStream;
@@ -19,7 +19,11 @@ use crate::config::SendQueueLimits;
 use crate::ids::ConnectionId;
 use crate::room::Room;
 use crate::ws::assemble::Assembler;
-use crate::ws::encode;
+use crate::ws::{close_code, encode};
+
+/// How far past its bounds a queue may grow within one pass while its socket still
+/// takes data.
+pub(crate) const BURST_ALLOWANCE: usize = 4;
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -41,6 +45,8 @@ pub(crate) struct Connection {
     pub stream: Rc<TcpStream>,
     pub fd: RawFd,
     pub remote: SocketAddr,
+    /// When the upgrade completed.
+    pub connected_at: SystemTime,
     pub phase: Phase,
     /// Set when the upgrade completes; until then the connection is in no directory.
     pub user: Option<Arc<str>>,
@@ -71,6 +77,7 @@ impl Connection {
             stream: Rc::new(stream),
             fd,
             remote,
+            connected_at: SystemTime::UNIX_EPOCH,
             phase: Phase::Handshake {
                 head: Vec::new(),
                 deadline: handshake_deadline,
@@ -91,11 +98,29 @@ impl Connection {
     }
 
     /// Queues a frame for an open connection. `Err` means the client is a slow consumer.
+    ///
+    /// The bounds apply to what the socket has refused: while the socket still takes
+    /// everything, one pass of the runtime may queue a burst of up to
+    /// [`BURST_ALLOWANCE`] times the bounds before the flush pass writes it.
     pub fn queue(&mut self, frame: Bytes, limits: &SendQueueLimits) -> Result<(), Overflow> {
         if !self.is_open() {
             return Ok(());
         }
-        self.out.push(frame, limits)
+        if self.write_blocked_since.is_some() {
+            self.out.push(frame, limits)
+        } else {
+            self.out.push(frame, &limits.scaled(BURST_ALLOWANCE))
+        }
+    }
+
+    /// After a write that left frames behind: over the bounds, the client is a slow
+    /// consumer and is closed with 1008, and true is returned.
+    pub fn close_if_slow(&mut self, limits: &SendQueueLimits, deadline: Instant) -> bool {
+        if !self.is_open() || !self.out.exceeds(limits) {
+            return false;
+        }
+        self.begin_close(close_code::POLICY, "slow consumer", deadline, true);
+        true
     }
 
     /// Starts the closing handshake: queues the close frame and gives the client until

@@ -88,9 +88,11 @@ impl Shard {
                 }
             }
             Target::User(user) => {
-                if let Some(keys) = state.users.get(user) {
-                    for &key in keys {
-                        fanout.offer(key, &mut conns[key]);
+                for id in self.hub.registry.user_connections(user) {
+                    if id.shard() == self.index {
+                        if let Some(&key) = state.by_seq.get(&id.seq()) {
+                            fanout.offer(key, &mut conns[key]);
+                        }
                     }
                 }
             }

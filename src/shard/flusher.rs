@@ -26,7 +26,9 @@ impl Shard {
     fn flush_dirty(self: &Rc<Self>) {
         let mut state = self.state.borrow_mut();
         let mut dirty = std::mem::take(&mut state.dirty);
-        let (mut calls, mut bytes) = (0, 0);
+        let (mut calls, mut bytes, mut slow) = (0, 0, 0);
+        let limits = self.hub.config.send_queue;
+        let close_deadline = Instant::now() + self.hub.config.write_timeout;
         for key in dirty.drain(..) {
             let Some(conn) = state.conns.get_mut(key) else {
                 continue;
@@ -42,6 +44,7 @@ impl Shard {
                     if written.drained {
                         conn.after_drain();
                     } else {
+                        slow += u64::from(conn.close_if_slow(&limits, close_deadline));
                         conn.write_blocked_since = Some(Instant::now());
                         let task = write_when_ready(self.clone(), key, conn.stream.clone());
                         monoio::spawn(task);
@@ -54,6 +57,9 @@ impl Shard {
         state.dirty = dirty;
         drop(state);
         self.count_writes(calls, bytes);
+        if slow > 0 {
+            stats::add(&self.counters().slow_consumers, slow);
+        }
     }
 
     fn count_writes(&self, calls: u64, bytes: u64) {
@@ -90,6 +96,12 @@ async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
                 if done {
                     conn.write_blocked_since = None;
                     conn.after_drain();
+                } else {
+                    let limits = shard.hub.config.send_queue;
+                    let deadline = Instant::now() + shard.hub.config.write_timeout;
+                    if conn.close_if_slow(&limits, deadline) {
+                        stats::add(&shard.counters().slow_consumers, 1);
+                    }
                 }
                 drop(state);
                 shard.count_writes(written.calls, written.bytes);

@@ -105,7 +105,6 @@ impl Shard {
         }
         state.by_seq.shrink_to(state.by_seq.len() * 2);
         state.rooms.shrink_to(state.rooms.len() * 2);
-        state.users.shrink_to(state.users.len() * 2);
         let dirty_len = state.dirty.len();
         state.dirty.shrink_to(dirty_len.max(64));
     }

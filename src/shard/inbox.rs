@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::message::ShardMessage;
 use super::signal::yield_now;
 use super::{accept, Shard};
-use crate::hub::HubError;
+use crate::hub::{ConnectionInfo, HubError};
 use crate::mailbox::PostError;
 
 /// Messages handled before letting other tasks run.
@@ -120,11 +120,29 @@ impl Shard {
                 });
                 let _ = reply.send(result);
             }
-            ShardMessage::Disconnect { conn, code, reason } => {
-                let _ = self.on_open_connection(conn, |state, key| {
+            ShardMessage::Disconnect {
+                conn,
+                code,
+                reason,
+                reply,
+            } => {
+                let result = self.on_open_connection(conn, |state, key| {
                     self.close_connection(state, key, code, &reason, false);
                     Ok(())
                 });
+                let _ = reply.send(result);
+            }
+            ShardMessage::Describe { conn, reply } => {
+                let result = self.on_open_connection(conn, |state, key| {
+                    let conn = &state.conns[key];
+                    Ok(ConnectionInfo {
+                        id: conn.id,
+                        user_id: conn.user.clone().expect("open connections have a user"),
+                        remote_addr: conn.remote,
+                        connected_at: conn.connected_at,
+                    })
+                });
+                let _ = reply.send(result);
             }
             ShardMessage::RoomRemoved(room) => self.forget_room(&room),
             ShardMessage::Shutdown => self.begin_shutdown(),

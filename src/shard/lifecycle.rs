@@ -14,7 +14,6 @@ use super::{flusher, housekeeping, inbox, reader, Shard};
 use crate::config::PresenceScope;
 use crate::ids::ConnectionId;
 use crate::protocol::{unix_time, PresenceStatus, ServerMessage};
-use crate::registry::ConnectionInfo;
 use crate::room::Room;
 use crate::ws::{close_code, encode};
 
@@ -69,6 +68,7 @@ impl Shard {
         let conn = &mut state.conns[key];
         conn.phase = Phase::Open;
         conn.user = Some(user.clone());
+        conn.connected_at = SystemTime::now();
         let (id, remote) = (conn.id, conn.remote);
         let welcome = encode::json_frame(&ServerMessage::Welcome {
             connection_id: id,
@@ -76,13 +76,7 @@ impl Shard {
         });
         conn.out.push_unbounded(welcome);
         self.mark_dirty(state, key);
-        state.add_user_connection(&user, key);
-        let first = self.hub.registry.add_connection(ConnectionInfo {
-            id,
-            user_id: user.clone(),
-            remote_addr: remote,
-            connected_at: SystemTime::now(),
-        });
+        let first = self.hub.registry.add_connection(id, &user);
         crate::stats::add(&self.counters().connections, 1);
         tracing::debug!(conn = %id, user = %user, %remote, "connection opened");
         for room in &self.hub.config.rooms.autojoin {
@@ -134,7 +128,6 @@ impl Shard {
         let Some(user) = conn.user else {
             return;
         };
-        state.remove_user_connection(&user, key);
         let last = self.hub.registry.remove_connection(conn.id, &user);
         self.counters()
             .connections

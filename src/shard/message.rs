@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::hub::HubError;
+use crate::hub::{ConnectionInfo, HubError};
 use crate::ids::ConnectionId;
 use crate::room::Room;
 
@@ -57,6 +57,12 @@ pub(crate) enum ShardMessage {
         conn: ConnectionId,
         code: u16,
         reason: String,
+        reply: Reply<()>,
+    },
+    /// Describe a connection.
+    Describe {
+        conn: ConnectionId,
+        reply: Reply<ConnectionInfo>,
     },
     /// A room was removed: forget it and tell its local members.
     RoomRemoved(Arc<Room>),

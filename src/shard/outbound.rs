@@ -15,9 +15,6 @@ use crate::config::SendQueueLimits;
 
 /// Frames handed to the kernel in one call at most (Linux's IOV_MAX is 1024).
 const MAX_IOV: usize = 256;
-/// Slots kept allocated in an empty queue; a queue grown past this by a burst gives its
-/// memory back once drained.
-const KEEP_CAPACITY: usize = 16;
 
 /// The queue would exceed its bounds: the client is not keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +52,11 @@ impl Outbound {
         }
         self.push_unbounded(frame);
         Ok(())
+    }
+
+    /// True if the queue holds more than `limits` allow.
+    pub fn exceeds(&self, limits: &SendQueueLimits) -> bool {
+        self.frames.len() > limits.max_frames || self.bytes > limits.max_bytes
     }
 
     /// Queues a frame the server itself must send whatever the bounds (handshake
@@ -102,9 +104,8 @@ impl Outbound {
                 return Ok(written);
             }
         }
-        if self.frames.capacity() > KEEP_CAPACITY {
-            self.frames = VecDeque::new();
-        }
+        // An empty queue holds no memory: most connections are idle most of the time.
+        self.frames = VecDeque::new();
         written.drained = true;
         Ok(written)
     }

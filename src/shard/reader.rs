@@ -52,6 +52,19 @@ pub(crate) async fn serve(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
     shard.finish(key);
 }
 
+/// While closing, the client's data is dropped; its close frame, the reply to ours,
+/// completes the closing handshake and the connection ends at once.
+fn close_on_reply(conn: &mut super::connection::Connection, data: &mut [u8]) {
+    let mut pos = 0;
+    while let Ok(Decoded::Frame(header)) = decode_frame(&mut data[pos..], usize::MAX >> 1) {
+        if header.opcode == fastwebsockets::OpCode::Close {
+            conn.kill();
+            return;
+        }
+        pos += header.frame_len();
+    }
+}
+
 impl Shard {
     fn read_available(&self, key: usize) -> Next {
         let mut buf = self.read_buf.borrow_mut();
@@ -91,9 +104,8 @@ impl Shard {
         match conn.phase {
             Phase::Handshake { .. } => self.on_handshake_bytes(&mut state, key, data),
             Phase::Open => self.on_frame_bytes(&mut state, key, data),
-            // Closing: what the client still sends is read and dropped until its end of
-            // stream arrives.
-            Phase::Closing { .. } | Phase::Dead => {}
+            Phase::Closing { .. } => close_on_reply(&mut state.conns[key], data),
+            Phase::Dead => {}
         }
     }
 

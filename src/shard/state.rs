@@ -1,11 +1,10 @@
-//! Everything a shard owns: its connections and its index of local room members and users.
+//! Everything a shard owns: its connections and its index of local room members.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use indexmap::IndexSet;
 use slab::Slab;
-use smallvec::SmallVec;
 
 use super::connection::Connection;
 use super::message::ShardMessage;
@@ -22,8 +21,6 @@ pub(crate) struct ShardState {
     pub by_seq: HashMap<u64, usize>,
     /// Room id to local members: the fan-out index.
     pub rooms: HashMap<u64, LocalRoom>,
-    /// User id to local connections.
-    pub users: HashMap<Arc<str>, SmallVec<[usize; 2]>>,
     /// Connections with frames queued since the last flush pass.
     pub dirty: Vec<usize>,
     /// Messages for other shards whose inboxes were full, in order, per shard.
@@ -39,7 +36,6 @@ impl ShardState {
             conns: Slab::new(),
             by_seq: HashMap::new(),
             rooms: HashMap::new(),
-            users: HashMap::new(),
             dirty: Vec::new(),
             held_back: (0..shards).map(|_| VecDeque::new()).collect(),
             next_seq: 1,
@@ -67,19 +63,6 @@ impl ShardState {
             local.members.swap_remove(&key);
             if local.members.is_empty() {
                 self.rooms.remove(&room_id);
-            }
-        }
-    }
-
-    pub fn add_user_connection(&mut self, user: &Arc<str>, key: usize) {
-        self.users.entry(user.clone()).or_default().push(key);
-    }
-
-    pub fn remove_user_connection(&mut self, user: &Arc<str>, key: usize) {
-        if let Some(keys) = self.users.get_mut(user) {
-            keys.retain(|k| *k != key);
-            if keys.is_empty() {
-                self.users.remove(user);
             }
         }
     }

@@ -178,7 +178,10 @@ mod tests {
         let mut a = Assembler::default();
         let mut data = *b"hello";
         let msg = push(&mut a, true, OpCode::Text, &mut data).unwrap();
-        assert_eq!(msg, Some(Message::Text(Payload::InPlace(&mut *b"hello"))));
+        assert_eq!(
+            msg,
+            Some(Message::Text(Payload::InPlace(&mut b"hello".to_vec())))
+        );
         assert!(!a.in_progress());
     }
 
@@ -186,18 +189,19 @@ mod tests {
     fn fragments_are_joined_and_control_frames_may_interleave() {
         let mut a = Assembler::default();
         assert_eq!(
-            push(&mut a, false, OpCode::Text, &mut *b"hel").unwrap(),
+            push(&mut a, false, OpCode::Text, &mut b"hel".to_vec()).unwrap(),
             None
         );
         assert_eq!(
-            push(&mut a, true, OpCode::Ping, &mut *b"p").unwrap(),
+            push(&mut a, true, OpCode::Ping, &mut b"p".to_vec()).unwrap(),
             Some(Message::Ping(b"p"))
         );
         assert_eq!(
-            push(&mut a, false, OpCode::Continuation, &mut *b"lo ").unwrap(),
+            push(&mut a, false, OpCode::Continuation, &mut b"lo ".to_vec()).unwrap(),
             None
         );
-        let done = push(&mut a, true, OpCode::Continuation, &mut *b"you").unwrap();
+        let mut last = b"you".to_vec();
+        let done = push(&mut a, true, OpCode::Continuation, &mut last).unwrap();
         assert_eq!(
             done,
             Some(Message::Text(Payload::Reassembled(b"hello you".to_vec())))
@@ -208,12 +212,12 @@ mod tests {
     #[test]
     fn sequencing_errors_are_protocol_errors() {
         let mut a = Assembler::default();
-        let err = push(&mut a, true, OpCode::Continuation, &mut *b"x").unwrap_err();
+        let err = push(&mut a, true, OpCode::Continuation, &mut b"x".to_vec()).unwrap_err();
         assert_eq!(err.code, 1002);
 
         let mut a = Assembler::default();
-        push(&mut a, false, OpCode::Text, &mut *b"x").unwrap();
-        let err = push(&mut a, true, OpCode::Text, &mut *b"y").unwrap_err();
+        push(&mut a, false, OpCode::Text, &mut b"x".to_vec()).unwrap();
+        let err = push(&mut a, true, OpCode::Text, &mut b"y".to_vec()).unwrap_err();
         assert_eq!(err.code, 1002);
     }
 

@@ -35,9 +35,11 @@ impl FrameHeader {
 pub enum Decoded {
     /// A whole frame; its payload (unmasked) is `buf[header_len..frame_len()]`.
     Frame(FrameHeader),
-    /// Not a whole frame yet. `frame_len` is the size of the whole frame once the header
-    /// has arrived.
-    Incomplete { frame_len: Option<usize> },
+    /// Not a whole frame yet.
+    Incomplete {
+        /// The size of the whole frame, once its header has arrived.
+        frame_len: Option<usize>,
+    },
 }
 
 /// Decodes the frame at the start of `buf`, unmasking its payload in place when complete.
