@@ -1,0 +1,258 @@
+//! One client WebSocket connection on a tokio `TcpStream`, with batched reads.
+//!
+//! All connections of a worker thread share one 64 KiB read buffer: a connection waits for
+//! readiness, then reads synchronously (`try_read`) into the shared buffer and parses every
+//! complete frame in it before the next await. Only the incomplete tail of a read (part of a
+//! frame) is copied into the connection's own `pending` buffer, to be put back in front of the
+//! next read. So 100k idle connections cost no 64 KiB each.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::clock;
+use crate::target::Target;
+use crate::ws::{self, Event, FrameReader, Rng};
+
+/// Bytes read per `read` call.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// A worker thread's shared read buffer.
+pub type Scratch = RefCell<Vec<u8>>;
+
+/// A new scratch buffer.
+pub fn new_scratch() -> Scratch {
+    RefCell::new(vec![0u8; READ_CHUNK])
+}
+
+/// Why a connection stopped.
+#[derive(Debug, Clone)]
+pub enum Closed {
+    /// The server closed TCP without a close frame.
+    Eof,
+    /// The server sent a close frame.
+    CloseFrame {
+        /// Close code.
+        code: Option<u16>,
+        /// Close reason.
+        reason: String,
+    },
+    /// An I/O or protocol error.
+    Error(String),
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Closed::Eof => write!(f, "connection closed by the server (EOF, no close frame)"),
+            Closed::CloseFrame { code, reason } => match code {
+                Some(c) => write!(f, "close frame {c} {reason:?}"),
+                None => write!(f, "close frame without code"),
+            },
+            Closed::Error(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A client WebSocket connection.
+pub struct WsConn {
+    stream: TcpStream,
+    reader: FrameReader,
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    rng: Rng,
+}
+
+impl WsConn {
+    /// Opens the TCP connection (from `source` if given). The caller puts a timeout
+    /// around this.
+    pub async fn tcp_connect(
+        target: &Target,
+        source: Option<Ipv4Addr>,
+    ) -> Result<TcpStream, String> {
+        let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+        if let Some(src) = source {
+            set_bind_address_no_port(&socket);
+            socket
+                .bind(SocketAddr::new(src.into(), 0))
+                .map_err(|e| format!("bind {src}: {e}"))?;
+        }
+        let stream = socket
+            .connect(target.addr.into())
+            .await
+            .map_err(|e| format!("connect {}: {e}", target.addr))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("nodelay: {e}"))?;
+        Ok(stream)
+    }
+
+    /// Sends the upgrade request for `request_target` and waits for the `101`. Bytes after
+    /// the response head are kept as the first frames. The caller puts a timeout around this.
+    pub async fn upgrade(
+        mut stream: TcpStream,
+        target: &Target,
+        request_target: &str,
+        max_message: usize,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let mut rng = Rng::new(seed);
+        let request = ws::upgrade_request(&target.host_header, request_target, &rng.key());
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send upgrade request: {e}"))?;
+        let mut head = Vec::with_capacity(512);
+        let mut chunk = [0u8; 4096];
+        let used = loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("read upgrade response: {e}"))?;
+            if n == 0 {
+                return Err("server closed during the upgrade".into());
+            }
+            head.extend_from_slice(&chunk[..n]);
+            if let Some(used) = ws::parse_upgrade_response(&head)? {
+                break used;
+            }
+        };
+        head.drain(..used);
+        Ok(Self {
+            stream,
+            reader: FrameReader::new(max_message),
+            pending: head,
+            out: Vec::new(),
+            rng,
+        })
+    }
+
+    /// Queues a text message; [`flush`](Self::flush) sends everything queued in one write.
+    pub fn queue_text(&mut self, payload: &[u8]) {
+        let mask = self.rng.mask();
+        ws::encode_client_frame(&mut self.out, ws::OP_TEXT, payload, mask);
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame (best effort) and shuts the write side.
+    pub async fn close(mut self) {
+        let mask = self.rng.mask();
+        ws::encode_client_frame(&mut self.out, ws::OP_CLOSE, &1000u16.to_be_bytes(), mask);
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Waits until the socket is readable, does one read of up to 64 KiB into `scratch`,
+    /// and calls `on_text(message, receive_time_ns)` for every complete text message in it.
+    /// All messages of one read share one receive timestamp, taken right after the read.
+    /// Pings are answered with pongs. Returns `Err` once the connection is over.
+    pub async fn read_batch(
+        &mut self,
+        scratch: &Scratch,
+        mut on_text: impl FnMut(&[u8], u64),
+    ) -> Result<(), Closed> {
+        if let Err(e) = self.stream.readable().await {
+            return Err(Closed::Error(format!("readable: {e}")));
+        }
+        let mut result = Ok(());
+        {
+            let mut buf = scratch.borrow_mut();
+            let kept = self.pending.len();
+            if buf.len() < kept + READ_CHUNK {
+                buf.resize(kept + READ_CHUNK, 0);
+            }
+            match read_draining(&self.stream, &mut buf[kept..kept + READ_CHUNK]) {
+                Ok(0) => result = Err(Closed::Eof),
+                Ok(n) => {
+                    let now = clock::now_ns();
+                    buf[..kept].copy_from_slice(&self.pending);
+                    let filled = kept + n;
+                    let (out, rng) = (&mut self.out, &mut self.rng);
+                    let mut close = None;
+                    let fed = self.reader.feed(&mut buf[..filled], |event| match event {
+                        Event::Text(text) => on_text(text, now),
+                        Event::Binary(_) | Event::Pong => {}
+                        Event::Ping(payload) => {
+                            ws::encode_client_frame(out, ws::OP_PONG, payload, rng.mask());
+                        }
+                        Event::Close { code, reason } => {
+                            let echo = code.map(u16::to_be_bytes);
+                            let echo: &[u8] = echo.as_ref().map_or(&[], |c| c);
+                            ws::encode_client_frame(out, ws::OP_CLOSE, echo, rng.mask());
+                            close = Some(Closed::CloseFrame {
+                                code,
+                                reason: String::from_utf8_lossy(reason).into_owned(),
+                            });
+                        }
+                    });
+                    self.pending.clear();
+                    match fed {
+                        Ok(used) if close.is_none() => {
+                            self.pending.extend_from_slice(&buf[used..filled]);
+                        }
+                        Ok(_) => result = Err(close.unwrap_or(Closed::Eof)),
+                        Err(e) => result = Err(Closed::Error(e.to_string())),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => result = Err(Closed::Error(format!("read: {e}"))),
+            }
+        }
+        if !self.out.is_empty() {
+            if let Err(e) = self.flush().await {
+                if result.is_ok() {
+                    result = Err(Closed::Error(format!("write: {e}")));
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Reads once. A short read means the socket's receive queue is now empty, so the stream's
+/// readiness is cleared right away: the next `readable().await` then waits for the next
+/// epoll event instead of costing a `recv` that returns `EAGAIN`. (Data that arrives after
+/// the read raises a new edge-triggered event, which sets readiness again.)
+fn read_draining(stream: &TcpStream, dst: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    let result = stream.try_io(Interest::READABLE, || {
+        got = stream.try_read(dst)?;
+        if got > 0 && got < dst.len() {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(got)
+        }
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
+    }
+}
+
+/// Lets many sockets bound to the same source address share ephemeral ports: the port is
+/// chosen at connect time, per destination (IP_BIND_ADDRESS_NO_PORT). Best effort.
+fn set_bind_address_no_port(socket: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd, a pointer to a c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}

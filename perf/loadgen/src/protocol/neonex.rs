@@ -1,0 +1,163 @@
+//! neonex protocol v1 (see the project's PROTOCOL.md): JSON text frames, the user named by
+//! the `user` query parameter, `join_room` / `message` requests, and `chat_message`,
+//! `joined`, `error` and other notices from the server.
+
+use memchr::memmem;
+
+use super::{push_json_string, HubProtocol, Incoming};
+use crate::target::Target;
+
+/// The neonex protocol.
+#[derive(Debug, Clone)]
+pub struct Neonex {
+    type_key: memmem::Finder<'static>,
+    message_key: memmem::Finder<'static>,
+}
+
+impl Default for Neonex {
+    fn default() -> Self {
+        Self {
+            type_key: memmem::Finder::new(TYPE_KEY),
+            message_key: memmem::Finder::new(MESSAGE_KEY),
+        }
+    }
+}
+
+const TYPE_FIRST: &[u8] = br#"{"type":""#;
+const TYPE_KEY: &[u8] = br#""type":""#;
+const MESSAGE_KEY: &[u8] = br#""message":""#;
+
+#[derive(serde::Deserialize)]
+struct Joined {
+    room: String,
+}
+
+impl Neonex {
+    /// The value of the `type` field and the index just past it. The server writes `type`
+    /// first; other orders are found by search.
+    fn message_type<'a>(&self, text: &'a [u8]) -> Option<(&'a [u8], usize)> {
+        let start = if text.starts_with(TYPE_FIRST) {
+            TYPE_FIRST.len()
+        } else {
+            self.type_key.find(text)? + TYPE_KEY.len()
+        };
+        let len = memchr::memchr(b'"', &text[start..])?;
+        Some((&text[start..start + len], start + len + 1))
+    }
+}
+
+impl HubProtocol for Neonex {
+    fn request_target(&self, target: &Target, user: &str) -> String {
+        let mut s = target.path.clone();
+        s.push('?');
+        if let Some(q) = &target.query {
+            s.push_str(q);
+            s.push('&');
+        }
+        s.push_str("user=");
+        for b in user.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                s.push(b as char);
+            } else {
+                s.push_str(&format!("%{b:02X}"));
+            }
+        }
+        s
+    }
+
+    fn encode_join(&self, room: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"type":"join_room","room":"#);
+        push_json_string(out, room);
+        out.push(b'}');
+    }
+
+    fn encode_publish(&self, room: &str, message: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"type":"message","room":"#);
+        push_json_string(out, room);
+        out.extend_from_slice(br#","message":"#);
+        push_json_string(out, message);
+        out.push(b'}');
+    }
+
+    fn classify<'a>(&self, text: &'a [u8]) -> Incoming<'a> {
+        let Some((ty, after)) = self.message_type(text) else {
+            return Incoming::Other;
+        };
+        match ty {
+            b"chat_message" => Incoming::Chat {
+                message: self
+                    .message_key
+                    .find(&text[after..])
+                    .map(|i| &text[after + i + MESSAGE_KEY.len()..]),
+            },
+            b"joined" => match serde_json::from_slice::<Joined>(text) {
+                Ok(j) => Incoming::Joined { room: j.room },
+                Err(_) => Incoming::Other,
+            },
+            b"error" => Incoming::Error { text },
+            _ => Incoming::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_server_messages() {
+        let p = Neonex::default();
+        let chat = br#"{"type":"chat_message","room":"bench","user_id":"lg-pub","message":"12:345 xx","time":1700000000}"#;
+        assert_eq!(
+            p.classify(chat),
+            Incoming::Chat {
+                message: Some(&br#"12:345 xx","time":1700000000}"#[..])
+            }
+        );
+        let reordered = br#"{"room":"bench","type":"chat_message","message":"7:8","user_id":"u"}"#;
+        assert_eq!(
+            p.classify(reordered),
+            Incoming::Chat {
+                message: Some(&br#"7:8","user_id":"u"}"#[..])
+            }
+        );
+        let data_only =
+            br#"{"type":"chat_message","room":"g","user_id":"u","data":{"k":1},"time":9}"#;
+        assert_eq!(p.classify(data_only), Incoming::Chat { message: None });
+        assert_eq!(
+            p.classify(br#"{"type":"joined","room":"bench","count":3}"#),
+            Incoming::Joined {
+                room: "bench".into()
+            }
+        );
+        let err = br#"{"type":"error","code":"not_in_room","error":"Not in room"}"#;
+        assert_eq!(p.classify(err), Incoming::Error { text: err });
+        for other in [
+            &br#"{"type":"presence","user_id":"u","status":"online","time":5}"#[..],
+            br#"{"type":"user_joined","room":"bench","user_id":"u","count":2}"#,
+            br#"{"type":"welcome","connection_id":"1-7","user_id":"u"}"#,
+            b"not json",
+        ] {
+            assert_eq!(p.classify(other), Incoming::Other);
+        }
+    }
+
+    #[test]
+    fn encodes_requests() {
+        let p = Neonex::default();
+        let mut out = Vec::new();
+        p.encode_join("bench", &mut out);
+        assert_eq!(out, br#"{"type":"join_room","room":"bench"}"#);
+        out.clear();
+        p.encode_publish("bench", "1:2 xx", &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["room"], "bench");
+        assert_eq!(v["message"], "1:2 xx");
+        let t = crate::target::parse("ws://127.0.0.1:3000/ws?token=abc").unwrap();
+        assert_eq!(
+            p.request_target(&t, "lg s/1"),
+            "/ws?token=abc&user=lg%20s%2F1"
+        );
+    }
+}

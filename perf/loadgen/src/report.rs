@@ -1,0 +1,238 @@
+//! Pieces of reports shared by scenarios: latency summaries, CPU and memory of the server and
+//! of the load generator, number formatting, JSON output.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::sys::{self, Proc};
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyUs {
+    /// Recorded deliveries.
+    pub samples: u64,
+    /// Smallest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl LatencyUs {
+    /// Summarises a histogram of nanoseconds.
+    pub fn from_ns(h: &Histogram<u64>) -> Self {
+        let us = |ns: u64| (ns as f64 / 100.0).round() / 10.0;
+        if h.is_empty() {
+            return Self {
+                samples: 0,
+                min: 0.0,
+                mean: 0.0,
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                p999: 0.0,
+                max: 0.0,
+            };
+        }
+        Self {
+            samples: h.len(),
+            min: us(h.min()),
+            mean: (h.mean() / 100.0).round() / 10.0,
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// A short summary of a histogram of nanoseconds, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct MsSummary {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl MsSummary {
+    /// Summarises a histogram of nanoseconds.
+    pub fn from_ns(h: &Histogram<u64>) -> Self {
+        let ms = |ns: u64| (ns as f64 / 1e4).round() / 100.0;
+        if h.is_empty() {
+            return Self {
+                p50: 0.0,
+                p99: 0.0,
+                max: 0.0,
+            };
+        }
+        Self {
+            p50: ms(h.value_at_quantile(0.5)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// CPU seconds of the load generator and, if watched, of the server, at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    /// This process.
+    pub me: f64,
+    /// The server process.
+    pub server: Option<f64>,
+}
+
+impl CpuSample {
+    /// Reads both now. A server that is gone is reported (once per call) and left out.
+    pub fn take(server_pid: Option<u32>) -> Result<Self, String> {
+        Ok(Self {
+            me: sys::cpu_seconds(Proc::Me)?,
+            server: server_pid.and_then(|pid| match sys::cpu_seconds(Proc::Pid(pid)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("loadgen: warning: server CPU not available: {e}");
+                    None
+                }
+            }),
+        })
+    }
+}
+
+/// The server's use of CPU and memory over the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerUsage {
+    /// The watched process.
+    pub pid: u32,
+    /// utime + stime during the measured window.
+    pub cpu_seconds: f64,
+    /// `cpu_seconds` / measured seconds: cores kept busy.
+    pub cpu_cores: f64,
+    /// Server CPU microseconds per delivery.
+    pub cpu_us_per_delivery: Option<f64>,
+    /// Peak resident memory (VmHWM), KiB, at the end.
+    pub peak_rss_kib: Option<u64>,
+    /// Resident memory (VmRSS), KiB, at the end.
+    pub rss_kib: Option<u64>,
+}
+
+/// The load generator's own CPU use over the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadgenUsage {
+    /// utime + stime of this process (all threads) during the measured window.
+    pub cpu_seconds: f64,
+    /// `cpu_seconds` / measured seconds.
+    pub cpu_cores: f64,
+    /// Deliveries per CPU-second of the load generator: its own ceiling, per core.
+    pub deliveries_per_cpu_second: Option<f64>,
+}
+
+/// Usage of both processes between two samples.
+pub fn usage(
+    start: CpuSample,
+    end: CpuSample,
+    server_pid: Option<u32>,
+    seconds: f64,
+    deliveries: u64,
+) -> (Option<ServerUsage>, LoadgenUsage) {
+    let per = |cpu: f64| (deliveries > 0).then(|| cpu * 1e6 / deliveries as f64);
+    let server = server_pid
+        .zip(start.server.zip(end.server))
+        .map(|(pid, (a, b))| {
+            let cpu = (b - a).max(0.0);
+            ServerUsage {
+                pid,
+                cpu_seconds: cpu,
+                cpu_cores: ratio(cpu, seconds),
+                cpu_us_per_delivery: per(cpu),
+                peak_rss_kib: sys::status_kib(Proc::Pid(pid), "VmHWM"),
+                rss_kib: sys::status_kib(Proc::Pid(pid), "VmRSS"),
+            }
+        });
+    let me = (end.me - start.me).max(0.0);
+    let loadgen = LoadgenUsage {
+        cpu_seconds: me,
+        cpu_cores: ratio(me, seconds),
+        deliveries_per_cpu_second: (me > 0.0).then(|| deliveries as f64 / me),
+    };
+    (server, loadgen)
+}
+
+/// `a / b`, or 0 when `b` is 0.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A rate with thousands separators and one decimal.
+pub fn rate(x: f64) -> String {
+    let whole = x.max(0.0).floor();
+    format!(
+        "{}.{}",
+        thousands(whole as u64),
+        ((x - whole) * 10.0).floor() as u64 % 10
+    )
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> Result<(), String> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(rate(1234.56), "1,234.5");
+        assert_eq!(rate(0.0), "0.0");
+    }
+
+    #[test]
+    fn latency_summary() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let l = LatencyUs::from_ns(&h);
+        assert_eq!(l.samples, 1000);
+        assert!((l.p50 - 500.0).abs() < 1.0, "{}", l.p50);
+        assert!((l.max - 1000.0).abs() < 1.0, "{}", l.max);
+        assert_eq!(LatencyUs::from_ns(&Histogram::new(3).unwrap()).samples, 0);
+    }
+}

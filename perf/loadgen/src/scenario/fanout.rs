@@ -1,0 +1,1137 @@
+//! Scenario `fanout`: one publisher, N subscribers in one room.
+//!
+//! Phases:
+//! 1. setup: every connection connects, upgrades, joins the room and waits for `joined`
+//!    (at most `connect_concurrency` connections are between connect and `joined` at once);
+//! 2. settle: wait until no non-chat frame (presence, join notices) arrived for a while;
+//! 3. measure: the publisher sends stamped messages at a fixed rate or with a window of
+//!    messages in flight, for a duration or a message count;
+//! 4. drain: wait (bounded) until every subscriber got every message, then count losses.
+
+use std::cell::RefCell;
+use std::net::Ipv4Addr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::clock::{self, now_ns};
+use crate::conn::{self, Closed, Scratch, WsConn};
+use crate::protocol::neonex::Neonex;
+use crate::protocol::{HubProtocol, Incoming, ProtocolKind};
+use crate::report::{self, CpuSample, LatencyUs, LoadgenUsage, MsSummary, ServerUsage};
+use crate::seq::{Seen, SeqTracker};
+use crate::target::Target;
+use crate::{stamp, workers};
+
+/// Largest latency the histogram holds (longer ones are recorded as this).
+const MAX_LATENCY_NS: u64 = 600_000_000_000;
+/// Most messages one publisher wake-up sends in one write (rate mode).
+const MAX_BATCH: usize = 4096;
+
+/// How the publisher paces its messages.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Open loop: this many messages per second.
+    Rate(f64),
+    /// Closed loop: at most this many messages not yet received by every subscriber.
+    Window(u32),
+}
+
+/// Everything a fanout run needs, already validated.
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// The URL as given.
+    pub url: String,
+    /// Resolved loopback target.
+    pub target: Target,
+    /// Wire protocol.
+    pub protocol: ProtocolKind,
+    /// Subscriber connections.
+    pub subscribers: usize,
+    /// Room to fan out in.
+    pub room: String,
+    /// Pacing.
+    pub pace: Pace,
+    /// Publishing stops after this long.
+    pub duration: Duration,
+    /// Publishing stops after this many messages.
+    pub messages: Option<u64>,
+    /// Length of each message text.
+    pub payload_bytes: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Timeout of connect + upgrade, per connection.
+    pub connect_timeout: Duration,
+    /// Connections between connect and `joined` at once, over all workers.
+    pub connect_concurrency: usize,
+    /// Setup (all connected and joined) must finish within this.
+    pub setup_timeout: Duration,
+    /// Settled when no non-chat frame arrived for this long.
+    pub settle_quiet: Duration,
+    /// Give up waiting for quiet after this long (and go on, flagged).
+    pub settle_max: Duration,
+    /// After publishing, wait this long at most for late deliveries.
+    pub drain_timeout: Duration,
+    /// Window mode: stop when the oldest message in flight made no progress this long.
+    pub stall_timeout: Duration,
+    /// Server process to watch.
+    pub server_pid: Option<u32>,
+    /// Users are named `PREFIX-pub` and `PREFIX-sN`.
+    pub user_prefix: String,
+    /// Largest server message accepted.
+    pub max_message: usize,
+    /// Connections per source address; above this many connections in total, sources
+    /// 127.0.0.2, 127.0.0.3, ... are used.
+    pub conns_per_source: usize,
+}
+
+impl FanoutConfig {
+    fn total_connections(&self) -> usize {
+        self.subscribers + 1
+    }
+
+    /// Source address of connection `idx` (0 is the publisher), if spreading.
+    fn source(&self, idx: usize) -> Option<Ipv4Addr> {
+        (self.total_connections() > self.conns_per_source).then(|| {
+            let k = 2 + idx / self.conns_per_source;
+            Ipv4Addr::new(127, 0, (k >> 8) as u8, k as u8)
+        })
+    }
+
+    /// Bound on the whole run, for the watchdog.
+    pub fn run_budget(&self) -> Duration {
+        self.setup_timeout
+            + self.settle_max
+            + self.duration
+            + self.stall_timeout
+            + self.drain_timeout
+            + Duration::from_secs(30)
+    }
+}
+
+/// State shared by the orchestrating thread and all connections.
+struct Shared {
+    ready: AtomicUsize,
+    failed: AtomicUsize,
+    first_failure: Mutex<Option<String>>,
+    noise: AtomicU64,
+    last_noise_ns: AtomicU64,
+    deliveries: AtomicU64,
+    unique: AtomicU64,
+    last_delivery_ns: AtomicU64,
+    foreign: AtomicU64,
+    echoes: AtomicU64,
+    server_errors: AtomicU64,
+    first_server_error: Mutex<Option<String>>,
+    disconnects: AtomicU64,
+    first_disconnect: Mutex<Option<String>>,
+    published: AtomicU64,
+    publish_done: AtomicBool,
+    publish_end_ns: AtomicU64,
+    publish_lag_max_ns: AtomicU64,
+    publish_error: Mutex<Option<String>>,
+    /// Window mode: subscribers that received message `seq`, at `seq & ring_mask`.
+    slots: Box<[AtomicU32]>,
+    ring_mask: usize,
+    /// Window mode: a message reached every subscriber.
+    progress: Notify,
+}
+
+fn keep_first(slot: &Mutex<Option<String>>, text: impl FnOnce() -> String) {
+    let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        *guard = Some(text());
+    }
+}
+
+fn first(slot: &Mutex<Option<String>>) -> Option<String> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+impl Shared {
+    fn new(ring: usize) -> Self {
+        Self {
+            ready: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            first_failure: Mutex::new(None),
+            noise: AtomicU64::new(0),
+            last_noise_ns: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            unique: AtomicU64::new(0),
+            last_delivery_ns: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
+            echoes: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            first_server_error: Mutex::new(None),
+            disconnects: AtomicU64::new(0),
+            first_disconnect: Mutex::new(None),
+            published: AtomicU64::new(0),
+            publish_done: AtomicBool::new(false),
+            publish_end_ns: AtomicU64::new(0),
+            publish_lag_max_ns: AtomicU64::new(0),
+            publish_error: Mutex::new(None),
+            slots: (0..ring).map(|_| AtomicU32::new(0)).collect(),
+            ring_mask: ring - 1,
+            progress: Notify::new(),
+        }
+    }
+
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        keep_first(&self.first_failure, || why);
+    }
+
+    /// Adds one read's counters (one atomic update per counter and read, not per frame).
+    fn commit(&self, b: &Batch) {
+        let add = |a: &AtomicU64, n: u64| {
+            if n > 0 {
+                a.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&self.noise, b.noise);
+        add(&self.deliveries, b.deliveries);
+        add(&self.unique, b.unique);
+        add(&self.foreign, b.foreign);
+        add(&self.echoes, b.echoes);
+        add(&self.server_errors, b.errors);
+        if b.noise > 0 {
+            self.last_noise_ns
+                .fetch_max(b.last_noise, Ordering::Relaxed);
+        }
+        if b.unique > 0 {
+            self.last_delivery_ns
+                .fetch_max(b.last_delivery, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counters of one read.
+#[derive(Default)]
+struct Batch {
+    deliveries: u64,
+    unique: u64,
+    last_delivery: u64,
+    noise: u64,
+    last_noise: u64,
+    foreign: u64,
+    echoes: u64,
+    errors: u64,
+    joined: bool,
+}
+
+impl Batch {
+    fn noise(&mut self, now: u64) {
+        self.noise += 1;
+        self.last_noise = now;
+    }
+}
+
+/// What the connections need, shared by all of them.
+struct Ctx<P> {
+    cfg: FanoutConfig,
+    proto: P,
+    shared: Shared,
+    connect_limit: Arc<Semaphore>,
+    go: watch::Receiver<Option<u64>>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Per worker thread: results of its subscribers.
+struct WorkerStats {
+    latency: Histogram<u64>,
+    /// Setup: from connect to the upgrade response, ns.
+    upgraded: Histogram<u64>,
+    /// Setup: from connect to `joined`, ns.
+    joined: Histogram<u64>,
+    lost: u64,
+    duplicates: u64,
+    late: u64,
+    finalized: usize,
+    subscribers_with_loss: u64,
+}
+
+impl WorkerStats {
+    fn new() -> Self {
+        Self {
+            latency: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("histogram bounds"),
+            upgraded: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("histogram bounds"),
+            joined: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("histogram bounds"),
+            lost: 0,
+            duplicates: 0,
+            late: 0,
+            finalized: 0,
+            subscribers_with_loss: 0,
+        }
+    }
+
+    fn merge(&mut self, other: &WorkerStats) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.upgraded.add(&other.upgraded);
+        let _ = self.joined.add(&other.joined);
+        self.lost += other.lost;
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.finalized += other.finalized;
+        self.subscribers_with_loss += other.subscribers_with_loss;
+    }
+}
+
+/// Per worker thread, shared by its connections through `Rc`.
+struct WorkerEnv {
+    scratch: Scratch,
+    stats: RefCell<WorkerStats>,
+}
+
+enum Role {
+    Publisher,
+    Subscriber(SeqTracker),
+}
+
+fn on_message<P: HubProtocol>(
+    ctx: &Ctx<P>,
+    env: &WorkerEnv,
+    role: &mut Role,
+    b: &mut Batch,
+    text: &[u8],
+    now: u64,
+) {
+    match ctx.proto.classify(text) {
+        Incoming::Chat { message } => {
+            let Role::Subscriber(tracker) = role else {
+                b.echoes += 1;
+                return;
+            };
+            let Some((seq, sent)) = message.and_then(stamp::parse) else {
+                b.foreign += 1;
+                return;
+            };
+            b.deliveries += 1;
+            if tracker.observe(seq) == Seen::Duplicate {
+                return;
+            }
+            b.unique += 1;
+            b.last_delivery = now;
+            env.stats
+                .borrow_mut()
+                .latency
+                .saturating_record(now.saturating_sub(sent).max(1));
+            if matches!(ctx.cfg.pace, Pace::Window(_)) {
+                let slot = &ctx.shared.slots[seq as usize & ctx.shared.ring_mask];
+                if slot.fetch_add(1, Ordering::AcqRel) + 1 == ctx.cfg.subscribers as u32 {
+                    ctx.shared.progress.notify_one();
+                }
+            }
+        }
+        Incoming::Joined { room } => {
+            b.noise(now);
+            if room == ctx.cfg.room {
+                b.joined = true;
+            }
+        }
+        Incoming::Error { text } => {
+            b.noise(now);
+            b.errors += 1;
+            keep_first(&ctx.shared.first_server_error, || {
+                String::from_utf8_lossy(text).into_owned()
+            });
+        }
+        Incoming::Other => b.noise(now),
+    }
+}
+
+/// A connection that sent its join and waits for `joined`.
+struct Joining {
+    conn: WsConn,
+    /// Held until `joined`: bounds the connections in setup at once.
+    permit: Option<OwnedSemaphorePermit>,
+    /// When the connect started (after waiting for the permit).
+    started: u64,
+}
+
+impl Joining {
+    /// Call after each read; true the first time `joined` was seen.
+    fn on_batch(&mut self, b: &Batch, env: &WorkerEnv, shared: &Shared) -> bool {
+        if !b.joined || self.permit.take().is_none() {
+            return false;
+        }
+        let took = now_ns().saturating_sub(self.started);
+        env.stats.borrow_mut().joined.saturating_record(took.max(1));
+        shared.ready.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    fn is_joined(&self) -> bool {
+        self.permit.is_none()
+    }
+}
+
+/// Connects connection `idx` and sends the join.
+async fn establish<P: HubProtocol>(
+    ctx: &Ctx<P>,
+    env: &WorkerEnv,
+    idx: usize,
+) -> Result<Joining, String> {
+    let permit = ctx
+        .connect_limit
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| "connect limiter closed".to_string())?;
+    let user = if idx == 0 {
+        format!("{}-pub", ctx.cfg.user_prefix)
+    } else {
+        format!("{}-s{idx}", ctx.cfg.user_prefix)
+    };
+    let request_target = ctx.proto.request_target(&ctx.cfg.target, &user);
+    let source = ctx.cfg.source(idx);
+    let name = match source {
+        Some(src) => format!("connection {idx} (from {src})"),
+        None => format!("connection {idx}"),
+    };
+    let timeout = ctx.cfg.connect_timeout;
+    let started = now_ns();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let tcp = WsConn::tcp_connect(&ctx.cfg.target, source);
+    let stream = tokio::time::timeout_at(deadline, tcp)
+        .await
+        .map_err(|_| format!("{name}: TCP connect took more than {timeout:?}"))?
+        .map_err(|e| format!("{name}: {e}"))?;
+    let upgrade = WsConn::upgrade(
+        stream,
+        &ctx.cfg.target,
+        &request_target,
+        ctx.cfg.max_message,
+        idx as u64 ^ started,
+    );
+    let mut conn = tokio::time::timeout_at(deadline, upgrade)
+        .await
+        .map_err(|_| {
+            format!(
+                "{name}: no upgrade response within {timeout:?} of connecting (the server \
+                 did not accept or answer in time; a busy server accepts late: try a lower \
+                 --connect-concurrency or a longer --connect-timeout)"
+            )
+        })?
+        .map_err(|e| format!("{name}: {e}"))?;
+    env.stats
+        .borrow_mut()
+        .upgraded
+        .saturating_record(now_ns().saturating_sub(started).max(1));
+    let mut join = Vec::new();
+    ctx.proto.encode_join(&ctx.cfg.room, &mut join);
+    conn.queue_text(&join);
+    conn.flush()
+        .await
+        .map_err(|e| format!("{name}: send join: {e}"))?;
+    Ok(Joining {
+        conn,
+        permit: Some(permit),
+        started,
+    })
+}
+
+/// What ended a read loop.
+enum Step {
+    Stop,
+    Go(u64),
+    Read(Result<(), Closed>),
+    Wake,
+}
+
+async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize) {
+    let mut stop = ctx.stop.clone();
+    let established = tokio::select! {
+        biased;
+        _ = stop.wait_for(|s| *s) => return,
+        r = establish(&ctx, &env, idx) => r,
+    };
+    let mut joining = match established {
+        Ok(x) => x,
+        Err(e) => return ctx.shared.fail(e),
+    };
+    let mut role = Role::Subscriber(SeqTracker::default());
+    let mut closed = None;
+    // One stop future for the whole loop: re-creating it per read would re-register a
+    // waiter (a mutex and a list insert) on every read.
+    let stopped = stop.wait_for(|s| *s);
+    tokio::pin!(stopped);
+    loop {
+        let mut b = Batch::default();
+        let step = tokio::select! {
+            biased;
+            _ = &mut stopped => Step::Stop,
+            r = joining.conn.read_batch(&env.scratch, |text, now| {
+                on_message(&ctx, &env, &mut role, &mut b, text, now)
+            }) => Step::Read(r),
+        };
+        ctx.shared.commit(&b);
+        joining.on_batch(&b, &env, &ctx.shared);
+        match step {
+            Step::Read(Err(c)) => {
+                closed = Some(c);
+                break;
+            }
+            Step::Read(Ok(())) => {}
+            _ => break,
+        }
+    }
+    match closed {
+        Some(c) if !joining.is_joined() => {
+            ctx.shared
+                .fail(format!("connection {idx} closed before joining: {c}"));
+        }
+        Some(c) => {
+            ctx.shared.disconnects.fetch_add(1, Ordering::SeqCst);
+            keep_first(&ctx.shared.first_disconnect, || {
+                format!(
+                    "subscriber {idx}, {:.3} s after loadgen start: {c}",
+                    now_ns() as f64 / 1e9
+                )
+            });
+            let _ = stopped.await;
+        }
+        None => joining.conn.close().await,
+    }
+    if let Role::Subscriber(tracker) = role {
+        let published = ctx.shared.published.load(Ordering::SeqCst);
+        let lost = tracker.lost(published);
+        let mut stats = env.stats.borrow_mut();
+        stats.lost += lost;
+        stats.duplicates += tracker.duplicates;
+        stats.late += tracker.late;
+        stats.finalized += 1;
+        stats.subscribers_with_loss += u64::from(lost > 0);
+    }
+}
+
+async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
+    let mut stop = ctx.stop.clone();
+    let mut go = ctx.go.clone();
+    let established = tokio::select! {
+        biased;
+        _ = stop.wait_for(|s| *s) => return,
+        r = establish(&ctx, &env, 0) => r,
+    };
+    let mut joining = match established {
+        Ok(x) => x,
+        Err(e) => return ctx.shared.fail(e),
+    };
+    let mut role = Role::Publisher;
+    let stopped = stop.wait_for(|s| *s);
+    tokio::pin!(stopped);
+    let started = go.wait_for(|v| v.is_some());
+    tokio::pin!(started);
+    // Join, then keep reading until the go signal.
+    let t0 = loop {
+        let mut b = Batch::default();
+        let step = tokio::select! {
+            biased;
+            _ = &mut stopped => Step::Stop,
+            v = &mut started => Step::Go(v.map(|v| v.unwrap_or(0)).unwrap_or(0)),
+            r = joining.conn.read_batch(&env.scratch, |text, now| {
+                on_message(&ctx, &env, &mut role, &mut b, text, now)
+            }) => Step::Read(r),
+        };
+        ctx.shared.commit(&b);
+        joining.on_batch(&b, &env, &ctx.shared);
+        match step {
+            Step::Go(t0) => break t0,
+            Step::Read(Err(c)) => {
+                return ctx.shared.fail(format!(
+                    "publisher connection closed before publishing: {c}"
+                ))
+            }
+            Step::Read(Ok(())) | Step::Wake => {}
+            Step::Stop => return,
+        }
+    };
+    let mut conn = joining.conn;
+    let result = match ctx.cfg.pace {
+        Pace::Rate(rate) => publish_rate(&ctx, &env, &mut conn, t0, rate).await,
+        Pace::Window(w) => publish_window(&ctx, &env, &mut conn, t0, w).await,
+    };
+    ctx.shared.publish_end_ns.store(now_ns(), Ordering::SeqCst);
+    if let Err(e) = result {
+        keep_first(&ctx.shared.publish_error, || e);
+    }
+    ctx.shared.publish_done.store(true, Ordering::SeqCst);
+    // Keep taking our own echoes until the end, so the server never sees a slow consumer.
+    loop {
+        let mut b = Batch::default();
+        let step = tokio::select! {
+            biased;
+            _ = &mut stopped => Step::Stop,
+            r = conn.read_batch(&env.scratch, |text, now| {
+                on_message(&ctx, &env, &mut role, &mut b, text, now)
+            }) => Step::Read(r),
+        };
+        ctx.shared.commit(&b);
+        match step {
+            Step::Read(Ok(())) => {}
+            Step::Stop => return conn.close().await,
+            _ => return,
+        }
+    }
+}
+
+/// Stamps message `seq` with the current time and queues it.
+fn queue_message<P: HubProtocol>(
+    ctx: &Ctx<P>,
+    conn: &mut WsConn,
+    seq: u64,
+    text: &mut String,
+    payload: &mut Vec<u8>,
+) {
+    stamp::write(text, seq, now_ns(), ctx.cfg.payload_bytes);
+    payload.clear();
+    ctx.proto.encode_publish(&ctx.cfg.room, text, payload);
+    conn.queue_text(payload);
+}
+
+async fn publish_rate<P: HubProtocol>(
+    ctx: &Ctx<P>,
+    env: &WorkerEnv,
+    conn: &mut WsConn,
+    t0: u64,
+    rate: f64,
+) -> Result<(), String> {
+    let end = t0 + ctx.cfg.duration.as_nanos() as u64;
+    let max = ctx.cfg.messages.unwrap_or(u64::MAX);
+    let interval = 1e9 / rate;
+    let due = |seq: u64| t0 + (seq as f64 * interval) as u64;
+    let (mut text, mut payload) = (String::new(), Vec::new());
+    let mut role = Role::Publisher;
+    let mut sent = 0u64;
+    let mut lag_max = 0u64;
+    loop {
+        let now = now_ns();
+        if now >= end || sent >= max {
+            break;
+        }
+        let mut batch = 0;
+        while sent < max && batch < MAX_BATCH && due(sent) <= now {
+            lag_max = lag_max.max(now - due(sent));
+            queue_message(ctx, conn, sent, &mut text, &mut payload);
+            sent += 1;
+            batch += 1;
+        }
+        if batch > 0 {
+            ctx.shared.published.store(sent, Ordering::SeqCst);
+            ctx.shared
+                .publish_lag_max_ns
+                .fetch_max(lag_max, Ordering::Relaxed);
+            conn.flush()
+                .await
+                .map_err(|e| format!("publisher write: {e}"))?;
+        }
+        let wake = clock::instant_at(due(sent).min(end));
+        let mut b = Batch::default();
+        let step = tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(wake.into()) => Step::Wake,
+            r = conn.read_batch(&env.scratch, |text, now| {
+                on_message(ctx, env, &mut role, &mut b, text, now)
+            }) => Step::Read(r),
+        };
+        ctx.shared.commit(&b);
+        if let Step::Read(Err(c)) = step {
+            return Err(format!("publisher connection: {c}"));
+        }
+    }
+    Ok(())
+}
+
+async fn publish_window<P: HubProtocol>(
+    ctx: &Ctx<P>,
+    env: &WorkerEnv,
+    conn: &mut WsConn,
+    t0: u64,
+    window: u32,
+) -> Result<(), String> {
+    let shared = &ctx.shared;
+    let subscribers = ctx.cfg.subscribers as u32;
+    let end = t0 + ctx.cfg.duration.as_nanos() as u64;
+    let stall_ns = ctx.cfg.stall_timeout.as_nanos() as u64;
+    let max = ctx.cfg.messages.unwrap_or(u64::MAX);
+    let window = u64::from(window);
+    let (mut text, mut payload) = (String::new(), Vec::new());
+    let mut role = Role::Publisher;
+    let (mut sent, mut oldest, mut last_progress) = (0u64, 0u64, t0);
+    loop {
+        let now = now_ns();
+        while oldest < sent
+            && shared.slots[oldest as usize & shared.ring_mask].load(Ordering::Acquire)
+                >= subscribers
+        {
+            oldest += 1;
+            last_progress = now;
+        }
+        if now >= end || sent >= max {
+            break;
+        }
+        if sent - oldest < window {
+            while sent - oldest < window && sent < max {
+                // Safe to reuse: the ring is at least as large as the window, so the slot's
+                // previous message is older than `oldest`, hence complete.
+                shared.slots[sent as usize & shared.ring_mask].store(0, Ordering::Release);
+                queue_message(ctx, conn, sent, &mut text, &mut payload);
+                sent += 1;
+            }
+            shared.published.store(sent, Ordering::SeqCst);
+            conn.flush()
+                .await
+                .map_err(|e| format!("publisher write: {e}"))?;
+            continue;
+        }
+        if now - last_progress >= stall_ns {
+            let got = shared.slots[oldest as usize & shared.ring_mask].load(Ordering::Acquire);
+            return Err(format!(
+                "window stalled: message {oldest} reached only {got} of {subscribers} \
+                 subscribers in {:.1} s",
+                (now - last_progress) as f64 / 1e9
+            ));
+        }
+        let wake = clock::instant_at(end.min(last_progress + stall_ns));
+        let mut b = Batch::default();
+        let step = tokio::select! {
+            biased;
+            _ = shared.progress.notified() => Step::Wake,
+            r = conn.read_batch(&env.scratch, |text, now| {
+                on_message(ctx, env, &mut role, &mut b, text, now)
+            }) => Step::Read(r),
+            _ = tokio::time::sleep_until(wake.into()) => Step::Wake,
+        };
+        ctx.shared.commit(&b);
+        if let Step::Read(Err(c)) = step {
+            return Err(format!("publisher connection: {c}"));
+        }
+    }
+    Ok(())
+}
+
+async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> WorkerStats {
+    let env = Rc::new(WorkerEnv {
+        scratch: conn::new_scratch(),
+        stats: RefCell::new(WorkerStats::new()),
+    });
+    let mut tasks = Vec::new();
+    for idx in (w..ctx.cfg.total_connections()).step_by(ctx.cfg.threads) {
+        let (ctx, env) = (ctx.clone(), env.clone());
+        tasks.push(if idx == 0 {
+            tokio::task::spawn_local(publisher(ctx, env))
+        } else {
+            tokio::task::spawn_local(subscriber(ctx, env, idx))
+        });
+    }
+    for task in tasks {
+        if let Err(e) = task.await {
+            ctx.shared.fail(format!("connection task failed: {e}"));
+        }
+    }
+    env.stats.replace(WorkerStats::new())
+}
+
+/// The result of a fanout run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    /// `fanout`.
+    pub scenario: &'static str,
+    /// Wire protocol.
+    pub protocol: &'static str,
+    /// Target URL.
+    pub url: String,
+    /// Subscriber connections.
+    pub subscribers: usize,
+    /// Worker threads of the load generator.
+    pub threads: usize,
+    /// `rate` or `window`.
+    pub pace: &'static str,
+    /// Messages per second asked for (rate mode).
+    pub rate: Option<f64>,
+    /// Messages in flight (window mode).
+    pub window: Option<u32>,
+    /// Message text length.
+    pub payload_bytes: usize,
+    /// Connect + join of every connection, seconds.
+    pub setup_seconds: f64,
+    /// Per connection, from the start of its connect to the upgrade response, ms.
+    pub setup_upgrade_ms: MsSummary,
+    /// Per connection, from the start of its connect to its `joined`, ms.
+    pub setup_joined_ms: MsSummary,
+    /// Wait for the join/presence storm to end, seconds.
+    pub settle_seconds: f64,
+    /// False when the storm did not end within the settle limit.
+    pub settled: bool,
+    /// Non-chat frames received before measuring (joins, presence, ...).
+    pub setup_noise_frames: u64,
+    /// From the first publish to the last delivery (or to the end of publishing).
+    pub measured_seconds: f64,
+    /// Messages the publisher sent.
+    pub messages_published: u64,
+    /// `messages_published / measured_seconds`.
+    pub messages_per_second: f64,
+    /// Chat deliveries to subscribers (duplicates included).
+    pub deliveries: u64,
+    /// `deliveries / measured_seconds`.
+    pub deliveries_per_second: f64,
+    /// `messages_published * subscribers`.
+    pub expected_deliveries: u64,
+    /// Publish → receive latency of first deliveries.
+    pub latency_us: LatencyUs,
+    /// Expected deliveries that never arrived (after the drain wait).
+    pub lost: u64,
+    /// Deliveries of a message a subscriber already had.
+    pub duplicated: u64,
+    /// First deliveries that came after a later message of the same publisher.
+    pub reordered: u64,
+    /// Subscribers that missed at least one message.
+    pub subscribers_with_loss: u64,
+    /// Every expected delivery arrived before the drain timeout.
+    pub drained: bool,
+    /// Subscriber connections that the server closed during the run.
+    pub disconnects: u64,
+    /// The first of them.
+    pub first_disconnect: Option<String>,
+    /// `error` messages from the server.
+    pub server_errors: u64,
+    /// The first of them.
+    pub first_server_error: Option<String>,
+    /// Non-chat frames received after measuring started.
+    pub noise_frames_during_run: u64,
+    /// Chat messages without our stamp (someone else publishing in the room).
+    pub foreign_messages: u64,
+    /// The publisher's own copies of its messages.
+    pub publisher_echoes: u64,
+    /// Rate mode: how late the publisher sent its most delayed message, µs.
+    pub publish_lag_max_us: Option<f64>,
+    /// Why publishing stopped early (window stall, write error), if it did.
+    pub publish_error: Option<String>,
+    /// The server's CPU and memory (with `--server-pid`).
+    pub server: Option<ServerUsage>,
+    /// The load generator's own CPU.
+    pub loadgen: LoadgenUsage,
+    /// Zero lost, zero duplicated, no disconnects, no publish error.
+    pub ok: bool,
+}
+
+/// Runs the scenario and reports.
+pub fn run(cfg: FanoutConfig) -> Result<FanoutReport, String> {
+    match cfg.protocol {
+        ProtocolKind::Neonex => run_with(cfg, Neonex::default()),
+    }
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport, String> {
+    let ring = match cfg.pace {
+        Pace::Window(w) => (w as usize).next_power_of_two().max(1024),
+        Pace::Rate(_) => 1,
+    };
+    let (go_tx, go_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        connect_limit: Arc::new(Semaphore::new(cfg.connect_concurrency.max(1))),
+        shared: Shared::new(ring),
+        proto,
+        go: go_rx,
+        stop: stop_rx,
+        cfg,
+    });
+    let cfg = &ctx.cfg;
+    let shared = &ctx.shared;
+    let total = cfg.total_connections();
+
+    // 1. setup
+    let setup_start = now_ns();
+    let worker_ctx = ctx.clone();
+    let handles = workers::spawn(cfg.threads, move |w| worker(worker_ctx.clone(), w))?;
+    let abort = |why: String| -> Result<FanoutReport, String> {
+        let _ = stop_tx.send(true);
+        Err(why)
+    };
+    loop {
+        sleep_ms(5);
+        if shared.failed.load(Ordering::SeqCst) > 0 {
+            let why = first(&shared.first_failure).unwrap_or_default();
+            let n = shared.failed.load(Ordering::SeqCst);
+            return abort(format!("setup failed ({n} connection(s)): {why}"));
+        }
+        let ready = shared.ready.load(Ordering::SeqCst);
+        if ready == total {
+            break;
+        }
+        if now_ns() - setup_start > cfg.setup_timeout.as_nanos() as u64 {
+            return abort(format!(
+                "setup took more than {:?}: {ready} of {total} connections joined",
+                cfg.setup_timeout
+            ));
+        }
+    }
+    let ready_at = now_ns();
+    let setup_seconds = (ready_at - setup_start) as f64 / 1e9;
+    eprintln!(
+        "loadgen: {total} connections joined {:?} in {setup_seconds:.2} s; settling",
+        cfg.room
+    );
+
+    // 2. settle
+    let quiet = cfg.settle_quiet.as_nanos() as u64;
+    let settled = loop {
+        sleep_ms(10);
+        let now = now_ns();
+        let last = shared.last_noise_ns.load(Ordering::Relaxed).max(ready_at);
+        if now.saturating_sub(last) >= quiet {
+            break true;
+        }
+        if now - ready_at >= cfg.settle_max.as_nanos() as u64 {
+            eprintln!(
+                "loadgen: warning: non-chat frames still arriving after {:?}; measuring anyway",
+                cfg.settle_max
+            );
+            break false;
+        }
+        if shared.failed.load(Ordering::SeqCst) + shared.disconnects.load(Ordering::SeqCst) as usize
+            > 0
+        {
+            let why = first(&shared.first_disconnect).or_else(|| first(&shared.first_failure));
+            return abort(format!(
+                "a connection was lost while settling: {}",
+                why.unwrap_or_default()
+            ));
+        }
+    };
+    let settle_seconds = (now_ns() - ready_at) as f64 / 1e9;
+    let setup_noise = shared.noise.load(Ordering::SeqCst);
+
+    // 3. measure
+    let cpu_start = CpuSample::take(cfg.server_pid)?;
+    let t0 = now_ns();
+    eprintln!("loadgen: settled after {settle_seconds:.2} s; publishing");
+    let _ = go_tx.send(Some(t0));
+    let publish_limit =
+        t0 + (cfg.duration + cfg.stall_timeout + Duration::from_secs(10)).as_nanos() as u64;
+    while !shared.publish_done.load(Ordering::SeqCst) {
+        sleep_ms(1);
+        if now_ns() > publish_limit {
+            return abort("the publisher did not stop in time (stuck writing?)".into());
+        }
+    }
+    let publish_end = shared.publish_end_ns.load(Ordering::SeqCst);
+    let published = shared.published.load(Ordering::SeqCst);
+    let expected = published * cfg.subscribers as u64;
+
+    // 4. drain
+    let drain_limit = publish_end + cfg.drain_timeout.as_nanos() as u64;
+    let drained = loop {
+        if shared.unique.load(Ordering::SeqCst) >= expected {
+            break true;
+        }
+        if now_ns() >= drain_limit {
+            break false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let cpu_end = CpuSample::take(cfg.server_pid)?;
+    let t_end = shared
+        .last_delivery_ns
+        .load(Ordering::SeqCst)
+        .max(publish_end)
+        .max(t0 + 1);
+    let measured = (t_end - t0) as f64 / 1e9;
+    let noise_during = shared.noise.load(Ordering::SeqCst) - setup_noise;
+    let _ = stop_tx.send(true);
+
+    let mut stats = WorkerStats::new();
+    for h in handles {
+        let s = h.join().map_err(|_| "worker thread panicked".to_string())?;
+        stats.merge(&s);
+    }
+    if stats.finalized != cfg.subscribers {
+        return Err(format!(
+            "only {} of {} subscribers reported",
+            stats.finalized, cfg.subscribers
+        ));
+    }
+
+    let deliveries = shared.deliveries.load(Ordering::SeqCst);
+    let (server, loadgen) = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, deliveries);
+    let publish_error = first(&shared.publish_error);
+    let disconnects = shared.disconnects.load(Ordering::SeqCst);
+    let (rate, window) = match cfg.pace {
+        Pace::Rate(r) => (Some(r), None),
+        Pace::Window(w) => (None, Some(w)),
+    };
+    Ok(FanoutReport {
+        scenario: "fanout",
+        protocol: cfg.protocol.name(),
+        url: cfg.url.clone(),
+        subscribers: cfg.subscribers,
+        threads: cfg.threads,
+        pace: if rate.is_some() { "rate" } else { "window" },
+        rate,
+        window,
+        payload_bytes: cfg.payload_bytes,
+        setup_seconds,
+        setup_upgrade_ms: MsSummary::from_ns(&stats.upgraded),
+        setup_joined_ms: MsSummary::from_ns(&stats.joined),
+        settle_seconds,
+        settled,
+        setup_noise_frames: setup_noise,
+        measured_seconds: measured,
+        messages_published: published,
+        messages_per_second: report::ratio(published as f64, measured),
+        deliveries,
+        deliveries_per_second: report::ratio(deliveries as f64, measured),
+        expected_deliveries: expected,
+        latency_us: LatencyUs::from_ns(&stats.latency),
+        lost: stats.lost,
+        duplicated: stats.duplicates,
+        reordered: stats.late,
+        subscribers_with_loss: stats.subscribers_with_loss,
+        drained,
+        disconnects,
+        first_disconnect: first(&shared.first_disconnect),
+        server_errors: shared.server_errors.load(Ordering::SeqCst),
+        first_server_error: first(&shared.first_server_error),
+        noise_frames_during_run: noise_during,
+        foreign_messages: shared.foreign.load(Ordering::SeqCst),
+        publisher_echoes: shared.echoes.load(Ordering::SeqCst),
+        publish_lag_max_us: rate
+            .map(|_| shared.publish_lag_max_ns.load(Ordering::SeqCst) as f64 / 1e3),
+        ok: stats.lost == 0 && stats.duplicates == 0 && disconnects == 0 && publish_error.is_none(),
+        publish_error,
+        server,
+        loadgen,
+    })
+}
+
+/// Prints the human table.
+pub fn print(r: &FanoutReport) {
+    use report::{rate as fmt_rate, thousands};
+    let pace = match (r.rate, r.window) {
+        (Some(rate), _) => format!("rate {rate} msg/s"),
+        (_, Some(w)) => format!("window {w}"),
+        _ => String::new(),
+    };
+    println!("loadgen fanout  {}  (protocol {})", r.url, r.protocol);
+    println!(
+        "  {} subscribers + 1 publisher, {} thread(s), {pace}, payload {} B",
+        thousands(r.subscribers as u64),
+        r.threads,
+        r.payload_bytes
+    );
+    println!(
+        "  setup {:.2} s, settle {:.2} s{} ({} notice frames)",
+        r.setup_seconds,
+        r.settle_seconds,
+        if r.settled { "" } else { " (NOT settled)" },
+        thousands(r.setup_noise_frames)
+    );
+    let (u, j) = (&r.setup_upgrade_ms, &r.setup_joined_ms);
+    println!(
+        "  per connection: upgraded p50/p99/max {} / {} / {} ms, joined {} / {} / {} ms",
+        u.p50, u.p99, u.max, j.p50, j.p99, j.max
+    );
+    println!("{}", "-".repeat(64));
+    let row = |k: &str, v: String| println!("{k:<30} {v}");
+    row("measured window", format!("{:.3} s", r.measured_seconds));
+    row(
+        "messages published",
+        format!(
+            "{}  ({} msg/s)",
+            thousands(r.messages_published),
+            fmt_rate(r.messages_per_second)
+        ),
+    );
+    row(
+        "deliveries",
+        format!(
+            "{} of {} expected  ({} /s)",
+            thousands(r.deliveries),
+            thousands(r.expected_deliveries),
+            fmt_rate(r.deliveries_per_second)
+        ),
+    );
+    let l = &r.latency_us;
+    row(
+        "latency p50/p99/p99.9/max",
+        format!("{} / {} / {} / {} µs", l.p50, l.p99, l.p999, l.max),
+    );
+    row("latency mean / p90", format!("{} / {} µs", l.mean, l.p90));
+    row(
+        "lost / duplicated / reordered",
+        format!("{} / {} / {}", r.lost, r.duplicated, r.reordered),
+    );
+    row(
+        "disconnects / server errors",
+        format!("{} / {}", r.disconnects, r.server_errors),
+    );
+    if let Some(lag) = r.publish_lag_max_us {
+        row("publisher lag max", format!("{lag:.0} µs"));
+    }
+    if let Some(s) = &r.server {
+        row(
+            "server CPU",
+            format!(
+                "{:.2} s ({:.0}% of a core), {} µs/delivery",
+                s.cpu_seconds,
+                s.cpu_cores * 100.0,
+                s.cpu_us_per_delivery
+                    .map_or("-".into(), |x| format!("{x:.3}"))
+            ),
+        );
+        let kib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{} KiB", thousands(k)));
+        row(
+            "server RSS peak / now",
+            format!("{} / {}", kib(s.peak_rss_kib), kib(s.rss_kib)),
+        );
+    }
+    row(
+        "loadgen CPU",
+        format!(
+            "{:.2} s ({:.0}% of a core), {} deliveries per loadgen CPU-s",
+            r.loadgen.cpu_seconds,
+            r.loadgen.cpu_cores * 100.0,
+            r.loadgen
+                .deliveries_per_cpu_second
+                .map_or("-".into(), fmt_rate)
+        ),
+    );
+    if r.noise_frames_during_run > 0 || r.foreign_messages > 0 {
+        row(
+            "other frames during run",
+            format!(
+                "{} notices, {} foreign chat messages",
+                r.noise_frames_during_run, r.foreign_messages
+            ),
+        );
+    }
+    if !r.drained {
+        row("drain", "timed out: some deliveries never came".into());
+    }
+    for (k, v) in [
+        ("publish stopped early", &r.publish_error),
+        ("first disconnect", &r.first_disconnect),
+        ("first server error", &r.first_server_error),
+    ] {
+        if let Some(v) = v {
+            row(k, v.clone());
+        }
+    }
+    row(
+        "result",
+        if r.ok {
+            "OK".into()
+        } else {
+            "FAILED (see above)".into()
+        },
+    );
+}
