@@ -11,6 +11,25 @@ use signal_hook::iterator::Signals;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc commits its arenas eagerly by default, which measured here doubles the
+/// resident memory of a hub holding many idle connections (about 2.1 KB per connection
+/// against 1.0 KB with lazy commit). Options are read when mimalloc starts, before `main`,
+/// so this runs as an early constructor. `MIMALLOC_ARENA_EAGER_COMMIT`, if set, still wins.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array.00101"]
+static LAZY_ARENA_COMMIT: extern "C" fn() = lazy_arena_commit;
+
+#[cfg(target_os = "linux")]
+extern "C" fn lazy_arena_commit() {
+    /// `mi_option_arena_eager_commit` in mimalloc's option enum (v2 and v3).
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+        // SAFETY: setting an option is a plain store; mimalloc allows it before init.
+        unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) };
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "neonex",

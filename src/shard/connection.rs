@@ -28,8 +28,8 @@ pub(crate) const BURST_ALLOWANCE: usize = 4;
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub(crate) enum Phase {
-    /// Reading the HTTP request; `head` holds it while it arrives in pieces.
-    Handshake { head: Vec<u8>, deadline: Instant },
+    /// Reading the HTTP request (gathered in `partial` if it arrives in pieces).
+    Handshake { deadline: Instant },
     /// Upgraded and serving protocol messages.
     Open,
     /// A close frame or final HTTP response is queued. Once it is written the write side
@@ -52,7 +52,7 @@ pub(crate) struct Connection {
     pub user: Option<Arc<str>>,
     pub rooms: Vec<Arc<Room>>,
     pub out: Outbound,
-    /// Bytes of a frame that has not fully arrived.
+    /// Bytes of a frame that has not fully arrived (during the handshake: of the request).
     pub partial: Vec<u8>,
     pub assembler: Assembler,
     /// Last time any byte arrived.
@@ -79,7 +79,6 @@ impl Connection {
             remote,
             connected_at: SystemTime::UNIX_EPOCH,
             phase: Phase::Handshake {
-                head: Vec::new(),
                 deadline: handshake_deadline,
             },
             user: None,

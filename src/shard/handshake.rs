@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::connection::Phase;
 use super::state::ShardState;
 use super::Shard;
 use crate::http::{self, HeadError, RequestHead};
@@ -16,12 +15,9 @@ const RESPONSE_LINGER: Duration = Duration::from_secs(5);
 
 impl Shard {
     pub(super) fn on_handshake_bytes(&self, state: &mut ShardState, key: usize, data: &mut [u8]) {
-        let Phase::Handshake { head, .. } = &mut state.conns[key].phase else {
-            return;
-        };
         // Usually the whole request comes in one read and is parsed where it landed;
         // only a request that arrives in pieces is gathered in the connection.
-        let mut gathered = std::mem::take(head);
+        let mut gathered = std::mem::take(&mut state.conns[key].partial);
         let was_gathering = !gathered.is_empty();
         let buf: &mut [u8] = if was_gathering {
             gathered.extend_from_slice(data);
@@ -36,9 +32,7 @@ impl Shard {
                 } else {
                     buf.to_vec()
                 };
-                if let Phase::Handshake { head, .. } = &mut state.conns[key].phase {
-                    *head = kept;
-                }
+                state.conns[key].partial = kept;
             }
             Ok(Some((request, used))) => self.on_request(state, key, request, &mut buf[used..]),
             Err(HeadError::TooLarge) => self.respond(

@@ -45,7 +45,7 @@ impl Shard {
         let deadline = now + self.hub.config.handshake_timeout;
         let conn = Connection::new(id, stream, remote, now, deadline);
         let stream = conn.stream.clone();
-        let key = state.conns.insert(conn);
+        let key = state.conns.insert(Box::new(conn));
         state.by_seq.insert(seq, key);
         drop(state);
         monoio::spawn(reader::serve(self.clone(), key, stream));
@@ -123,7 +123,7 @@ impl Shard {
         for room in &rooms {
             self.leave_and_notify(state, key, room);
         }
-        let conn = state.conns.remove(key);
+        let conn = *state.conns.remove(key);
         state.by_seq.remove(&conn.id.seq());
         let Some(user) = conn.user else {
             return;

@@ -16,7 +16,8 @@ pub(crate) struct LocalRoom {
 }
 
 pub(crate) struct ShardState {
-    pub conns: Slab<Connection>,
+    /// Boxed, so the slab's spare capacity costs a pointer per slot, not a connection.
+    pub conns: Slab<Box<Connection>>,
     /// Connection sequence number to slab key, for commands naming a `ConnectionId`.
     pub by_seq: HashMap<u64, usize>,
     /// Room id to local members: the fan-out index.

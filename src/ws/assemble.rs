@@ -47,7 +47,8 @@ impl Payload<'_> {
 /// Reassembles fragmented messages and validates what the frame decoder cannot.
 #[derive(Debug, Default)]
 pub struct Assembler {
-    fragment: Option<Fragment>,
+    /// Boxed: a pointer while no fragmented message is under way, which is almost always.
+    fragment: Option<Box<Fragment>>,
 }
 
 #[derive(Debug)]
@@ -88,10 +89,10 @@ impl Assembler {
                 }
                 let mut data = Vec::with_capacity(payload.len().max(256));
                 data.extend_from_slice(payload);
-                self.fragment = Some(Fragment {
+                self.fragment = Some(Box::new(Fragment {
                     opcode: header.opcode,
                     data,
-                });
+                }));
                 Ok(None)
             }
             OpCode::Continuation => {
@@ -109,7 +110,7 @@ impl Assembler {
                 if !header.fin {
                     return Ok(None);
                 }
-                let Fragment { opcode, data } = self.fragment.take().expect("checked above");
+                let Fragment { opcode, data } = *self.fragment.take().expect("checked above");
                 finish(opcode, Payload::Reassembled(data)).map(Some)
             }
         }
