@@ -645,16 +645,12 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> RawClient {
-        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
-            .await
-            .expect("TCP connect timed out")
-            .expect("TCP connect failed");
-        stream.set_nodelay(true).unwrap();
-        RawClient {
-            stream,
-            buf: Vec::new(),
-            seen: Vec::new(),
-        }
+        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr)).await;
+        RawClient::over(
+            stream
+                .expect("TCP connect timed out")
+                .expect("TCP connect failed"),
+        )
     }
 
     /// Connects with a small receive buffer (set before connecting, so the window is
@@ -662,10 +658,15 @@ impl RawClient {
     pub async fn connect_with_rcvbuf(addr: SocketAddr, rcvbuf: u32) -> RawClient {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(rcvbuf).unwrap();
-        let stream = tokio::time::timeout(TIMEOUT, socket.connect(addr))
-            .await
-            .expect("TCP connect timed out")
-            .expect("TCP connect failed");
+        let stream = tokio::time::timeout(TIMEOUT, socket.connect(addr)).await;
+        RawClient::over(
+            stream
+                .expect("TCP connect timed out")
+                .expect("TCP connect failed"),
+        )
+    }
+
+    fn over(stream: TcpStream) -> RawClient {
         stream.set_nodelay(true).unwrap();
         RawClient {
             stream,
