@@ -43,6 +43,84 @@ pub struct HubConfig {
     pub shutdown_timeout: Duration,
     /// A client that has not finished its HTTP upgrade request in this time is dropped.
     pub handshake_timeout: Duration,
+    /// Who may connect (`auth.*`).
+    pub auth: AuthConfig,
+    /// Browser origins allowed to connect; empty allows any (`allowed_origins`). Entries
+    /// are exact origins (`https://app.example.com`) or `*.example.com` patterns.
+    pub allowed_origins: Vec<String>,
+    /// Per-connection and global caps (`limits.*`).
+    pub limits: LimitsConfig,
+    /// The HTTP API for backends (`api.*`).
+    pub api: ApiConfig,
+}
+
+/// JWT authentication. With neither a secret nor a public key, anyone may connect and
+/// the user id comes from the `user` query parameter.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// HS256 shared secret (`auth.jwt_secret`).
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256 or ES256 (`auth.jwt_public_key` names the file; this is
+    /// its content).
+    pub jwt_public_key: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf` (`auth.leeway`).
+    pub leeway: Duration,
+    /// Required `aud` claim, if set (`auth.audience`).
+    pub audience: Option<String>,
+    /// Required `iss` claim, if set (`auth.issuer`).
+    pub issuer: Option<String>,
+}
+
+/// Limits that keep one client, user or address from taking the hub down.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Token-bucket rate of incoming messages per connection (`limits.messages_per_second`).
+    pub messages_per_second: u32,
+    /// Token-bucket size (`limits.burst`).
+    pub burst: u32,
+    /// A connection over its rate this long, without a pause, is closed with 1008
+    /// (`limits.abuse_close_after`).
+    pub abuse_close_after: Duration,
+    /// Rooms one connection may be in (`limits.rooms_per_connection`).
+    pub rooms_per_connection: usize,
+    /// Open connections per user (`limits.connections_per_user`); over it: 429.
+    pub connections_per_user: Option<usize>,
+    /// Open connections per client IP (`limits.connections_per_ip`); over it: 429.
+    pub connections_per_ip: Option<usize>,
+    /// Open connections in all (`limits.max_connections`); over it: 503.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            messages_per_second: 50,
+            burst: 100,
+            abuse_close_after: Duration::from_secs(10),
+            rooms_per_connection: 128,
+            connections_per_user: None,
+            connections_per_ip: None,
+            max_connections: None,
+        }
+    }
+}
+
+/// The HTTP API on the hub's listener.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Key for `/api/*` (`api.key`); without one, `/api/*` answers loopback clients only.
+    pub key: Option<String>,
+    /// Largest request body accepted (`api.max_body`); larger gets 413.
+    pub max_body: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            key: None,
+            max_body: 1024 * 1024,
+        }
+    }
 }
 
 impl Default for HubConfig {
@@ -61,6 +139,13 @@ impl Default for HubConfig {
             send_queue: SendQueueLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            auth: AuthConfig {
+                leeway: Duration::from_secs(5),
+                ..AuthConfig::default()
+            },
+            allowed_origins: Vec::new(),
+            limits: LimitsConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }

@@ -33,6 +33,7 @@ pub(crate) mod mailbox;
 pub mod protocol;
 pub(crate) mod registry;
 pub(crate) mod room;
+pub mod settings;
 pub(crate) mod shard;
 pub mod stats;
 pub mod ws;

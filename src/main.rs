@@ -1,10 +1,12 @@
 //! `neonex`: the hub server.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use neonex::{Hub, HubConfig};
+use neonex::settings::{LogFormat, Overrides, Settings, SettingsError};
+use neonex::Hub;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -37,9 +39,6 @@ extern "C" fn lazy_arena_commit() {
     about = "A thread-per-core WebSocket hub server"
 )]
 struct Cli {
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "NEONEX_LOG_FORMAT", global = true)]
-    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,54 +46,86 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub server.
-    Serve(ServeArgs),
+    Serve(SettingsArgs),
+    /// Print the settings in effect (defaults, file, environment, flags) and exit.
+    Config(SettingsArgs),
 }
 
+/// The layers above the embedded defaults; see `neonex.example.toml`.
 #[derive(clap::Args)]
-struct ServeArgs {
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:3000", env = "NEONEX_LISTEN")]
-    listen: SocketAddr,
-    /// Number of shards (threads, one per core). Default: the number of cores.
-    #[arg(long, env = "NEONEX_SHARDS")]
+struct SettingsArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address and port to listen on (`listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Number of shards, one thread per core (`shards`).
+    #[arg(long)]
     shards: Option<usize>,
-    /// Run the shards on epoll even where io_uring is available.
+    /// Run the shards on epoll even where io_uring is available (`hub.driver = "epoll"`).
     #[arg(long)]
     epoll: bool,
+    /// Log format (`log.format`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+enum LogFormatArg {
     Text,
     Json,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match cli.command {
-        Command::Serve(args) => serve(args),
+impl SettingsArgs {
+    fn load(&self) -> Result<Settings, SettingsError> {
+        let overrides = Overrides {
+            listen: self.listen,
+            shards: self.shards,
+            log_format: self.log_format.map(|f| match f {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            }),
+            epoll: self.epoll,
+        };
+        Settings::load(self.config.as_deref(), std::env::vars(), &overrides)
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (Command::Serve(args) | Command::Config(args)) = &cli.command;
+    let settings = match args.load() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("neonex: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Config(_) => {
+            print!("{}", settings.to_toml());
+            ExitCode::SUCCESS
+        }
+        Command::Serve(_) => {
+            init_logging(&settings.log);
+            serve(&settings)
+        }
+    }
+}
+
+fn init_logging(log: &neonex::settings::LogSection) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
+    match log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let mut config = HubConfig::default();
-    if let Some(shards) = args.shards {
-        config.shards = shards;
-    }
-    if args.epoll {
-        config.driver = neonex::DriverChoice::Epoll;
-    }
+fn serve(settings: &Settings) -> ExitCode {
     // Signals are taken by this thread before any shard starts, so every thread
     // inherits the handlers and none dies of SIGINT by default.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
@@ -104,6 +135,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let config = settings.hub_config().expect("checked when loaded");
     let hub = match Hub::new(config) {
         Ok(hub) => hub,
         Err(e) => {
@@ -111,10 +143,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match hub.listen(args.listen) {
+    match hub.listen(settings.listen) {
         Ok(addr) => tracing::info!(%addr, path = %hub.config().path, "neonex is serving"),
         Err(e) => {
-            tracing::error!(listen = %args.listen, error = %e, "cannot listen");
+            tracing::error!(listen = %settings.listen, error = %e, "cannot listen");
             hub.close();
             return ExitCode::FAILURE;
         }
