@@ -248,6 +248,27 @@ impl HubConfig {
                 "the send queue must hold at least one message of hub.max_message_size".to_owned(),
             );
         }
+        let limits = &self.limits;
+        if limits.messages_per_second == 0 || limits.burst == 0 {
+            return Err(
+                "limits.messages_per_second and limits.burst must be at least 1".to_owned(),
+            );
+        }
+        if limits.rooms_per_connection == 0 {
+            return Err("limits.rooms_per_connection must be at least 1".to_owned());
+        }
+        for (name, cap) in [
+            ("limits.connections_per_user", limits.connections_per_user),
+            ("limits.connections_per_ip", limits.connections_per_ip),
+            ("limits.max_connections", limits.max_connections),
+        ] {
+            if cap == Some(0) {
+                return Err(format!("{name} must be at least 1 when set"));
+            }
+        }
+        if self.api.max_body == 0 {
+            return Err("api.max_body must be greater than zero".to_owned());
+        }
         if !self.path.starts_with('/') {
             return Err("path must start with '/'".to_owned());
         }

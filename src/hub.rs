@@ -15,9 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::admission::Admission;
+use crate::auth::Authenticator;
 use crate::config::HubConfig;
 use crate::ids::{is_valid_room_name, ConnectionId};
 use crate::mailbox::{Mailbox, PostError};
+use crate::origin::OriginPolicy;
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::registry::Registry;
 use crate::shard::message::{ShardMessage, Target};
@@ -109,6 +112,10 @@ pub struct RoomInfo {
 pub(crate) struct HubShared {
     pub config: HubConfig,
     pub registry: Registry,
+    /// Verifies tokens when authentication is configured.
+    pub authenticator: Option<Authenticator>,
+    pub origins: OriginPolicy,
+    pub admission: Admission,
     pub mailboxes: Box<[Mailbox]>,
     pub counters: Counters,
     closed: AtomicBool,
@@ -178,6 +185,15 @@ impl Hub {
     /// connections once given a listener ([`Hub::listen`]) or sockets ([`Hub::register`]).
     pub fn new(config: HubConfig) -> Result<Hub, HubError> {
         config.validate().map_err(HubError::Config)?;
+        let authenticator = Authenticator::new(&config.auth).map_err(HubError::Config)?;
+        let origins = OriginPolicy::new(&config.allowed_origins).map_err(HubError::Config)?;
+        if origins.allows_any() {
+            tracing::warn!("allowed_origins is empty: browsers from any origin may connect");
+        }
+        if authenticator.is_none() {
+            tracing::warn!("no JWT secret or key: clients choose their user id with ?user=");
+        }
+        let admission = Admission::new(&config.limits);
         let shards = config.shards;
         let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| Mailbox::new()).unzip();
         let registry = Registry::new(shards);
@@ -187,6 +203,9 @@ impl Hub {
         let shared = Arc::new(HubShared {
             config,
             registry,
+            authenticator,
+            origins,
+            admission,
             mailboxes: mailboxes.into_boxed_slice(),
             counters: Counters::new(shards),
             closed: AtomicBool::new(false),
@@ -299,8 +318,7 @@ impl Hub {
 
     /// Open WebSocket connections.
     pub fn connection_count(&self) -> usize {
-        let shards = self.shared.counters.shards.iter();
-        shards.map(|c| stats::read(&c.connections)).sum::<u64>() as usize
+        self.shared.admission.open()
     }
 
     /// Distinct users with at least one open connection.

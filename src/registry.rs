@@ -19,6 +19,10 @@ use crate::room::{JoinOutcome, Room};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RoomNotFound;
 
+/// The user already has as many connections as allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AtCap;
+
 #[derive(Debug)]
 pub(crate) struct Registry {
     rooms: DashMap<Arc<str>, Arc<Room>>,
@@ -112,11 +116,20 @@ impl Registry {
         })
     }
 
-    /// Records an opened connection of `user`. True if it is the user's first.
-    pub fn add_connection(&self, id: ConnectionId, user: &Arc<str>) -> bool {
+    /// Records an opened connection of `user`, unless the user already has `cap` open.
+    /// `Ok(true)` if it is the user's first.
+    pub fn add_connection(
+        &self,
+        id: ConnectionId,
+        user: &Arc<str>,
+        cap: Option<usize>,
+    ) -> Result<bool, AtCap> {
         let mut conns = self.users.entry(user.clone()).or_default();
+        if cap.is_some_and(|cap| conns.len() >= cap) {
+            return Err(AtCap);
+        }
         conns.push(id);
-        conns.len() == 1
+        Ok(conns.len() == 1)
     }
 
     /// Forgets a closed connection. True if it was its user's last.
@@ -190,8 +203,9 @@ mod tests {
     fn users_go_offline_with_their_last_connection() {
         let r = Registry::new(2);
         let user: Arc<str> = "ann".into();
-        assert!(r.add_connection(id(0, 1), &user));
-        assert!(!r.add_connection(id(1, 1), &user));
+        assert_eq!(r.add_connection(id(0, 1), &user, Some(2)), Ok(true));
+        assert_eq!(r.add_connection(id(1, 1), &user, Some(2)), Ok(false));
+        assert_eq!(r.add_connection(id(1, 2), &user, Some(2)), Err(AtCap));
         assert_eq!(r.user_count(), 1);
         assert_eq!(r.user_connections("ann").len(), 2);
         assert!(!r.remove_connection(id(0, 1), &user));

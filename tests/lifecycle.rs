@@ -275,6 +275,7 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_reader_gets_everything() {
             max_bytes: 512 * 1024,
             max_frames: 16 * 1024,
         },
+        limits: flood_limits(),
         ..config()
     });
     let mut publisher = h.connect("publisher").await;

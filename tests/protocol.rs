@@ -319,7 +319,10 @@ async fn message_reaches_every_member_once_with_message_and_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_from_one_client_arrive_in_order_exactly_once_on_every_shard() {
-    let h = TestHub::default_hub();
+    let h = TestHub::start(HubConfig {
+        limits: flood_limits(),
+        ..config()
+    });
     let mut clients = connect_spread(&h, "m", 3).await;
     for (i, c) in clients.iter_mut().enumerate() {
         assert_eq!(c.join("seq").await, i as u64 + 1);

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use monoio::net::TcpStream;
 
 use super::outbound::{Outbound, Overflow};
+use super::ratelimit::TokenBucket;
 use super::sys;
 use crate::config::SendQueueLimits;
 use crate::ids::ConnectionId;
@@ -57,6 +58,8 @@ pub(crate) struct Connection {
     pub assembler: Assembler,
     /// Last time any byte arrived.
     pub last_heard: Instant,
+    /// Rate limit on incoming messages.
+    pub limiter: TokenBucket,
     /// Listed in the shard's dirty list, awaiting the flush pass.
     pub dirty: bool,
     /// A task is waiting for the socket to take more; the flush pass leaves it alone.
@@ -87,6 +90,7 @@ impl Connection {
             partial: Vec::new(),
             assembler: Assembler::default(),
             last_heard: now,
+            limiter: TokenBucket::default(),
             dirty: false,
             write_blocked_since: None,
         }

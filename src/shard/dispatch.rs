@@ -19,6 +19,12 @@ static PONG: Bytes = Bytes::from_static(b"\x81\x0f{\"type\":\"pong\"}");
 
 impl Shard {
     pub(super) fn on_text(&self, state: &mut ShardState, key: usize, text: &mut [u8]) {
+        // Tests build neonex with this feature to check that a bug in handling one
+        // client's message is contained to that client.
+        #[cfg(feature = "fault-injection")]
+        if text == br#"{"type":"__panic__"}"# {
+            panic!("fault injected by a test");
+        }
         let mut json = self.json.borrow_mut();
         let outcome = match parse_client_message(text, &mut json) {
             Ok(ClientMessage::JoinRoom { room }) => self.join_room(state, key, &room).map(drop),
@@ -58,6 +64,14 @@ impl Shard {
             let joined = encode::json_frame(&ServerMessage::Joined { room: name, count });
             self.send_to(state, key, joined);
             return Ok(count);
+        }
+        let cap = self.hub.config.limits.rooms_per_connection;
+        if conn.rooms.len() >= cap {
+            let why = format!("Room limit reached ({cap} rooms per connection)");
+            return Err(ProtocolError {
+                code: ErrorCode::LimitExceeded,
+                text: why.into(),
+            });
         }
         let create = self.hub.config.rooms.create_on_join;
         let (room, count, _) = self

@@ -62,9 +62,9 @@ impl Shard {
             Target::Room { room, except } => {
                 if let Some(local) = state.rooms.get(&room.id) {
                     for &key in &local.members {
-                        let conn = &mut conns[key];
-                        if Some(conn.id) != *except {
-                            fanout.offer(key, conn);
+                        match conns.get_mut(key) {
+                            Some(conn) if Some(conn.id) != *except => fanout.offer(key, conn),
+                            _ => {}
                         }
                     }
                 }
@@ -81,9 +81,9 @@ impl Shard {
                 keys.sort_unstable();
                 keys.dedup();
                 for &key in keys.iter() {
-                    let conn = &mut conns[key];
-                    if Some(conn.id) != *except {
-                        fanout.offer(key, conn);
+                    match conns.get_mut(key) {
+                        Some(conn) if Some(conn.id) != *except => fanout.offer(key, conn),
+                        _ => {}
                     }
                 }
             }

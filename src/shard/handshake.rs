@@ -1,4 +1,9 @@
-//! The HTTP request at the start of a connection: upgrade it, or answer and close.
+//! The HTTP request at the start of a connection: check it, upgrade it, or answer and
+//! close.
+//!
+//! An upgrade passes, in order: the WebSocket headers (400), the origin allow-list (403),
+//! authentication (401), the connection caps (503 or 429). Only then is the connection
+//! registered and answered with 101; a refused client leaves nothing behind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,7 +12,8 @@ use bytes::Bytes;
 
 use super::state::ShardState;
 use super::Shard;
-use crate::http::{self, HeadError, RequestHead};
+use crate::admission::Refusal;
+use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::ids::is_valid_user_id;
 
 /// How long a client has to read a final HTTP response and hang up.
@@ -16,81 +22,130 @@ const RESPONSE_LINGER: Duration = Duration::from_secs(5);
 impl Shard {
     pub(super) fn on_handshake_bytes(&self, state: &mut ShardState, key: usize, data: &mut [u8]) {
         // Usually the whole request comes in one read and is parsed where it landed;
-        // only a request that arrives in pieces is gathered in the connection.
+        // only a request that arrives in pieces is gathered in the connection, and never
+        // more of it than the size bound.
         let mut gathered = std::mem::take(&mut state.conns[key].partial);
-        let was_gathering = !gathered.is_empty();
-        let buf: &mut [u8] = if was_gathering {
-            gathered.extend_from_slice(data);
-            &mut gathered
-        } else {
-            data
-        };
-        match http::parse_head(buf) {
-            Ok(None) => {
-                let kept = if was_gathering {
-                    gathered
-                } else {
-                    buf.to_vec()
-                };
-                state.conns[key].partial = kept;
+        if gathered.is_empty() {
+            match http::parse_head(data) {
+                Ok(None) => state.conns[key].partial = data.to_vec(),
+                Ok(Some((request, used))) => {
+                    self.on_request(state, key, request, [&mut data[used..], &mut []])
+                }
+                Err(e) => self.refuse_head(state, key, e),
             }
-            Ok(Some((request, used))) => self.on_request(state, key, request, &mut buf[used..]),
-            Err(HeadError::TooLarge) => self.respond(
-                state,
-                key,
-                http::error_response(431, "request line or headers too large"),
-            ),
-            Err(HeadError::Malformed) => self.respond(
-                state,
-                key,
-                http::error_response(400, "malformed HTTP request"),
-            ),
+            return;
+        }
+        let taken = data
+            .len()
+            .min(MAX_HEAD_BYTES.saturating_sub(gathered.len()) + 1);
+        gathered.extend_from_slice(&data[..taken]);
+        match http::parse_head(&gathered) {
+            Ok(None) => state.conns[key].partial = gathered,
+            Ok(Some((request, used))) => {
+                let (_, rest) = gathered.split_at_mut(used);
+                self.on_request(state, key, request, [rest, &mut data[taken..]]);
+            }
+            Err(e) => self.refuse_head(state, key, e),
         }
     }
 
-    /// Routes a complete request. `rest` holds whatever the client sent after it, which
-    /// after an upgrade is already WebSocket frames.
+    fn refuse_head(&self, state: &mut ShardState, key: usize, error: HeadError) {
+        let response = match error {
+            HeadError::TooLarge => http::error_response(431, "request line or headers too large"),
+            HeadError::Malformed => http::error_response(400, "malformed HTTP request"),
+        };
+        self.respond(state, key, response);
+    }
+
+    /// Routes a complete request. `rest` holds whatever the client sent after it (in up
+    /// to two pieces), which after an upgrade is already WebSocket frames.
     fn on_request(
         &self,
         state: &mut ShardState,
         key: usize,
         request: RequestHead,
-        rest: &mut [u8],
+        rest: [&mut [u8]; 2],
     ) {
         let config = &self.hub.config;
         if request.path == config.path {
-            if !request.wants_upgrade() {
-                let body = "This endpoint speaks WebSocket: send an upgrade request.";
-                return self.respond(state, key, http::response(426, "text/plain", body));
-            }
-            let accept = match http::accept_key(&request) {
-                Ok(accept) => accept,
-                Err(why) => return self.respond(state, key, http::error_response(400, why)),
-            };
-            let user: Arc<str> = match request.query_param("user") {
-                Some(user) if is_valid_user_id(&user) => user.into(),
-                Some(_) => {
-                    let why = "user must be 1 to 128 bytes";
-                    return self.respond(state, key, http::error_response(400, why));
-                }
-                None => format!("anon-{}", state.conns[key].id).into(),
-            };
-            state.conns[key]
-                .out
-                .push_unbounded(http::switching_protocols(&accept));
-            self.open(state, key, user);
-            if !rest.is_empty() {
-                self.on_frame_bytes(state, key, rest);
-            }
+            self.on_upgrade(state, key, request, rest);
         } else if request.path == "/health" && request.method == "GET" {
-            self.respond(
-                state,
-                key,
-                http::response(200, "application/json", r#"{"status":"ok"}"#),
-            );
+            let ok = http::response(200, "application/json", r#"{"status":"ok"}"#);
+            self.respond(state, key, ok);
         } else {
             self.respond(state, key, http::error_response(404, "not found"));
         }
+    }
+
+    fn on_upgrade(
+        &self,
+        state: &mut ShardState,
+        key: usize,
+        request: RequestHead,
+        rest: [&mut [u8]; 2],
+    ) {
+        if !request.wants_upgrade() {
+            let body = "This endpoint speaks WebSocket: send an upgrade request.";
+            return self.respond(state, key, http::response(426, "text/plain", body));
+        }
+        let accept = match http::accept_key(&request) {
+            Ok(accept) => accept,
+            Err(why) => return self.respond(state, key, http::error_response(400, why)),
+        };
+        if !self.hub.origins.allows(request.origin.as_deref()) {
+            let refused = http::error_response(403, "origin not allowed");
+            return self.respond(state, key, refused);
+        }
+        let user = match self.identify(state, key, &request) {
+            Ok(user) => user,
+            Err((status, why)) => {
+                return self.respond(state, key, http::error_response(status, &why))
+            }
+        };
+        let (id, ip) = (state.conns[key].id, state.conns[key].remote.ip());
+        if let Err(refusal) = self.hub.admission.admit(ip) {
+            return self.refuse(state, key, refusal);
+        }
+        let per_user = self.hub.config.limits.connections_per_user;
+        let Ok(first) = self.hub.registry.add_connection(id, &user, per_user) else {
+            self.hub.admission.release(ip);
+            return self.refuse(state, key, Refusal::TooManyForUser);
+        };
+        state.conns[key]
+            .out
+            .push_unbounded(http::switching_protocols(&accept));
+        self.open(state, key, user, first);
+        for bytes in rest {
+            if !bytes.is_empty() && state.conns[key].is_open() {
+                self.on_frame_bytes(state, key, bytes);
+            }
+        }
+    }
+
+    /// The user of an upgrade request: from its token when authentication is on, else
+    /// from `?user=`, else anonymous. On failure: the HTTP status and reason.
+    fn identify(
+        &self,
+        state: &ShardState,
+        key: usize,
+        request: &RequestHead,
+    ) -> Result<Arc<str>, (u16, String)> {
+        if let Some(auth) = &self.hub.authenticator {
+            return auth
+                .authenticate(request)
+                .map(Arc::from)
+                .map_err(|e| (401, e.to_string()));
+        }
+        match request.query_param("user") {
+            Some(user) if is_valid_user_id(&user) => Ok(user.into()),
+            Some(_) => Err((400, "user must be 1 to 128 bytes".to_owned())),
+            None => Ok(format!("anon-{}", state.conns[key].id).into()),
+        }
+    }
+
+    fn refuse(&self, state: &mut ShardState, key: usize, refusal: Refusal) {
+        let (status, why) = refusal.response();
+        self.respond(state, key, http::error_response(status, why));
     }
 
     fn respond(&self, state: &mut ShardState, key: usize, response: Bytes) {

@@ -9,6 +9,7 @@ use monoio::net::TcpStream;
 
 use super::connection::{Connection, Phase};
 use super::message::Target;
+use super::ratelimit::TokenBucket;
 use super::state::ShardState;
 use super::{flusher, housekeeping, inbox, reader, Shard};
 use crate::config::PresenceScope;
@@ -63,12 +64,14 @@ impl Shard {
         }
     }
 
-    /// The upgrade is done: welcome, register, auto-join, announce presence.
-    pub(crate) fn open(&self, state: &mut ShardState, key: usize, user: Arc<str>) {
+    /// The upgrade is done (admitted and registered; `first` if it is the user's first
+    /// connection): welcome, auto-join, announce presence.
+    pub(crate) fn open(&self, state: &mut ShardState, key: usize, user: Arc<str>, first: bool) {
         let conn = &mut state.conns[key];
         conn.phase = Phase::Open;
         conn.user = Some(user.clone());
         conn.connected_at = SystemTime::now();
+        conn.limiter = TokenBucket::full(&self.hub.config.limits, self.now_ms());
         let (id, remote) = (conn.id, conn.remote);
         let welcome = encode::json_frame(&ServerMessage::Welcome {
             connection_id: id,
@@ -76,7 +79,6 @@ impl Shard {
         });
         conn.out.push_unbounded(welcome);
         self.mark_dirty(state, key);
-        let first = self.hub.registry.add_connection(id, &user);
         crate::stats::add(&self.counters().connections, 1);
         tracing::debug!(conn = %id, user = %user, %remote, "connection opened");
         for room in &self.hub.config.rooms.autojoin {
@@ -129,6 +131,7 @@ impl Shard {
             return;
         };
         let last = self.hub.registry.remove_connection(conn.id, &user);
+        self.hub.admission.release(conn.remote.ip());
         self.counters()
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

@@ -24,6 +24,7 @@ pub(crate) mod inbox;
 pub(crate) mod lifecycle;
 pub(crate) mod message;
 pub(crate) mod outbound;
+pub(crate) mod ratelimit;
 pub(crate) mod reader;
 pub(crate) mod signal;
 pub(crate) mod state;
@@ -77,6 +78,8 @@ pub(crate) struct Shard {
     stopped: Notify,
     /// Cancels the accept loops at shutdown.
     accept_canceller: RefCell<monoio::io::Canceller>,
+    /// Zero of the shard's millisecond clock (see [`Shard::now_ms`]).
+    epoch: Instant,
 }
 
 impl Shard {
@@ -95,6 +98,7 @@ impl Shard {
             stopping: Cell::new(None),
             stopped: Notify::default(),
             accept_canceller: RefCell::new(monoio::io::Canceller::new()),
+            epoch: Instant::now(),
         }
     }
 
@@ -111,6 +115,12 @@ impl Shard {
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.get().is_some()
+    }
+
+    /// Milliseconds since the shard started, wrapping after 49 days: compact timestamps
+    /// for per-connection state, compared with wrapping arithmetic.
+    pub fn now_ms(&self) -> u32 {
+        self.epoch.elapsed().as_millis() as u32
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use super::connection::Phase;
+use super::ratelimit::Verdict;
 use super::signal::yield_now;
 use super::state::ShardState;
 use super::{sys, Shard};
@@ -82,7 +83,7 @@ impl Shard {
                 Ok(0) => return Next::Finish,
                 Ok(n) => {
                     self.note_activity();
-                    self.on_bytes(key, &mut buf[..n]);
+                    self.on_bytes_contained(key, &mut buf[..n]);
                     if n < buf.len() {
                         // Short read: the socket is drained; readiness will say when
                         // there is more, without a read that fails.
@@ -95,6 +96,31 @@ impl Shard {
             }
         }
         Next::Yield
+    }
+
+    /// Handles what arrived, containing any panic to this connection: a bug triggered by
+    /// one client's input is logged, that client is closed with 1011, and the shard and
+    /// every other connection carry on.
+    fn on_bytes_contained(&self, key: usize, data: &mut [u8]) {
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.on_bytes(key, data);
+        }));
+        if let Err(panic) = handled {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let mut state = self.state.borrow_mut();
+            let conn = &mut state.conns[key];
+            tracing::error!(conn = %conn.id, panic = %what, "bug while handling a message; closing the connection with 1011");
+            if conn.is_open() {
+                let code = close_code::INTERNAL;
+                self.close_connection(&mut state, key, code, "internal error", true);
+            } else {
+                conn.kill();
+            }
+        }
     }
 
     fn on_bytes(&self, key: usize, data: &mut [u8]) {
@@ -172,15 +198,29 @@ impl Shard {
                 let code = code.unwrap_or(close_code::NORMAL);
                 self.close_connection(state, key, code, "", false);
             }
-            Ok(Some(Message::Binary)) => self.send_error(
-                state,
-                key,
-                ErrorCode::Unsupported,
-                "Binary messages are not supported",
-            ),
-            Ok(Some(Message::Text(mut text))) => {
+            Ok(Some(message @ (Message::Text(_) | Message::Binary))) => {
                 stats::add(&self.counters().messages_in, 1);
-                self.on_text(state, key, text.as_mut_slice());
+                let limits = &self.hub.config.limits;
+                match state.conns[key].limiter.take(limits, self.now_ms()) {
+                    Verdict::Allow => {}
+                    Verdict::Refuse => {
+                        let code = ErrorCode::RateLimited;
+                        return self.send_error(state, key, code, "Rate limit exceeded");
+                    }
+                    Verdict::Abuse => {
+                        let why = "rate limit exceeded";
+                        return self.close_connection(state, key, close_code::POLICY, why, true);
+                    }
+                }
+                match message {
+                    Message::Text(mut text) => self.on_text(state, key, text.as_mut_slice()),
+                    _ => self.send_error(
+                        state,
+                        key,
+                        ErrorCode::Unsupported,
+                        "Binary messages are not supported",
+                    ),
+                }
             }
             Err(CloseReason { code, reason }) => {
                 self.close_connection(state, key, code, reason, true)

@@ -42,6 +42,15 @@ pub fn config() -> HubConfig {
     }
 }
 
+/// Rate limits high enough for tests that flood on purpose.
+pub fn flood_limits() -> neonex::config::LimitsConfig {
+    neonex::config::LimitsConfig {
+        messages_per_second: 1_000_000,
+        burst: 1_000_000,
+        ..Default::default()
+    }
+}
+
 /// A hub listening on an ephemeral loopback port. Dropping it shuts the hub down on a
 /// detached thread, so a test never blocks on the drain of its own clients.
 pub struct TestHub {
