@@ -16,6 +16,8 @@ use neonex::{ConnectionId, ConnectionInfo, Hub, HubConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -253,8 +255,13 @@ pub struct Client {
 impl Client {
     /// Connects, reads the welcome and one `joined` per room of `autojoin`.
     pub async fn connect(addr: SocketAddr, user: Option<&str>, autojoin: &[String]) -> Client {
-        let url = ws_url(addr, user);
-        let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(&url))
+        Client::open(ws_url(addr, user).into_client_request().unwrap(), autojoin).await
+    }
+
+    /// Connects with a prepared upgrade request (extra headers, a token in the query).
+    pub async fn open(request: Request, autojoin: &[String]) -> Client {
+        let url = request.uri().to_string();
+        let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
             .await
             .unwrap_or_else(|_| panic!("connecting to {url} timed out"))
             .unwrap_or_else(|e| panic!("connecting to {url} failed: {e}"));
