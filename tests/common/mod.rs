@@ -838,6 +838,26 @@ impl RawClient {
         }
     }
 
+    /// Reads everything up to the end of the stream: the bytes not yet consumed (already
+    /// buffered or newly arrived) and how the stream ended (`End::Eof` or `End::Reset`).
+    /// `Err` if the stream is still open after `timeout`.
+    pub async fn read_until_eof(&mut self, timeout: Duration) -> Result<(Vec<u8>, End), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.fill(deadline).await {
+                Ok(0) => return Ok((std::mem::take(&mut self.buf), End::Eof)),
+                Ok(_) => {}
+                Err(e) if e == "timeout" => {
+                    return Err(format!(
+                        "the stream is still open after {timeout:?} ({} bytes unread)",
+                        self.buf.len()
+                    ))
+                }
+                Err(e) => return Ok((std::mem::take(&mut self.buf), End::Reset(e))),
+            }
+        }
+    }
+
     /// Reads until a close frame and returns its code; panics if the stream ends first.
     pub async fn expect_close_code(&mut self) -> u16 {
         match self.read_to_end(TIMEOUT).await {

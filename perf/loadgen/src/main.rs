@@ -6,6 +6,7 @@
 
 mod clock;
 mod conn;
+mod http;
 mod protocol;
 mod report;
 mod scenario;
