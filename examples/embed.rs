@@ -45,8 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let s = publisher.stats();
             println!(
                 "connections={} users={} rooms={} deliveries={} frames/write={:.1}",
-                s.connections,
-                s.users,
+                s.total_connections,
+                s.unique_users,
                 s.rooms,
                 s.deliveries,
                 s.deliveries as f64 / s.write_calls.max(1) as f64

@@ -120,6 +120,8 @@ pub(crate) struct HubShared {
     pub counters: Counters,
     closed: AtomicBool,
     next_adopter: AtomicUsize,
+    /// Zero of the hub-wide microsecond clock ([`HubShared::now_us`]).
+    epoch: std::time::Instant,
 }
 
 impl HubShared {
@@ -128,6 +130,12 @@ impl HubShared {
     pub fn encode<T: Serialize + ?Sized>(&self, message: &T) -> Bytes {
         stats::add(&self.counters.frames_encoded, 1);
         encode::json_frame(message)
+    }
+
+    /// Microseconds since the hub started, wrapping after 71 minutes: the timestamps
+    /// that follow a broadcast to measure fan-out latency, comparable across shards.
+    pub fn now_us(&self) -> u32 {
+        self.epoch.elapsed().as_micros() as u32
     }
 
     fn encode_text(&self, text: &str) -> Bytes {
@@ -151,10 +159,12 @@ impl HubShared {
     }
 
     fn publish(&self, target: Target, frame: Bytes) -> Result<(), HubError> {
+        let published_us = self.now_us();
         for shard in target.shards(self) {
             let msg = ShardMessage::Deliver {
                 target: target.clone(),
                 frame: frame.clone(),
+                published_us,
             };
             self.post(shard, msg)?;
         }
@@ -210,6 +220,7 @@ impl Hub {
             counters: Counters::new(shards),
             closed: AtomicBool::new(false),
             next_adopter: AtomicUsize::new(0),
+            epoch: std::time::Instant::now(),
         });
         let hub = Hub {
             shared: shared.clone(),
@@ -524,33 +535,19 @@ impl Hub {
             ShardMessage::Deliver {
                 target: Target::Connection(id),
                 frame,
+                published_us: self.shared.now_us(),
             },
         )
     }
 
-    /// Counters of the hub and of each shard.
+    /// Counters of the hub and of each shard (the body of `GET /stats`).
     pub fn stats(&self) -> HubStats {
-        let shards: Vec<_> = self
-            .shared
-            .counters
-            .shards
-            .iter()
-            .map(|c| c.snapshot())
-            .collect();
-        let sum = |f: fn(&stats::ShardStats) -> u64| shards.iter().map(f).sum();
-        HubStats {
-            connections: self.connection_count() as u64,
-            users: self.user_count() as u64,
-            rooms: self.room_count() as u64,
-            frames_encoded: stats::read(&self.shared.counters.frames_encoded),
-            messages_in: sum(|s| s.messages_in),
-            deliveries: sum(|s| s.deliveries),
-            write_calls: sum(|s| s.write_calls),
-            bytes_out: sum(|s| s.bytes_out),
-            slow_consumers: sum(|s| s.slow_consumers),
-            dropped_dead: sum(|s| s.dropped_dead),
-            shards,
-        }
+        HubStats::collect(
+            &self.shared.counters,
+            self.connection_count() as u64,
+            self.user_count() as u64,
+            self.room_count() as u64,
+        )
     }
 
     /// Shuts the hub down gracefully: stops accepting, sends `server_shutdown` and a

@@ -1,22 +1,120 @@
-//! Counters the shards keep and the hub reports.
+//! Counters and latency the shards keep, and the snapshots the hub reports (`/stats`,
+//! `/metrics`, [`Hub::stats`](crate::Hub::stats)).
 //!
 //! Each shard writes only its own counters (relaxed atomics on their own cache line), so
-//! counting costs no contention; readers sum them when asked.
+//! counting costs no contention; readers sum them when asked. Fan-out latency is recorded
+//! in a histogram local to the shard and published to a shared copy once per tick.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Why a WebSocket connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The client's stream ended or broke without a close frame.
+    ClientGone,
+    /// Its socket refused more than the send queue bounds (1008).
+    SlowConsumer,
+    /// Nothing heard from it within the pong timeout.
+    Timeout,
+    /// A write was stuck longer than the write timeout.
+    WriteStalled,
+    /// Over its message rate for too long (1008).
+    RateLimited,
+    /// A protocol violation (1002).
+    Protocol,
+    /// Invalid UTF-8 (1007).
+    InvalidData,
+    /// A frame or message too big (1009).
+    TooBig,
+    /// A bug while handling it (1011).
+    Internal,
+    /// Disconnected through the hub or its API.
+    Disconnected,
+    /// Graceful shutdown (1001).
+    Shutdown,
+    /// A socket error.
+    IoError,
+}
+
+impl CloseCause {
+    /// Every cause, in label order.
+    pub const ALL: [CloseCause; 13] = [
+        CloseCause::ClientClosed,
+        CloseCause::ClientGone,
+        CloseCause::SlowConsumer,
+        CloseCause::Timeout,
+        CloseCause::WriteStalled,
+        CloseCause::RateLimited,
+        CloseCause::Protocol,
+        CloseCause::InvalidData,
+        CloseCause::TooBig,
+        CloseCause::Internal,
+        CloseCause::Disconnected,
+        CloseCause::Shutdown,
+        CloseCause::IoError,
+    ];
+
+    /// The label used in stats and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseCause::ClientClosed => "client_closed",
+            CloseCause::ClientGone => "client_gone",
+            CloseCause::SlowConsumer => "slow_consumer",
+            CloseCause::Timeout => "timeout",
+            CloseCause::WriteStalled => "write_stalled",
+            CloseCause::RateLimited => "rate_limited",
+            CloseCause::Protocol => "protocol_error",
+            CloseCause::InvalidData => "invalid_data",
+            CloseCause::TooBig => "too_big",
+            CloseCause::Internal => "internal_error",
+            CloseCause::Disconnected => "disconnected",
+            CloseCause::Shutdown => "shutdown",
+            CloseCause::IoError => "io_error",
+        }
+    }
+
+    /// The cause of a close the server starts with `code` for a client's fault.
+    pub fn of_code(code: u16) -> CloseCause {
+        match code {
+            1007 => CloseCause::InvalidData,
+            1009 => CloseCause::TooBig,
+            1011 => CloseCause::Internal,
+            _ => CloseCause::Protocol,
+        }
+    }
+}
+
+/// HTTP statuses counted one by one; anything else is counted as `other`.
+pub const HTTP_STATUSES: [u16; 15] = [
+    101, 200, 202, 400, 401, 403, 404, 405, 411, 413, 426, 429, 431, 500, 503,
+];
 
 /// Counters of one shard.
 #[derive(Debug, Default)]
 pub(crate) struct ShardCounters {
     pub connections: AtomicU64,
     pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
     pub deliveries: AtomicU64,
     pub write_calls: AtomicU64,
     pub bytes_out: AtomicU64,
     pub slow_consumers: AtomicU64,
-    pub dropped_dead: AtomicU64,
+    pub closes: [AtomicU64; CloseCause::ALL.len()],
+    /// One per entry of [`HTTP_STATUSES`], then `other`.
+    pub http_responses: [AtomicU64; HTTP_STATUSES.len() + 1],
+    /// Per-second rates from the last tick, as `f64` bits.
+    pub messages_in_rate: AtomicU64,
+    pub deliveries_rate: AtomicU64,
+    /// Fan-out latency (µs from publish to the socket), published once per tick.
+    pub latency: Mutex<Option<Histogram<u64>>>,
 }
 
 /// All counters of the hub.
@@ -40,6 +138,47 @@ impl Counters {
     }
 }
 
+impl ShardCounters {
+    pub fn count_close(&self, cause: CloseCause) {
+        add(&self.closes[cause as usize], 1);
+    }
+
+    pub fn count_response(&self, status: u16) {
+        let slot = HTTP_STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(HTTP_STATUSES.len());
+        add(&self.http_responses[slot], 1);
+    }
+
+    fn snapshot(&self) -> ShardStats {
+        let latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        ShardStats {
+            connections: read(&self.connections),
+            messages_in: read(&self.messages_in),
+            messages_in_per_sec: f64::from_bits(read(&self.messages_in_rate)),
+            bytes_in: read(&self.bytes_in),
+            deliveries: read(&self.deliveries),
+            deliveries_per_sec: f64::from_bits(read(&self.deliveries_rate)),
+            write_calls: read(&self.write_calls),
+            bytes_out: read(&self.bytes_out),
+            slow_consumers: read(&self.slow_consumers),
+            closes: CloseCause::ALL
+                .iter()
+                .map(|c| (c.label(), read(&self.closes[*c as usize])))
+                .collect(),
+            http_responses: HTTP_STATUSES
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["other".to_owned()])
+                .zip(self.http_responses.iter().map(read))
+                .collect(),
+            fanout_latency_us: LatencySummary::of(latency.as_ref()),
+            latency: latency.clone(),
+        }
+    }
+}
+
 /// Adds `n` to a counter.
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
@@ -50,62 +189,166 @@ pub(crate) fn read(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
+/// A new fan-out latency histogram: 1 µs to 1 h, 3 significant digits.
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Percentiles of fan-out latency, in microseconds: from a broadcast being published to
+/// its frame being handed to a recipient's socket (the longest wait in each write).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// Writes measured.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl LatencySummary {
+    fn of(h: Option<&Histogram<u64>>) -> Self {
+        match h {
+            Some(h) if !h.is_empty() => Self {
+                count: h.len(),
+                p50: h.value_at_quantile(0.5),
+                p90: h.value_at_quantile(0.9),
+                p99: h.value_at_quantile(0.99),
+                p999: h.value_at_quantile(0.999),
+                max: h.max(),
+            },
+            _ => Self::default(),
+        }
+    }
+}
+
 /// A snapshot of one shard's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ShardStats {
     /// Open WebSocket connections on the shard.
     pub connections: u64,
     /// Client messages received.
     pub messages_in: u64,
-    /// Frames queued to connections (one per recipient).
+    /// Client messages per second, over the last second or so.
+    pub messages_in_per_sec: f64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Frames queued to connections (one per recipient): messages out.
     pub deliveries: u64,
+    /// Deliveries per second, over the last second or so.
+    pub deliveries_per_sec: f64,
     /// Write system calls made; `deliveries / write_calls` is the batching achieved.
     pub write_calls: u64,
     /// Bytes written to sockets.
     pub bytes_out: u64,
-    /// Connections closed for not reading (1008 `slow consumer`).
+    /// Clients found not reading (closed with 1008 `slow consumer`).
+    pub slow_consumers: u64,
+    /// Connections ended, by cause.
+    pub closes: BTreeMap<&'static str, u64>,
+    /// HTTP responses (upgrades included, as 101) by status.
+    pub http_responses: BTreeMap<String, u64>,
+    /// Fan-out latency percentiles since start.
+    pub fanout_latency_us: LatencySummary,
+    #[serde(skip)]
+    pub(crate) latency: Option<Histogram<u64>>,
+}
+
+/// A snapshot of the hub's counters: the body of `GET /stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HubStats {
+    /// Open WebSocket connections.
+    pub total_connections: u64,
+    /// Distinct users with at least one connection.
+    pub unique_users: u64,
+    /// Rooms that exist.
+    pub rooms: u64,
+    /// Unix seconds when the snapshot was taken.
+    pub timestamp: u64,
+    /// Broadcast frames encoded (each is shared by all its recipients).
+    pub frames_encoded: u64,
+    /// Client messages received.
+    pub messages_in: u64,
+    /// Client messages per second.
+    pub messages_in_per_sec: f64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Frames queued to connections: messages out.
+    pub deliveries: u64,
+    /// Deliveries per second.
+    pub deliveries_per_sec: f64,
+    /// Write system calls.
+    pub write_calls: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Clients closed as slow consumers.
     pub slow_consumers: u64,
     /// Connections dropped for silence or a stuck write.
     pub dropped_dead: u64,
-}
-
-/// A snapshot of the hub's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct HubStats {
-    /// Open WebSocket connections.
-    pub connections: u64,
-    /// Distinct users with at least one connection.
-    pub users: u64,
-    /// Rooms that exist.
-    pub rooms: u64,
-    /// Broadcast frames encoded (each is shared by all its recipients).
-    pub frames_encoded: u64,
-    /// Sum over shards.
-    pub messages_in: u64,
-    /// Sum over shards.
-    pub deliveries: u64,
-    /// Sum over shards.
-    pub write_calls: u64,
-    /// Sum over shards.
-    pub bytes_out: u64,
-    /// Sum over shards.
-    pub slow_consumers: u64,
-    /// Sum over shards.
-    pub dropped_dead: u64,
-    /// Per shard.
+    /// Connections ended, by cause.
+    pub closes: BTreeMap<&'static str, u64>,
+    /// HTTP responses by status.
+    pub http_responses: BTreeMap<String, u64>,
+    /// Fan-out latency percentiles since start, all shards.
+    pub fanout_latency_us: LatencySummary,
+    /// The same, shard by shard.
     pub shards: Vec<ShardStats>,
+    #[serde(skip)]
+    pub(crate) latency: Option<Histogram<u64>>,
 }
 
-impl ShardCounters {
-    pub fn snapshot(&self) -> ShardStats {
-        ShardStats {
-            connections: read(&self.connections),
-            messages_in: read(&self.messages_in),
-            deliveries: read(&self.deliveries),
-            write_calls: read(&self.write_calls),
-            bytes_out: read(&self.bytes_out),
-            slow_consumers: read(&self.slow_consumers),
-            dropped_dead: read(&self.dropped_dead),
+impl HubStats {
+    pub(crate) fn collect(counters: &Counters, connections: u64, users: u64, rooms: u64) -> Self {
+        let shards: Vec<ShardStats> = counters.shards.iter().map(|c| c.snapshot()).collect();
+        let sum = |f: fn(&ShardStats) -> u64| shards.iter().map(f).sum::<u64>();
+        let mut closes = BTreeMap::new();
+        let mut http_responses = BTreeMap::new();
+        let mut latency: Option<Histogram<u64>> = None;
+        for shard in &shards {
+            for (cause, n) in &shard.closes {
+                *closes.entry(*cause).or_insert(0) += n;
+            }
+            for (status, n) in &shard.http_responses {
+                *http_responses.entry(status.clone()).or_insert(0) += n;
+            }
+            if let Some(h) = &shard.latency {
+                match &mut latency {
+                    Some(total) => total.add(h).expect("same bounds"),
+                    None => latency = Some(h.clone()),
+                }
+            }
         }
+        let dropped_dead = closes["timeout"] + closes["write_stalled"];
+        HubStats {
+            total_connections: connections,
+            unique_users: users,
+            rooms,
+            timestamp: crate::protocol::unix_time(),
+            frames_encoded: read(&counters.frames_encoded),
+            messages_in: sum(|s| s.messages_in),
+            messages_in_per_sec: shards.iter().map(|s| s.messages_in_per_sec).sum(),
+            bytes_in: sum(|s| s.bytes_in),
+            deliveries: sum(|s| s.deliveries),
+            deliveries_per_sec: shards.iter().map(|s| s.deliveries_per_sec).sum(),
+            write_calls: sum(|s| s.write_calls),
+            bytes_out: sum(|s| s.bytes_out),
+            slow_consumers: sum(|s| s.slow_consumers),
+            dropped_dead,
+            closes,
+            http_responses,
+            fanout_latency_us: LatencySummary::of(latency.as_ref()),
+            shards,
+            latency,
+        }
+    }
+
+    /// The merged fan-out latency histogram (µs), if anything was measured.
+    pub fn latency_histogram(&self) -> Option<&Histogram<u64>> {
+        self.latency.as_ref()
     }
 }

@@ -292,7 +292,10 @@ async fn counts_follow_connects_joins_leaves_and_drops() {
     assert_eq!(h.hub.user_count(), 2);
     assert_eq!(h.hub.room("general").unwrap().members, 3);
     let stats = h.hub.stats();
-    assert_eq!((stats.connections, stats.users, stats.rooms), (3, 2, 2));
+    assert_eq!(
+        (stats.total_connections, stats.unique_users, stats.rooms),
+        (3, 2, 2)
+    );
     assert_eq!(stats.shards.len(), 2);
     assert_eq!(
         stats.shards.iter().map(|s| s.connections).sum::<u64>(),
@@ -343,7 +346,7 @@ async fn counts_follow_connects_joins_leaves_and_drops() {
     let general = h.hub.room("general").unwrap();
     assert_eq!((general.members, general.persistent), (0, true));
     let stats = h.hub.stats();
-    assert_eq!((stats.connections, stats.users), (0, 0));
+    assert_eq!((stats.total_connections, stats.unique_users), (0, 0));
 }
 
 #[tokio::test]

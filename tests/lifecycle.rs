@@ -349,7 +349,7 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_reader_gets_everything() {
         "publisher sending: {send_error:?}; fast reader: {fast_result:?}; \
          publisher's own echoes: {echo_result:?}; hub stats: slow_consumers {}, connections {}",
         stats.slow_consumers,
-        stats.connections
+        stats.total_connections
     );
 
     let hub = h.hub.clone();

@@ -19,6 +19,7 @@ use super::sys;
 use crate::config::SendQueueLimits;
 use crate::ids::ConnectionId;
 use crate::room::Room;
+use crate::stats::CloseCause;
 use crate::ws::assemble::Assembler;
 use crate::ws::{close_code, encode};
 
@@ -60,6 +61,11 @@ pub(crate) struct Connection {
     pub last_heard: Instant,
     /// Rate limit on incoming messages.
     pub limiter: TokenBucket,
+    /// When the oldest frame queued since the last drain was published (hub clock, µs),
+    /// to measure fan-out latency.
+    pub oldest_queued_us: Option<u32>,
+    /// Why the connection is ending, once known.
+    pub cause: Option<CloseCause>,
     /// Listed in the shard's dirty list, awaiting the flush pass.
     pub dirty: bool,
     /// A task is waiting for the socket to take more; the flush pass leaves it alone.
@@ -91,6 +97,8 @@ impl Connection {
             assembler: Assembler::default(),
             last_heard: now,
             limiter: TokenBucket::default(),
+            oldest_queued_us: None,
+            cause: None,
             dirty: false,
             write_blocked_since: None,
         }
@@ -105,9 +113,17 @@ impl Connection {
     /// The bounds apply to what the socket has refused: while the socket still takes
     /// everything, one pass of the runtime may queue a burst of up to
     /// [`BURST_ALLOWANCE`] times the bounds before the flush pass writes it.
-    pub fn queue(&mut self, frame: Bytes, limits: &SendQueueLimits) -> Result<(), Overflow> {
+    pub fn queue(
+        &mut self,
+        frame: Bytes,
+        published_us: u32,
+        limits: &SendQueueLimits,
+    ) -> Result<(), Overflow> {
         if !self.is_open() {
             return Ok(());
+        }
+        if self.oldest_queued_us.is_none() {
+            self.oldest_queued_us = Some(published_us);
         }
         if self.write_blocked_since.is_some() {
             self.out.push(frame, limits)
@@ -122,6 +138,7 @@ impl Connection {
         if !self.is_open() || !self.out.exceeds(limits) {
             return false;
         }
+        self.blame(CloseCause::SlowConsumer);
         self.begin_close(close_code::POLICY, "slow consumer", deadline, true);
         true
     }
@@ -153,15 +170,23 @@ impl Connection {
         };
     }
 
-    /// Called when the queue has drained: a closing connection shuts its write side, so
-    /// the client sees the end of the stream right after the close frame.
-    pub fn after_drain(&mut self) {
+    /// Called when the queue has drained: returns how long the oldest frame waited (µs)
+    /// for latency stats. A closing connection shuts its write side, so the client sees
+    /// the end of the stream right after the close frame.
+    pub fn after_drain(&mut self, now_us: u32) -> Option<u32> {
+        let waited = self.oldest_queued_us.take().map(|t| now_us.wrapping_sub(t));
         if let Phase::Closing { fin_sent, .. } = &mut self.phase {
             if !*fin_sent {
                 *fin_sent = true;
                 sys::shutdown(self.fd, Shutdown::Write);
             }
         }
+        waited
+    }
+
+    /// Records why the connection is ending; the first cause given is the one counted.
+    pub fn blame(&mut self, cause: CloseCause) {
+        self.cause.get_or_insert(cause);
     }
 
     /// Ends the connection now. Its task wakes (the socket reports hang-up) and removes it.

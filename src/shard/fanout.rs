@@ -15,19 +15,21 @@ use super::state::ShardState;
 use super::Shard;
 use crate::config::SendQueueLimits;
 use crate::mailbox::PostError;
-use crate::stats;
+use crate::stats::{self, CloseCause};
 use crate::ws::close_code;
 
 impl Shard {
     /// Delivers `frame` to every recipient of `target` on every shard.
     pub(crate) fn publish(&self, state: &mut ShardState, target: Target, frame: Bytes) {
+        let published_us = self.hub.now_us();
         for shard in target.shards(&self.hub) {
             if shard == self.index {
-                self.deliver_local(state, &target, &frame);
+                self.deliver_local(state, &target, &frame, published_us);
             } else {
                 let msg = ShardMessage::Deliver {
                     target: target.clone(),
                     frame: frame.clone(),
+                    published_us,
                 };
                 self.post(state, shard, msg);
             }
@@ -40,10 +42,12 @@ impl Shard {
         state: &mut ShardState,
         target: &Target,
         frame: &Bytes,
+        published_us: u32,
     ) -> usize {
         let limits = &self.hub.config.send_queue;
         let mut fanout = Fanout {
             frame,
+            published_us,
             limits,
             dirty: &mut state.dirty,
             delivered: 0,
@@ -135,7 +139,7 @@ impl Shard {
     /// Queues a frame for one connection of this shard (a reply, not a broadcast).
     pub(crate) fn send_to(&self, state: &mut ShardState, key: usize, frame: Bytes) {
         let target = Target::Connection(state.conns[key].id);
-        self.deliver_local(state, &target, &frame);
+        self.deliver_local(state, &target, &frame, self.hub.now_us());
     }
 
     /// Lists a connection for the next flush pass.
@@ -148,8 +152,9 @@ impl Shard {
         self.flush.notify();
     }
 
-    /// Closes a connection with a close frame. `abort` drops what is still queued (the
-    /// client broke a rule); otherwise the close frame follows everything queued.
+    /// Closes a connection with a close frame, for `cause`. `abort` drops what is still
+    /// queued (the client broke a rule); otherwise the close frame follows everything
+    /// queued.
     pub(crate) fn close_connection(
         &self,
         state: &mut ShardState,
@@ -157,9 +162,12 @@ impl Shard {
         code: u16,
         reason: &str,
         abort: bool,
+        cause: CloseCause,
     ) {
         let deadline = Instant::now() + self.hub.config.write_timeout;
-        state.conns[key].begin_close(code, reason, deadline, abort);
+        let conn = &mut state.conns[key];
+        conn.blame(cause);
+        conn.begin_close(code, reason, deadline, abort);
         self.mark_dirty(state, key);
     }
 }
@@ -167,6 +175,7 @@ impl Shard {
 /// One fan-out in progress.
 struct Fanout<'a> {
     frame: &'a Bytes,
+    published_us: u32,
     limits: &'a SendQueueLimits,
     dirty: &'a mut Vec<usize>,
     delivered: usize,
@@ -179,10 +188,11 @@ impl Fanout<'_> {
         if !conn.is_open() {
             return;
         }
-        match conn.queue(self.frame.clone(), self.limits) {
+        match conn.queue(self.frame.clone(), self.published_us, self.limits) {
             Ok(()) => self.delivered += 1,
             Err(_) => {
                 self.slow += 1;
+                conn.blame(CloseCause::SlowConsumer);
                 conn.begin_close(
                     close_code::POLICY,
                     "slow consumer",

@@ -12,7 +12,7 @@ use monoio::net::TcpStream;
 
 use super::connection::Phase;
 use super::Shard;
-use crate::stats;
+use crate::stats::{self, CloseCause};
 
 /// The shard's flusher task.
 pub(crate) async fn run(shard: Rc<Shard>) {
@@ -28,6 +28,8 @@ impl Shard {
         let mut dirty = std::mem::take(&mut state.dirty);
         let (mut calls, mut bytes, mut slow) = (0, 0, 0);
         let limits = self.hub.config.send_queue;
+        let now_us = self.hub.now_us();
+        let mut latency = self.latency.borrow_mut();
         let close_deadline = Instant::now() + self.hub.config.write_timeout;
         for key in dirty.drain(..) {
             let Some(conn) = state.conns.get_mut(key) else {
@@ -42,7 +44,9 @@ impl Shard {
                     calls += written.calls;
                     bytes += written.bytes;
                     if written.drained {
-                        conn.after_drain();
+                        if let Some(waited) = conn.after_drain(now_us) {
+                            latency.saturating_record(u64::from(waited.max(1)));
+                        }
                     } else {
                         slow += u64::from(conn.close_if_slow(&limits, close_deadline));
                         conn.write_blocked_since = Some(Instant::now());
@@ -50,12 +54,16 @@ impl Shard {
                         monoio::spawn(task);
                     }
                 }
-                Err(_) => conn.kill(),
+                Err(_) => {
+                    conn.blame(CloseCause::IoError);
+                    conn.kill();
+                }
             }
         }
         // Keep the list's allocation for the next pass.
         state.dirty = dirty;
         drop(state);
+        drop(latency);
         self.count_writes(calls, bytes);
         if slow > 0 {
             stats::add(&self.counters().slow_consumers, slow);
@@ -87,6 +95,7 @@ async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
             return;
         }
         if ready.is_err() {
+            conn.blame(CloseCause::IoError);
             conn.kill();
             return;
         }
@@ -95,7 +104,10 @@ async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
                 let done = written.drained;
                 if done {
                     conn.write_blocked_since = None;
-                    conn.after_drain();
+                    if let Some(waited) = conn.after_drain(shard.hub.now_us()) {
+                        let waited = u64::from(waited.max(1));
+                        shard.latency.borrow_mut().saturating_record(waited);
+                    }
                 } else {
                     let limits = shard.hub.config.send_queue;
                     let deadline = Instant::now() + shard.hub.config.write_timeout;
@@ -110,6 +122,7 @@ async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
                 }
             }
             Err(_) => {
+                conn.blame(CloseCause::IoError);
                 conn.kill();
                 return;
             }

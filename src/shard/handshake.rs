@@ -8,8 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use super::state::ShardState;
 use super::Shard;
 use crate::admission::Refusal;
@@ -50,11 +48,12 @@ impl Shard {
     }
 
     fn refuse_head(&self, state: &mut ShardState, key: usize, error: HeadError) {
-        let response = match error {
-            HeadError::TooLarge => http::error_response(431, "request line or headers too large"),
-            HeadError::Malformed => http::error_response(400, "malformed HTTP request"),
-        };
-        self.respond(state, key, response);
+        match error {
+            HeadError::TooLarge => {
+                self.respond_error(state, key, 431, "request line or headers too large")
+            }
+            HeadError::Malformed => self.respond_error(state, key, 400, "malformed HTTP request"),
+        }
     }
 
     /// Routes a complete request. `rest` holds whatever the client sent after it (in up
@@ -70,10 +69,9 @@ impl Shard {
         if request.path == config.path {
             self.on_upgrade(state, key, request, rest);
         } else if request.path == "/health" && request.method == "GET" {
-            let ok = http::response(200, "application/json", r#"{"status":"ok"}"#);
-            self.respond(state, key, ok);
+            self.respond(state, key, 200, "application/json", r#"{"status":"ok"}"#);
         } else {
-            self.respond(state, key, http::error_response(404, "not found"));
+            self.respond_error(state, key, 404, "not found");
         }
     }
 
@@ -86,21 +84,18 @@ impl Shard {
     ) {
         if !request.wants_upgrade() {
             let body = "This endpoint speaks WebSocket: send an upgrade request.";
-            return self.respond(state, key, http::response(426, "text/plain", body));
+            return self.respond(state, key, 426, "text/plain", body);
         }
         let accept = match http::accept_key(&request) {
             Ok(accept) => accept,
-            Err(why) => return self.respond(state, key, http::error_response(400, why)),
+            Err(why) => return self.respond_error(state, key, 400, why),
         };
         if !self.hub.origins.allows(request.origin.as_deref()) {
-            let refused = http::error_response(403, "origin not allowed");
-            return self.respond(state, key, refused);
+            return self.respond_error(state, key, 403, "origin not allowed");
         }
         let user = match self.identify(state, key, &request) {
             Ok(user) => user,
-            Err((status, why)) => {
-                return self.respond(state, key, http::error_response(status, &why))
-            }
+            Err((status, why)) => return self.respond_error(state, key, status, &why),
         };
         let (id, ip) = (state.conns[key].id, state.conns[key].remote.ip());
         if let Err(refusal) = self.hub.admission.admit(ip) {
@@ -111,9 +106,10 @@ impl Shard {
             self.hub.admission.release(ip);
             return self.refuse(state, key, Refusal::TooManyForUser);
         };
+        self.counters().count_response(101);
         state.conns[key]
             .out
-            .push_unbounded(http::switching_protocols(&accept));
+            .push_protected(http::switching_protocols(&accept));
         self.open(state, key, user, first);
         for bytes in rest {
             if !bytes.is_empty() && state.conns[key].is_open() {
@@ -145,10 +141,26 @@ impl Shard {
 
     fn refuse(&self, state: &mut ShardState, key: usize, refusal: Refusal) {
         let (status, why) = refusal.response();
-        self.respond(state, key, http::error_response(status, why));
+        self.respond_error(state, key, status, why);
     }
 
-    fn respond(&self, state: &mut ShardState, key: usize, response: Bytes) {
+    /// Answers with `{"error": why}` and closes.
+    pub(super) fn respond_error(&self, state: &mut ShardState, key: usize, status: u16, why: &str) {
+        let body = serde_json::json!({ "error": why }).to_string();
+        self.respond(state, key, status, "application/json", &body);
+    }
+
+    /// Answers the request and closes the connection after the response.
+    pub(super) fn respond(
+        &self,
+        state: &mut ShardState,
+        key: usize,
+        status: u16,
+        content_type: &str,
+        body: &str,
+    ) {
+        self.counters().count_response(status);
+        let response = http::response(status, content_type, body);
         state.conns[key].respond_and_close(response, Instant::now() + RESPONSE_LINGER);
         self.mark_dirty(state, key);
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::connection::Phase;
 use super::Shard;
-use crate::stats;
+use crate::stats::{self, CloseCause, ShardCounters};
 use crate::ws::encode;
 
 /// The housekeeping task of a shard.
@@ -14,9 +14,12 @@ pub(crate) async fn run(shard: Rc<Shard>) {
     let tick = tick_period(config);
     let mut next_ping = Instant::now() + config.ping_interval;
     let mut next_sweep = Instant::now() + config.cleanup_interval;
+    let mut rates = RateMeter::new(shard.counters());
     loop {
         monoio::time::sleep(tick).await;
         let now = Instant::now();
+        rates.update(shard.counters(), now);
+        shard.publish_latency();
         if now >= next_ping {
             shard.ping_all();
             next_ping = now + config.ping_interval;
@@ -45,16 +48,78 @@ fn tick_period(config: &crate::config::HubConfig) -> Duration {
     .max(Duration::from_millis(5))
 }
 
+/// Turns counters into per-second rates between ticks.
+struct RateMeter {
+    at: Instant,
+    messages_in: u64,
+    deliveries: u64,
+}
+
+impl RateMeter {
+    fn new(counters: &ShardCounters) -> Self {
+        Self {
+            at: Instant::now(),
+            messages_in: stats::read(&counters.messages_in),
+            deliveries: stats::read(&counters.deliveries),
+        }
+    }
+
+    fn update(&mut self, counters: &ShardCounters, now: Instant) {
+        let seconds = now.duration_since(self.at).as_secs_f64();
+        if seconds < 0.5 {
+            return;
+        }
+        let (messages_in, deliveries) = (
+            stats::read(&counters.messages_in),
+            stats::read(&counters.deliveries),
+        );
+        let rate = |now: u64, before: u64| ((now - before) as f64 / seconds).to_bits();
+        let store = |slot: &std::sync::atomic::AtomicU64, value| {
+            slot.store(value, std::sync::atomic::Ordering::Relaxed)
+        };
+        store(
+            &counters.messages_in_rate,
+            rate(messages_in, self.messages_in),
+        );
+        store(&counters.deliveries_rate, rate(deliveries, self.deliveries));
+        *self = Self {
+            at: now,
+            messages_in,
+            deliveries,
+        };
+    }
+}
+
 impl Shard {
+    /// Moves the latency measured since the last tick into the shared histogram that
+    /// stats and metrics read, so the shard's own recording never takes a lock.
+    fn publish_latency(&self) {
+        let mut local = self.latency.borrow_mut();
+        if local.is_empty() {
+            return;
+        }
+        let mut shared = self
+            .counters()
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        shared
+            .get_or_insert_with(stats::latency_histogram)
+            .add(&*local)
+            .expect("same bounds");
+        local.reset();
+    }
+
     fn ping_all(&self) {
         let ping = encode::ping_frame();
         let limits = self.hub.config.send_queue;
+        let now_us = self.hub.now_us();
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         for (key, conn) in state.conns.iter_mut() {
             // A queue too full for a ping belongs to a slow consumer; the next fan-out
             // or the write timeout deals with it.
-            if conn.is_open() && conn.queue(ping.clone(), &limits).is_ok() && !conn.dirty {
+            if conn.is_open() && conn.queue(ping.clone(), now_us, &limits).is_ok() && !conn.dirty {
                 conn.dirty = true;
                 state.dirty.push(key);
             }
@@ -68,7 +133,6 @@ impl Shard {
     /// beyond the write timeout, handshakes and closing handshakes that took too long.
     fn enforce_deadlines(&self, now: Instant) {
         let config = &self.hub.config;
-        let mut dropped = 0;
         let mut state = self.state.borrow_mut();
         for (_, conn) in state.conns.iter_mut() {
             let stuck = conn
@@ -83,14 +147,16 @@ impl Shard {
             };
             if expired || stuck {
                 if conn.is_open() {
-                    dropped += 1;
-                    tracing::debug!(conn = %conn.id, stuck, "dropping dead connection");
+                    let cause = if stuck {
+                        CloseCause::WriteStalled
+                    } else {
+                        CloseCause::Timeout
+                    };
+                    conn.blame(cause);
+                    tracing::debug!(conn = %conn.id, cause = cause.label(), "dropping dead connection");
                 }
                 conn.kill();
             }
-        }
-        if dropped > 0 {
-            stats::add(&self.counters().dropped_dead, dropped);
         }
     }
 

@@ -12,6 +12,7 @@ use super::signal::yield_now;
 use super::{accept, Shard};
 use crate::hub::{ConnectionInfo, HubError};
 use crate::mailbox::PostError;
+use crate::stats::CloseCause;
 
 /// Messages handled before letting other tasks run.
 const BATCH: usize = 1024;
@@ -102,9 +103,13 @@ impl Shard {
 
     fn handle(self: &Rc<Self>, msg: ShardMessage) {
         match msg {
-            ShardMessage::Deliver { target, frame } => {
+            ShardMessage::Deliver {
+                target,
+                frame,
+                published_us,
+            } => {
                 let mut state = self.state.borrow_mut();
-                self.deliver_local(&mut state, &target, &frame);
+                self.deliver_local(&mut state, &target, &frame, published_us);
             }
             ShardMessage::Listen(listener) => accept::start(self, listener),
             ShardMessage::Adopt(stream) => self.adopt_std(stream),
@@ -127,7 +132,8 @@ impl Shard {
                 reply,
             } => {
                 let result = self.on_open_connection(conn, |state, key| {
-                    self.close_connection(state, key, code, &reason, false);
+                    let cause = CloseCause::Disconnected;
+                    self.close_connection(state, key, code, &reason, false, cause);
                     Ok(())
                 });
                 let _ = reply.send(result);

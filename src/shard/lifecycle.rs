@@ -16,6 +16,7 @@ use crate::config::PresenceScope;
 use crate::ids::ConnectionId;
 use crate::protocol::{unix_time, PresenceStatus, ServerMessage};
 use crate::room::Room;
+use crate::stats::CloseCause;
 use crate::ws::{close_code, encode};
 
 /// After the shutdown deadline, how long killed connections get to be cleaned up.
@@ -132,10 +133,13 @@ impl Shard {
         };
         let last = self.hub.registry.remove_connection(conn.id, &user);
         self.hub.admission.release(conn.remote.ip());
-        self.counters()
+        let counters = self.counters();
+        counters
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::debug!(conn = %conn.id, user = %user, "connection closed");
+        let cause = conn.cause.unwrap_or(CloseCause::ClientGone);
+        counters.count_close(cause);
+        tracing::debug!(conn = %conn.id, user = %user, cause = cause.label(), "connection closed");
         if last {
             self.announce_presence(state, conn.id, &user, PresenceStatus::Offline, rooms.into());
         }
@@ -170,13 +174,15 @@ impl Shard {
             message: "Server is shutting down",
         });
         let limits = self.hub.config.send_queue;
+        let now_us = self.hub.now_us();
         let mut state = self.state.borrow_mut();
         let keys: Vec<usize> = state.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             let conn = &mut state.conns[key];
             match conn.phase {
                 Phase::Open => {
-                    let _ = conn.queue(goodbye.clone(), &limits);
+                    let _ = conn.queue(goodbye.clone(), now_us, &limits);
+                    conn.blame(CloseCause::Shutdown);
                     conn.begin_close(close_code::GOING_AWAY, "server shutdown", deadline, false);
                     self.mark_dirty(&mut state, key);
                 }

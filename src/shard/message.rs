@@ -35,7 +35,12 @@ pub(crate) type Reply<T> = crossbeam_channel::Sender<Result<T, HubError>>;
 /// A message to a shard.
 pub(crate) enum ShardMessage {
     /// Queue `frame` (already encoded) to the shard's recipients of `target`.
-    Deliver { target: Target, frame: Bytes },
+    /// `published_us` is when it was published, on the hub's clock.
+    Deliver {
+        target: Target,
+        frame: Bytes,
+        published_us: u32,
+    },
     /// Accept connections from this listener.
     Listen(std::net::TcpListener),
     /// Serve this accepted socket (starting with its HTTP upgrade).

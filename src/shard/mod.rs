@@ -80,6 +80,8 @@ pub(crate) struct Shard {
     accept_canceller: RefCell<monoio::io::Canceller>,
     /// Zero of the shard's millisecond clock (see [`Shard::now_ms`]).
     epoch: Instant,
+    /// Fan-out latency measured since the last tick (µs); housekeeping publishes it.
+    latency: RefCell<hdrhistogram::Histogram<u64>>,
 }
 
 impl Shard {
@@ -99,6 +101,7 @@ impl Shard {
             stopped: Notify::default(),
             accept_canceller: RefCell::new(monoio::io::Canceller::new()),
             epoch: Instant::now(),
+            latency: RefCell::new(crate::stats::latency_histogram()),
         }
     }
 

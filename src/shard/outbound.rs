@@ -37,6 +37,9 @@ pub(crate) struct Outbound {
     bytes: usize,
     /// The front frame is partly written and must be finished before anything else.
     front_started: bool,
+    /// Frames at the front that must go out even if the rest is discarded: the HTTP
+    /// response to the upgrade, without which nothing after it means anything.
+    protected: usize,
 }
 
 impl Outbound {
@@ -66,10 +69,22 @@ impl Outbound {
         self.frames.push_back(frame);
     }
 
-    /// Drops every frame not yet started, keeping a partly written one so the stream
-    /// stays well-formed. Used before a close frame that must go out next.
+    /// Queues a frame that a later [`Outbound::discard_unsent`] must keep.
+    pub fn push_protected(&mut self, frame: Bytes) {
+        debug_assert_eq!(
+            self.protected,
+            self.frames.len(),
+            "protected frames come first"
+        );
+        self.push_unbounded(frame);
+        self.protected += 1;
+    }
+
+    /// Drops every frame not yet started, keeping a partly written one (so the stream
+    /// stays well-formed) and protected ones. Used before a close frame that must go out
+    /// next.
     pub fn discard_unsent(&mut self) {
-        let keep = usize::from(self.front_started);
+        let keep = usize::from(self.front_started).max(self.protected);
         self.frames.truncate(keep);
         self.bytes = self.frames.iter().map(Bytes::len).sum();
     }
@@ -118,6 +133,7 @@ impl Outbound {
                 n -= front.len();
                 self.frames.pop_front();
                 self.front_started = false;
+                self.protected = self.protected.saturating_sub(1);
             } else {
                 front.advance(n);
                 self.front_started = true;
@@ -147,6 +163,21 @@ mod tests {
         assert_eq!(q.push(Bytes::from_static(&[0; 40]), &LIMITS), Err(Overflow));
         q.push(Bytes::from_static(&[0; 10]), &LIMITS).unwrap();
         assert_eq!(q.push(Bytes::from_static(&[0; 1]), &LIMITS), Err(Overflow));
+    }
+
+    #[test]
+    fn protected_frames_survive_a_discard() {
+        let mut q = Outbound::default();
+        q.push_protected(Bytes::from_static(b"HTTP/1.1 101"));
+        q.push(Bytes::from_static(b"welcome"), &LIMITS).unwrap();
+        q.discard_unsent();
+        q.push_unbounded(Bytes::from_static(b"close"));
+        let (a, mut b) = UnixStream::pair().unwrap();
+        assert!(q.write_to(a.as_raw_fd()).unwrap().drained);
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"HTTP/1.1 101close");
     }
 
     #[test]

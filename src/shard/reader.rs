@@ -16,7 +16,7 @@ use super::signal::yield_now;
 use super::state::ShardState;
 use super::{sys, Shard};
 use crate::protocol::ErrorCode;
-use crate::stats;
+use crate::stats::{self, CloseCause};
 use crate::ws::assemble::Message;
 use crate::ws::decode::{decode_frame, Decoded, FrameHeader};
 use crate::ws::{close_code, encode, CloseReason};
@@ -83,6 +83,7 @@ impl Shard {
                 Ok(0) => return Next::Finish,
                 Ok(n) => {
                     self.note_activity();
+                    stats::add(&self.counters().bytes_in, n as u64);
                     self.on_bytes_contained(key, &mut buf[..n]);
                     if n < buf.len() {
                         // Short read: the socket is drained; readiness will say when
@@ -116,7 +117,8 @@ impl Shard {
             tracing::error!(conn = %conn.id, panic = %what, "bug while handling a message; closing the connection with 1011");
             if conn.is_open() {
                 let code = close_code::INTERNAL;
-                self.close_connection(&mut state, key, code, "internal error", true);
+                let cause = CloseCause::Internal;
+                self.close_connection(&mut state, key, code, "internal error", true, cause);
             } else {
                 conn.kill();
             }
@@ -173,7 +175,8 @@ impl Shard {
                 }
                 Ok(Decoded::Incomplete { .. }) => return pos,
                 Err(reason) => {
-                    self.close_connection(state, key, reason.code, reason.reason, true);
+                    let cause = CloseCause::of_code(reason.code);
+                    self.close_connection(state, key, reason.code, reason.reason, true, cause);
                     break;
                 }
             }
@@ -194,9 +197,10 @@ impl Shard {
             Ok(None) | Ok(Some(Message::Pong)) => {}
             Ok(Some(Message::Ping(data))) => self.send_to(state, key, encode::pong_frame(data)),
             Ok(Some(Message::Close(code))) => {
+                state.conns[key].blame(CloseCause::ClientClosed);
                 // Echo the client's code, after anything already queued.
                 let code = code.unwrap_or(close_code::NORMAL);
-                self.close_connection(state, key, code, "", false);
+                self.close_connection(state, key, code, "", false, CloseCause::ClientClosed);
             }
             Ok(Some(message @ (Message::Text(_) | Message::Binary))) => {
                 stats::add(&self.counters().messages_in, 1);
@@ -209,7 +213,8 @@ impl Shard {
                     }
                     Verdict::Abuse => {
                         let why = "rate limit exceeded";
-                        return self.close_connection(state, key, close_code::POLICY, why, true);
+                        let (code, cause) = (close_code::POLICY, CloseCause::RateLimited);
+                        return self.close_connection(state, key, code, why, true, cause);
                     }
                 }
                 match message {
@@ -223,7 +228,7 @@ impl Shard {
                 }
             }
             Err(CloseReason { code, reason }) => {
-                self.close_connection(state, key, code, reason, true)
+                self.close_connection(state, key, code, reason, true, CloseCause::of_code(code))
             }
         }
     }
