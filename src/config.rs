@@ -52,6 +52,8 @@ pub struct HubConfig {
     pub limits: LimitsConfig,
     /// The HTTP API for backends (`api.*`).
     pub api: ApiConfig,
+    /// Period of the stats line logged at info level (`log.stats_interval`).
+    pub stats_log_interval: Duration,
 }
 
 /// JWT authentication. With neither a secret nor a public key, anyone may connect and
@@ -146,6 +148,7 @@ impl Default for HubConfig {
             allowed_origins: Vec::new(),
             limits: LimitsConfig::default(),
             api: ApiConfig::default(),
+            stats_log_interval: Duration::from_secs(30),
         }
     }
 }
@@ -232,7 +235,8 @@ impl HubConfig {
             ("hub.write_timeout", self.write_timeout),
             ("hub.cleanup_interval", self.cleanup_interval),
             ("shutdown.timeout", self.shutdown_timeout),
-            ("handshake_timeout", self.handshake_timeout),
+            ("hub.handshake_timeout", self.handshake_timeout),
+            ("log.stats_interval", self.stats_log_interval),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(format!("{name} must be greater than zero"));

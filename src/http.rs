@@ -32,6 +32,14 @@ pub struct RequestHead {
     pub origin: Option<String>,
     /// `Authorization`.
     pub authorization: Option<String>,
+    /// `X-API-Key`.
+    pub api_key: Option<String>,
+    /// `Content-Length`.
+    pub content_length: Option<usize>,
+    /// `Transfer-Encoding: chunked` (not supported: the body must have a length).
+    pub chunked: bool,
+    /// `Expect: 100-continue`: the client waits for a go-ahead before sending its body.
+    pub expect_continue: bool,
 }
 
 impl RequestHead {
@@ -104,6 +112,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
             head.origin = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("authorization") {
             head.authorization = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("x-api-key") {
+            head.api_key = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let length = value.parse().map_err(|_| HeadError::Malformed)?;
+            if head.content_length.is_some_and(|l| l != length) {
+                return Err(HeadError::Malformed);
+            }
+            head.content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("expect") {
+            head.expect_continue |= value.eq_ignore_ascii_case("100-continue");
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked |= has_token(value, "chunked");
         }
     }
     Ok(Some((head, consumed)))
@@ -149,6 +169,9 @@ pub fn switching_protocols(accept: &str) -> Bytes {
     ))
 }
 
+/// The interim response that tells a client to go on with its body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// A complete response that closes the connection after it.
 pub fn response(status: u16, content_type: &str, body: &str) -> Bytes {
     let extra = if status == 426 {
@@ -174,9 +197,13 @@ fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        201 => "Created",
+        202 => "Accepted",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

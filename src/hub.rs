@@ -132,15 +132,26 @@ impl HubShared {
         encode::json_frame(message)
     }
 
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> HubStats {
+        HubStats::collect(
+            &self.counters,
+            self.admission.open() as u64,
+            self.registry.user_count() as u64,
+            self.registry.room_count() as u64,
+        )
+    }
+
+    /// Encodes `text` (JSON from a backend) to be fanned out. Counted like [`Self::encode`].
+    pub fn encode_text(&self, text: &str) -> Bytes {
+        stats::add(&self.counters.frames_encoded, 1);
+        encode::text_frame(text)
+    }
+
     /// Microseconds since the hub started, wrapping after 71 minutes: the timestamps
     /// that follow a broadcast to measure fan-out latency, comparable across shards.
     pub fn now_us(&self) -> u32 {
         self.epoch.elapsed().as_micros() as u32
-    }
-
-    fn encode_text(&self, text: &str) -> Bytes {
-        stats::add(&self.counters.frames_encoded, 1);
-        encode::text_frame(text)
     }
 
     /// Posts to a shard's inbox. Threads that are not shards wait for room if needed;
@@ -348,7 +359,7 @@ impl Hub {
 
     /// Room `name`, if it exists.
     pub fn room(&self, name: &str) -> Option<RoomInfo> {
-        self.shared.registry.room(name).map(|r| room_info(&r))
+        self.shared.registry.room(name).map(|r| RoomInfo::of(&r))
     }
 
     /// Removes room `name`; its members get `left` with count 0. False if there was none.
@@ -371,7 +382,7 @@ impl Hub {
             .registry
             .rooms()
             .iter()
-            .map(|r| room_info(r))
+            .map(RoomInfo::of)
             .collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
         rooms
@@ -409,7 +420,7 @@ impl Hub {
         if id.shard() >= self.shard_count() {
             return Err(HubError::UnknownConnection(id));
         }
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = oneshot::channel();
         self.shared.post(id.shard(), command(id, reply))?;
         answer
             .recv_timeout(REPLY_TIMEOUT)
@@ -542,12 +553,7 @@ impl Hub {
 
     /// Counters of the hub and of each shard (the body of `GET /stats`).
     pub fn stats(&self) -> HubStats {
-        HubStats::collect(
-            &self.shared.counters,
-            self.connection_count() as u64,
-            self.user_count() as u64,
-            self.room_count() as u64,
-        )
+        self.shared.stats()
     }
 
     /// Shuts the hub down gracefully: stops accepting, sends `server_shutdown` and a
@@ -576,14 +582,6 @@ fn checked_room_name(room: &str) -> Result<String, HubError> {
         Ok(room.to_owned())
     } else {
         Err(HubError::InvalidRoomName)
-    }
-}
-
-fn room_info(room: &crate::room::Room) -> RoomInfo {
-    RoomInfo {
-        name: room.name.to_string(),
-        members: room.count(),
-        persistent: room.is_persistent(),
     }
 }
 

@@ -26,12 +26,14 @@
 #![warn(missing_docs)]
 
 pub(crate) mod admission;
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod http;
 pub mod hub;
 pub mod ids;
 pub(crate) mod mailbox;
+pub mod metrics;
 pub mod origin;
 pub mod protocol;
 pub(crate) mod registry;

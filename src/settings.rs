@@ -469,6 +469,7 @@ impl Settings {
                 key: self.api.key.clone(),
                 max_body: self.api.max_body.0,
             },
+            stats_log_interval: self.log.stats_interval,
         };
         config.validate().map_err(SettingsError)?;
         Ok(config)

@@ -31,7 +31,8 @@ pub(crate) const BURST_ALLOWANCE: usize = 4;
 #[derive(Debug)]
 pub(crate) enum Phase {
     /// Reading the HTTP request (gathered in `partial` if it arrives in pieces).
-    Handshake { deadline: Instant },
+    /// `continued`: a `100 Continue` was sent for its body.
+    Handshake { deadline: Instant, continued: bool },
     /// Upgraded and serving protocol messages.
     Open,
     /// A close frame or final HTTP response is queued. Once it is written the write side
@@ -89,6 +90,7 @@ impl Connection {
             connected_at: SystemTime::UNIX_EPOCH,
             phase: Phase::Handshake {
                 deadline: handshake_deadline,
+                continued: false,
             },
             user: None,
             rooms: Vec::new(),

@@ -5,9 +5,11 @@
 //! authentication (401), the connection caps (503 or 429). Only then is the connection
 //! registered and answered with 101; a refused client leaves nothing behind.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::connection::Phase;
 use super::state::ShardState;
 use super::Shard;
 use crate::admission::Refusal;
@@ -18,58 +20,115 @@ use crate::ids::is_valid_user_id;
 const RESPONSE_LINGER: Duration = Duration::from_secs(5);
 
 impl Shard {
-    pub(super) fn on_handshake_bytes(&self, state: &mut ShardState, key: usize, data: &mut [u8]) {
-        // Usually the whole request comes in one read and is parsed where it landed;
+    pub(super) fn on_handshake_bytes(
+        self: &Rc<Self>,
+        state: &mut ShardState,
+        key: usize,
+        data: &mut [u8],
+    ) {
+        // Usually the whole request comes in one read and is handled where it landed;
         // only a request that arrives in pieces is gathered in the connection, and never
-        // more of it than the size bound.
+        // more of it than the size bounds (head, then the body it announces).
         let mut gathered = std::mem::take(&mut state.conns[key].partial);
         if gathered.is_empty() {
-            match http::parse_head(data) {
-                Ok(None) => state.conns[key].partial = data.to_vec(),
-                Ok(Some((request, used))) => {
-                    self.on_request(state, key, request, [&mut data[used..], &mut []])
+            match self.complete_request(data) {
+                Ok(None) => {
+                    self.continue_if_asked(state, key, data);
+                    state.conns[key].partial = data.to_vec();
                 }
-                Err(e) => self.refuse_head(state, key, e),
+                Ok(Some((request, head_len, total))) => {
+                    let (head_and_body, after) = data.split_at_mut(total);
+                    let body = &head_and_body[head_len..];
+                    self.on_request(state, key, request, body, [after, &mut []])
+                }
+                Err((status, why)) => self.respond_error(state, key, status, why),
             }
             return;
         }
-        let taken = data
-            .len()
-            .min(MAX_HEAD_BYTES.saturating_sub(gathered.len()) + 1);
+        let bound = MAX_HEAD_BYTES + self.hub.config.api.max_body + 1;
+        let taken = data.len().min(bound.saturating_sub(gathered.len()));
         gathered.extend_from_slice(&data[..taken]);
-        match http::parse_head(&gathered) {
-            Ok(None) => state.conns[key].partial = gathered,
-            Ok(Some((request, used))) => {
-                let (_, rest) = gathered.split_at_mut(used);
-                self.on_request(state, key, request, [rest, &mut data[taken..]]);
+        match self.complete_request(&gathered) {
+            Ok(None) => {
+                self.continue_if_asked(state, key, &gathered);
+                state.conns[key].partial = gathered;
             }
-            Err(e) => self.refuse_head(state, key, e),
+            Ok(Some((request, head_len, total))) => {
+                let (head_and_body, after) = gathered.split_at_mut(total);
+                let body = &head_and_body[head_len..];
+                self.on_request(state, key, request, body, [after, &mut data[taken..]]);
+            }
+            Err((status, why)) => self.respond_error(state, key, status, why),
         }
     }
 
-    fn refuse_head(&self, state: &mut ShardState, key: usize, error: HeadError) {
-        match error {
-            HeadError::TooLarge => {
-                self.respond_error(state, key, 431, "request line or headers too large")
-            }
-            HeadError::Malformed => self.respond_error(state, key, 400, "malformed HTTP request"),
+    /// Sends `100 Continue` once, when a client that asked for it has sent a whole head
+    /// and waits to send its body.
+    fn continue_if_asked(&self, state: &mut ShardState, key: usize, buf: &[u8]) {
+        let Phase::Handshake { continued, .. } = &mut state.conns[key].phase else {
+            return;
+        };
+        if *continued
+            || !matches!(http::parse_head(buf), Ok(Some((head, _))) if head.expect_continue)
+        {
+            return;
         }
+        *continued = true;
+        let conn = &mut state.conns[key];
+        conn.out
+            .push_unbounded(bytes::Bytes::from_static(http::CONTINUE));
+        self.mark_dirty(state, key);
     }
 
-    /// Routes a complete request. `rest` holds whatever the client sent after it (in up
-    /// to two pieces), which after an upgrade is already WebSocket frames.
-    fn on_request(
+    /// The request at the front of `buf`, once its head and body have arrived: the head,
+    /// the head's length and the length with the body. `Err` is the HTTP refusal.
+    fn complete_request(
         &self,
+        buf: &[u8],
+    ) -> Result<Option<(RequestHead, usize, usize)>, (u16, &'static str)> {
+        let (request, head_len) = match http::parse_head(buf) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(None),
+            Err(HeadError::TooLarge) => return Err((431, "request line or headers too large")),
+            Err(HeadError::Malformed) => return Err((400, "malformed HTTP request")),
+        };
+        if request.chunked {
+            return Err((411, "chunked bodies are not accepted: send Content-Length"));
+        }
+        let body_len = request.content_length.unwrap_or(0);
+        if body_len > self.hub.config.api.max_body {
+            return Err((413, "request body too large"));
+        }
+        let total = head_len + body_len;
+        Ok((buf.len() >= total).then_some((request, head_len, total)))
+    }
+
+    /// Routes a complete request with its `body`. `rest` holds whatever the client sent
+    /// after it (in up to two pieces), which after an upgrade is already WebSocket frames.
+    fn on_request(
+        self: &Rc<Self>,
         state: &mut ShardState,
         key: usize,
         request: RequestHead,
+        body: &[u8],
         rest: [&mut [u8]; 2],
     ) {
         let config = &self.hub.config;
-        if request.path == config.path {
+        let path = request.path.as_str();
+        if path == config.path {
             self.on_upgrade(state, key, request, rest);
-        } else if request.path == "/health" && request.method == "GET" {
+        } else if path.starts_with("/api/") {
+            self.on_api(state, key, &request, body);
+        } else if request.method != "GET" {
+            self.respond_error(state, key, 405, "method not allowed");
+        } else if path == "/health" {
             self.respond(state, key, 200, "application/json", r#"{"status":"ok"}"#);
+        } else if path == "/stats" {
+            let stats = serde_json::to_string(&self.hub.stats()).expect("stats serialize");
+            self.respond(state, key, 200, "application/json", &stats);
+        } else if path == "/metrics" {
+            let text = crate::metrics::render(&self.hub.stats());
+            self.respond(state, key, 200, crate::metrics::CONTENT_TYPE, &text);
         } else {
             self.respond_error(state, key, 404, "not found");
         }

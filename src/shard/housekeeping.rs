@@ -15,6 +15,7 @@ pub(crate) async fn run(shard: Rc<Shard>) {
     let mut next_ping = Instant::now() + config.ping_interval;
     let mut next_sweep = Instant::now() + config.cleanup_interval;
     let mut rates = RateMeter::new(shard.counters());
+    let mut next_stats_log = Instant::now() + config.stats_log_interval;
     loop {
         monoio::time::sleep(tick).await;
         let now = Instant::now();
@@ -28,6 +29,11 @@ pub(crate) async fn run(shard: Rc<Shard>) {
         if now >= next_sweep {
             shard.sweep();
             next_sweep = now + config.cleanup_interval;
+        }
+        // One shard speaks for the hub.
+        if shard.index == 0 && now >= next_stats_log {
+            log_stats(&shard.hub.stats());
+            next_stats_log = now + config.stats_log_interval;
         }
     }
 }
@@ -46,6 +52,19 @@ fn tick_period(config: &crate::config::HubConfig) -> Duration {
     .min()
     .unwrap_or(Duration::from_secs(1))
     .max(Duration::from_millis(5))
+}
+
+fn log_stats(stats: &stats::HubStats) {
+    tracing::info!(
+        connections = stats.total_connections,
+        users = stats.unique_users,
+        rooms = stats.rooms,
+        messages_in_per_sec = format!("{:.1}", stats.messages_in_per_sec),
+        deliveries_per_sec = format!("{:.1}", stats.deliveries_per_sec),
+        fanout_p99_us = stats.fanout_latency_us.p99,
+        slow_consumers = stats.slow_consumers,
+        "stats"
+    );
 }
 
 /// Turns counters into per-second rates between ticks.

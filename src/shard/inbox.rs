@@ -150,7 +150,10 @@ impl Shard {
                 });
                 let _ = reply.send(result);
             }
-            ShardMessage::RoomRemoved(room) => self.forget_room(&room),
+            ShardMessage::RoomRemoved(room) => {
+                let mut state = self.state.borrow_mut();
+                self.forget_room(&mut state, &room);
+            }
             ShardMessage::Shutdown => self.begin_shutdown(),
         }
     }

@@ -146,8 +146,7 @@ impl Shard {
     }
 
     /// A room was removed through the hub: its local members leave it, with a `left`.
-    pub(crate) fn forget_room(&self, room: &Arc<Room>) {
-        let mut state = self.state.borrow_mut();
+    pub(crate) fn forget_room(&self, state: &mut ShardState, room: &Arc<Room>) {
         let Some(local) = state.rooms.remove(&room.id) else {
             return;
         };
@@ -157,7 +156,7 @@ impl Shard {
         });
         for key in local.members {
             state.conns[key].rooms.retain(|r| !Arc::ptr_eq(r, room));
-            self.send_to(&mut state, key, left.clone());
+            self.send_to(state, key, left.clone());
         }
     }
 

@@ -29,8 +29,9 @@ pub(crate) enum Target {
     Connection(ConnectionId),
 }
 
-/// A reply channel for a command whose caller waits for the outcome.
-pub(crate) type Reply<T> = crossbeam_channel::Sender<Result<T, HubError>>;
+/// A reply channel for a command whose caller waits for the outcome: a thread blocks on
+/// the receiver, a shard awaits it.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, HubError>>;
 
 /// A message to a shard.
 pub(crate) enum ShardMessage {

@@ -14,6 +14,7 @@
 //! so no lock is ever taken for a message.
 
 pub(crate) mod accept;
+pub(crate) mod api;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
 pub(crate) mod fanout;

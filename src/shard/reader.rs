@@ -67,7 +67,7 @@ fn close_on_reply(conn: &mut super::connection::Connection, data: &mut [u8]) {
 }
 
 impl Shard {
-    fn read_available(&self, key: usize) -> Next {
+    fn read_available(self: &Rc<Self>, key: usize) -> Next {
         let mut buf = self.read_buf.borrow_mut();
         for _ in 0..READS_PER_TURN {
             let fd = {
@@ -102,7 +102,7 @@ impl Shard {
     /// Handles what arrived, containing any panic to this connection: a bug triggered by
     /// one client's input is logged, that client is closed with 1011, and the shard and
     /// every other connection carry on.
-    fn on_bytes_contained(&self, key: usize, data: &mut [u8]) {
+    fn on_bytes_contained(self: &Rc<Self>, key: usize, data: &mut [u8]) {
         let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.on_bytes(key, data);
         }));
@@ -125,7 +125,7 @@ impl Shard {
         }
     }
 
-    fn on_bytes(&self, key: usize, data: &mut [u8]) {
+    fn on_bytes(self: &Rc<Self>, key: usize, data: &mut [u8]) {
         let mut state = self.state.borrow_mut();
         let conn = &mut state.conns[key];
         conn.last_heard = Instant::now();

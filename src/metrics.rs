@@ -1,0 +1,176 @@
+//! `GET /metrics`: the hub's counters in the Prometheus text exposition format.
+//!
+//! Names follow Prometheus conventions: the `neonex_` prefix, `_total` on counters, base
+//! units (seconds, bytes), a `shard` label on everything a shard counts, and fan-out
+//! latency as a histogram with `_bucket`, `_sum` and `_count`.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+
+use crate::stats::HubStats;
+
+/// The content type of the exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds of the latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Renders `stats` as Prometheus text.
+pub fn render(stats: &HubStats) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let out = &mut out;
+
+    family(
+        out,
+        "neonex_users",
+        "gauge",
+        "Distinct users with an open connection.",
+    )
+    .sample("", stats.unique_users as f64);
+    family(out, "neonex_rooms", "gauge", "Rooms that exist.").sample("", stats.rooms as f64);
+    family(
+        out,
+        "neonex_frames_encoded_total",
+        "counter",
+        "Broadcast frames encoded; each is shared by all of its recipients.",
+    )
+    .sample("", stats.frames_encoded as f64);
+
+    type Pick = fn(&crate::stats::ShardStats) -> f64;
+    let per_shard: [(&str, &str, &str, Pick); 7] = [
+        (
+            "neonex_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            |s| s.connections as f64,
+        ),
+        (
+            "neonex_messages_in_total",
+            "counter",
+            "Messages received from clients.",
+            |s| s.messages_in as f64,
+        ),
+        (
+            "neonex_messages_out_total",
+            "counter",
+            "Frames queued to clients (one per recipient).",
+            |s| s.deliveries as f64,
+        ),
+        (
+            "neonex_bytes_in_total",
+            "counter",
+            "Bytes read from client sockets.",
+            |s| s.bytes_in as f64,
+        ),
+        (
+            "neonex_bytes_out_total",
+            "counter",
+            "Bytes written to client sockets.",
+            |s| s.bytes_out as f64,
+        ),
+        (
+            "neonex_write_calls_total",
+            "counter",
+            "Write system calls; messages_out / write_calls is the batching achieved.",
+            |s| s.write_calls as f64,
+        ),
+        (
+            "neonex_slow_consumers_total",
+            "counter",
+            "Clients found not reading and closed with 1008.",
+            |s| s.slow_consumers as f64,
+        ),
+    ];
+    for (name, kind, help, pick) in per_shard {
+        let mut f = family(out, name, kind, help);
+        for (i, shard) in stats.shards.iter().enumerate() {
+            f.sample(&format!("shard=\"{i}\""), pick(shard));
+        }
+    }
+
+    let mut f = family(
+        out,
+        "neonex_connections_closed_total",
+        "counter",
+        "WebSocket connections ended, by reason.",
+    );
+    for (i, shard) in stats.shards.iter().enumerate() {
+        for (reason, n) in &shard.closes {
+            f.sample(&format!("shard=\"{i}\",reason=\"{reason}\""), *n as f64);
+        }
+    }
+    let mut f = family(out, 
+        "neonex_http_responses_total",
+        "counter",
+        "HTTP responses by status: 101 is an accepted upgrade, 4xx/5xx refused handshakes and API errors.",
+    );
+    for (i, shard) in stats.shards.iter().enumerate() {
+        for (status, n) in &shard.http_responses {
+            f.sample(&format!("shard=\"{i}\",status=\"{status}\""), *n as f64);
+        }
+    }
+
+    let mut f = family(out, 
+        "neonex_fanout_latency_seconds",
+        "histogram",
+        "From a broadcast being published to its frame being written to a recipient's socket (the longest wait in each write).",
+    );
+    for (i, shard) in stats.shards.iter().enumerate() {
+        f.histogram(&format!("shard=\"{i}\""), shard.latency.as_ref());
+    }
+    std::mem::take(out)
+}
+
+fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    Family {
+        out,
+        name: name.to_owned(),
+    }
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+    name: String,
+}
+
+impl Family<'_> {
+    fn sample(&mut self, labels: &str, value: f64) {
+        self.line(&self.name.clone(), labels, value);
+    }
+
+    fn line(&mut self, name: &str, labels: &str, value: f64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {value}");
+        } else {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {value}");
+        }
+    }
+
+    fn histogram(&mut self, labels: &str, h: Option<&Histogram<u64>>) {
+        let name = self.name.clone();
+        let sep = if labels.is_empty() { "" } else { "," };
+        for le in LATENCY_BUCKETS {
+            let micros = (le * 1e6) as u64;
+            let count = h.map_or(0, |h| h.count_between(0, micros));
+            let bucket = format!("{labels}{sep}le=\"{le}\"");
+            self.line(&format!("{name}_bucket"), &bucket, count as f64);
+        }
+        let total = h.map_or(0, |h| h.len());
+        self.line(
+            &format!("{name}_bucket"),
+            &format!("{labels}{sep}le=\"+Inf\""),
+            total as f64,
+        );
+        let sum_micros: u64 = h.map_or(0, |h| {
+            h.iter_recorded()
+                .map(|v| v.value_iterated_to() * v.count_at_value())
+                .sum()
+        });
+        self.line(&format!("{name}_sum"), labels, sum_micros as f64 / 1e6);
+        self.line(&format!("{name}_count"), labels, total as f64);
+    }
+}

@@ -1,0 +1,225 @@
+//! Serving the HTTP API (see [`crate::api`]) on the shard that accepted the call.
+//!
+//! Publishing from here is the same fan-out a client's message gets: encode once, queue
+//! locally, post to the other shards. Closing a connection of another shard waits for
+//! that shard's answer in a task of its own, so this shard never blocks.
+
+use std::future::IntoFuture;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+use serde_json::{json, Value};
+
+use super::connection::Phase;
+use super::message::{ShardMessage, Target};
+use super::state::ShardState;
+use super::Shard;
+use crate::api::{self, ApiError, CloseRequest, Route};
+use crate::http::RequestHead;
+use crate::hub::{HubError, RoomInfo};
+use crate::ids::ConnectionId;
+use crate::stats::CloseCause;
+
+/// How long a call waits for another shard to act on it.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Shard {
+    pub(super) fn on_api(
+        self: &Rc<Self>,
+        state: &mut ShardState,
+        key: usize,
+        request: &RequestHead,
+        body: &[u8],
+    ) {
+        let key_config = self.hub.config.api.key.as_deref();
+        let outcome = api::authorize(request, key_config, state.conns[key].remote.ip())
+            .and_then(|()| api::route(request))
+            .and_then(|route| self.serve_route(state, key, route, body));
+        match outcome {
+            Ok(Some((status, body))) => {
+                self.respond(state, key, status, "application/json", &body.to_string())
+            }
+            Ok(None) => {} // answered later, by a task waiting for another shard
+            Err(e) => self.respond(state, key, e.status, "application/json", &e.body()),
+        }
+    }
+
+    /// Runs one API call. `Ok(None)` means the answer comes later.
+    fn serve_route(
+        self: &Rc<Self>,
+        state: &mut ShardState,
+        key: usize,
+        route: Route,
+        body: &[u8],
+    ) -> Result<Option<(u16, Value)>, ApiError> {
+        let hub = &self.hub;
+        let answer = match route {
+            Route::Broadcast => {
+                let frame = hub.encode_text(api::json_body(body)?);
+                self.publish(state, Target::All { except: None }, frame);
+                json!({ "queued": hub.admission.open() })
+            }
+            Route::RoomBroadcast { room, except } => {
+                let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+                let frame = hub.encode_text(api::json_body(body)?);
+                let skipped = except.map_or(0, |id| usize::from(room.has_member(id)));
+                let queued = room.count() - skipped;
+                self.publish(state, Target::Room { room, except }, frame);
+                json!({ "queued": queued })
+            }
+            Route::UserSend { user } => {
+                let text = api::json_body(body)?;
+                let queued = hub.registry.user_connections(&user).len();
+                if queued > 0 {
+                    let frame = hub.encode_text(text);
+                    self.publish(state, Target::User(user.into()), frame);
+                }
+                json!({ "queued": queued })
+            }
+            Route::ListRooms => {
+                let mut rooms: Vec<RoomInfo> = hub
+                    .registry
+                    .rooms()
+                    .iter()
+                    .map(|r| RoomInfo::of(r))
+                    .collect();
+                rooms.sort_by(|a, b| a.name.cmp(&b.name));
+                json!({ "rooms": rooms })
+            }
+            Route::CreateRoom { room } => {
+                let created = hub.registry.create_room(&room);
+                let info = hub.registry.room(&room).map(|r| RoomInfo::of(&r));
+                let status = if created { 201 } else { 200 };
+                return Ok(Some((status, json!({ "room": info, "created": created }))));
+            }
+            Route::RemoveRoom { room } => {
+                let (room, _) = hub.registry.remove_room(&room).ok_or_else(room_not_found)?;
+                for shard in 0..hub.config.shards {
+                    if shard == self.index {
+                        self.forget_room(state, &room);
+                    } else {
+                        self.post(state, shard, ShardMessage::RoomRemoved(room.clone()));
+                    }
+                }
+                json!({ "removed": room.name.as_ref() })
+            }
+            Route::RoomMembers { room } => {
+                let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+                let mut members = room.members();
+                members.sort();
+                json!({ "room": room.name.as_ref(), "members": members })
+            }
+            Route::UserConnections { user } => {
+                let mut connections = hub.registry.user_connections(&user);
+                connections.sort();
+                json!({ "user_id": user, "connections": connections })
+            }
+            Route::DisconnectUser { user, close } => {
+                let connections = hub.registry.user_connections(&user);
+                for &id in &connections {
+                    let (reply, _ignored) = oneshot::channel();
+                    self.disconnect(state, id, &close, reply);
+                }
+                json!({ "disconnected": connections.len() })
+            }
+            Route::DisconnectConnection { id, close } => {
+                if id.shard() >= hub.config.shards {
+                    return Err(connection_not_found(id));
+                }
+                let (reply, answer) = oneshot::channel();
+                self.disconnect(state, id, &close, reply);
+                // Whether it existed is known once its shard has answered.
+                let conn = &mut state.conns[key];
+                conn.phase = Phase::Closing {
+                    deadline: Instant::now() + REPLY_TIMEOUT * 2,
+                    fin_sent: false,
+                };
+                let task = answer_disconnect(self.clone(), key, conn.stream.clone(), id, answer);
+                monoio::spawn(task);
+                return Ok(None);
+            }
+        };
+        Ok(Some((200, answer)))
+    }
+
+    /// Closes connection `id`, here or on its shard; the outcome goes to `reply`.
+    fn disconnect(
+        &self,
+        state: &mut ShardState,
+        id: ConnectionId,
+        close: &CloseRequest,
+        reply: super::message::Reply<()>,
+    ) {
+        if id.shard() != self.index {
+            let msg = ShardMessage::Disconnect {
+                conn: id,
+                code: close.code,
+                reason: close.reason.clone(),
+                reply,
+            };
+            return self.post(state, id.shard(), msg);
+        }
+        let outcome = match state.key_of(id.seq()) {
+            Some(key) if state.conns[key].is_open() => {
+                let cause = CloseCause::Disconnected;
+                self.close_connection(state, key, close.code, &close.reason, false, cause);
+                Ok(())
+            }
+            _ => Err(HubError::UnknownConnection(id)),
+        };
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Waits for the shard that owns `id` to act on a disconnect, then answers the call.
+async fn answer_disconnect(
+    shard: Rc<Shard>,
+    key: usize,
+    stream: Rc<TcpStream>,
+    id: ConnectionId,
+    answer: oneshot::Receiver<Result<(), HubError>>,
+) {
+    let outcome = monoio::time::timeout(REPLY_TIMEOUT, answer.into_future()).await;
+    let mut state = shard.state.borrow_mut();
+    // The caller may have hung up, and its slot may hold a newer connection.
+    match state.conns.get(key) {
+        Some(conn) if Rc::ptr_eq(&conn.stream, &stream) => {}
+        _ => return,
+    }
+    let (status, body) = match outcome {
+        Ok(Ok(Ok(()))) => (200, json!({ "disconnected": 1 }).to_string()),
+        Ok(Ok(Err(HubError::UnknownConnection(_)))) => {
+            let e = connection_not_found(id);
+            (e.status, e.body())
+        }
+        _ => {
+            let e = ApiError::new(503, "unavailable", "the connection's shard did not answer");
+            (e.status, e.body())
+        }
+    };
+    shard.respond(&mut state, key, status, "application/json", &body);
+}
+
+fn room_not_found() -> ApiError {
+    ApiError::new(404, "room_not_found", "no such room")
+}
+
+fn connection_not_found(id: ConnectionId) -> ApiError {
+    ApiError::new(
+        404,
+        "connection_not_found",
+        format!("no open connection {id}"),
+    )
+}
+
+impl RoomInfo {
+    pub(crate) fn of(room: &Arc<crate::room::Room>) -> RoomInfo {
+        RoomInfo {
+            name: room.name.to_string(),
+            members: room.count(),
+            persistent: room.is_persistent(),
+        }
+    }
+}
