@@ -102,7 +102,8 @@ pub fn render(stats: &HubStats) -> String {
             f.sample(&format!("shard=\"{i}\",reason=\"{reason}\""), *n as f64);
         }
     }
-    let mut f = family(out, 
+    let mut f = family(
+        out,
         "neonex_http_responses_total",
         "counter",
         "HTTP responses by status: 101 is an accepted upgrade, 4xx/5xx refused handshakes and API errors.",
@@ -113,7 +114,8 @@ pub fn render(stats: &HubStats) -> String {
         }
     }
 
-    let mut f = family(out, 
+    let mut f = family(
+        out,
         "neonex_fanout_latency_seconds",
         "histogram",
         "From a broadcast being published to its frame being written to a recipient's socket (the longest wait in each write).",
