@@ -270,6 +270,8 @@ impl HubConfig {
                 return Err(format!("{name} must be at least 1 when set"));
             }
         }
+        crate::origin::OriginPolicy::new(&self.allowed_origins)?;
+        crate::auth::Authenticator::new(&self.auth)?;
         if self.api.max_body == 0 {
             return Err("api.max_body must be greater than zero".to_owned());
         }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -485,62 +485,12 @@ async fn hub_close_says_server_shutdown_then_closes_with_1001() {
 }
 
 /// Kills the child process if the test ends before it exits.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_binary_shuts_down_gracefully_on_sigterm() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_neonex"))
-        .args(["serve", "--listen", &listen, "--shards", "2"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn neonex");
-    let mut child = ChildGuard(child);
-    let addr: std::net::SocketAddr = listen.parse().unwrap();
-
-    // Wait for /health.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("neonex exited before serving: {status}");
-        }
-        if let Ok(Ok(mut stream)) =
-            tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr)).await
-        {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = stream
-                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await;
-            let mut buf = vec![0u8; 256];
-            if let Ok(Ok(n)) = tokio::time::timeout(TIMEOUT, stream.read(&mut buf)).await {
-                if buf[..n].starts_with(b"HTTP/1.1 200") {
-                    break;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "neonex did not serve /health in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
+    let (mut child, addr) = Server::spawn(&["--shards", "2"], &[("RUST_LOG", "warn")]).await;
     let mut client = Client::connect(addr, Some("bin"), &["general".to_owned()]).await;
     client.ping_pong().await;
-    let pid = child.0.id().to_string();
+    let pid = child.child.id().to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -551,7 +501,7 @@ async fn the_binary_shuts_down_gracefully_on_sigterm() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = child.child.try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -79,12 +79,8 @@ impl Shard {
                 json!({ "queued": queued })
             }
             Route::ListRooms => {
-                let mut rooms: Vec<RoomInfo> = hub
-                    .registry
-                    .rooms()
-                    .iter()
-                    .map(|r| RoomInfo::of(r))
-                    .collect();
+                let mut rooms: Vec<RoomInfo> =
+                    hub.registry.rooms().iter().map(RoomInfo::of).collect();
                 rooms.sort_by(|a, b| a.name.cmp(&b.name));
                 json!({ "rooms": rooms })
             }

@@ -16,6 +16,15 @@ use crate::admission::Refusal;
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::ids::is_valid_user_id;
 
+/// A request whose head and body have arrived.
+struct Request {
+    head: RequestHead,
+    /// Bytes of the head; the body follows.
+    head_len: usize,
+    /// Bytes of head and body.
+    total: usize,
+}
+
 /// How long a client has to read a final HTTP response and hang up.
 const RESPONSE_LINGER: Duration = Duration::from_secs(5);
 
@@ -36,10 +45,14 @@ impl Shard {
                     self.continue_if_asked(state, key, data);
                     state.conns[key].partial = data.to_vec();
                 }
-                Ok(Some((request, head_len, total))) => {
+                Ok(Some(Request {
+                    head,
+                    head_len,
+                    total,
+                })) => {
                     let (head_and_body, after) = data.split_at_mut(total);
                     let body = &head_and_body[head_len..];
-                    self.on_request(state, key, request, body, [after, &mut []])
+                    self.on_request(state, key, head, body, [after, &mut []])
                 }
                 Err((status, why)) => self.respond_error(state, key, status, why),
             }
@@ -53,10 +66,14 @@ impl Shard {
                 self.continue_if_asked(state, key, &gathered);
                 state.conns[key].partial = gathered;
             }
-            Ok(Some((request, head_len, total))) => {
+            Ok(Some(Request {
+                head,
+                head_len,
+                total,
+            })) => {
                 let (head_and_body, after) = gathered.split_at_mut(total);
                 let body = &head_and_body[head_len..];
-                self.on_request(state, key, request, body, [after, &mut data[taken..]]);
+                self.on_request(state, key, head, body, [after, &mut data[taken..]]);
             }
             Err((status, why)) => self.respond_error(state, key, status, why),
         }
@@ -82,10 +99,7 @@ impl Shard {
 
     /// The request at the front of `buf`, once its head and body have arrived: the head,
     /// the head's length and the length with the body. `Err` is the HTTP refusal.
-    fn complete_request(
-        &self,
-        buf: &[u8],
-    ) -> Result<Option<(RequestHead, usize, usize)>, (u16, &'static str)> {
+    fn complete_request(&self, buf: &[u8]) -> Result<Option<Request>, (u16, &'static str)> {
         let (request, head_len) = match http::parse_head(buf) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Ok(None),
@@ -100,7 +114,11 @@ impl Shard {
             return Err((413, "request body too large"));
         }
         let total = head_len + body_len;
-        Ok((buf.len() >= total).then_some((request, head_len, total)))
+        Ok((buf.len() >= total).then_some(Request {
+            head: request,
+            head_len,
+            total,
+        }))
     }
 
     /// Routes a complete request with its `body`. `rest` holds whatever the client sent

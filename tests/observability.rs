@@ -1,0 +1,224 @@
+//! What operators watch: `/stats` values after known activity, `/metrics` read by a real
+//! Prometheus parser, and the server's log lines.
+
+mod common;
+
+use common::*;
+use neonex::HubConfig;
+use prometheus_parse::{Scrape, Value as Metric};
+use serde_json::{json, Value};
+
+async fn get(h: &TestHub, path: &str) -> HttpResponse {
+    let r = http_call(h.addr, "GET", path, "", "").await;
+    assert_eq!(r.status, 200, "GET {path}: {r:?}");
+    r
+}
+
+/// A hub with two clients in room `obs` that have exchanged three chat messages, and a
+/// third client that closed normally.
+async fn after_known_activity() -> (TestHub, Vec<Client>) {
+    let h = TestHub::start(HubConfig {
+        stats_log_interval: std::time::Duration::from_secs(3600),
+        ..config()
+    });
+    let mut a = h.connect("ann").await;
+    let mut b = h.connect("bob").await;
+    let leaver = h.connect("cy").await;
+    let gone = leaver.id;
+    leaver.close().await;
+    h.wait_gone(gone).await;
+    a.join("obs").await;
+    b.join("obs").await;
+    for i in 0..3 {
+        a.say("obs", &format!("m{i}")).await;
+    }
+    for c in [&mut a, &mut b] {
+        for i in 0..3 {
+            let m = c.expect_type("chat_message").await;
+            assert_eq!(m["message"], format!("m{i}"));
+        }
+    }
+    (h, vec![a, b])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_report_what_happened() {
+    let (h, _clients) = after_known_activity().await;
+    // Latency and rates are published on the shards' next tick.
+    let mut stats = Value::Null;
+    for _ in 0..100 {
+        stats = get(&h, "/stats").await.json();
+        if stats["fanout_latency_us"]["count"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats["total_connections"], 2, "{stats}");
+    assert_eq!(stats["unique_users"], 2);
+    assert_eq!(stats["rooms"], 3, "general, random and obs");
+    let now = now_secs();
+    let ts = stats["timestamp"].as_i64().unwrap();
+    assert!(
+        (now - 5..=now + 1).contains(&ts),
+        "timestamp {ts} vs now {now}"
+    );
+    // 3 messages and 2 joins from the clients.
+    assert!(stats["messages_in"].as_u64().unwrap() >= 5, "{stats}");
+    // Each chat message reached both members: at least 6 deliveries.
+    assert!(stats["deliveries"].as_u64().unwrap() >= 6, "{stats}");
+    assert!(stats["frames_encoded"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(stats["messages_in_per_sec"].is_number());
+    assert_eq!(stats["closes"]["client_closed"], 1, "{stats}");
+    assert_eq!(stats["http_responses"]["101"], 3, "{stats}");
+    let latency = &stats["fanout_latency_us"];
+    assert!(latency["count"].as_u64().unwrap() > 0, "{stats}");
+    assert!(
+        latency["p50"].as_u64() <= latency["p99"].as_u64(),
+        "{latency}"
+    );
+    assert!(
+        latency["p99"].as_u64() <= latency["max"].as_u64(),
+        "{latency}"
+    );
+    let shards = stats["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2);
+    let per_shard: u64 = shards
+        .iter()
+        .map(|s| s["connections"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_shard, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_match_the_activity() {
+    let (h, _clients) = after_known_activity().await;
+    let response = get(&h, "/metrics").await;
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{response:?}"
+    );
+    let scrape = Scrape::parse(response.body.lines().map(|l| Ok(l.to_owned())))
+        .expect("the exposition format parses");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v) => v,
+                _ => panic!("{name} is not a single value"),
+            })
+            .sum()
+    };
+    for (name, kind) in [
+        ("neonex_connections", "gauge"),
+        ("neonex_users", "gauge"),
+        ("neonex_rooms", "gauge"),
+        ("neonex_messages_in_total", "counter"),
+        ("neonex_messages_out_total", "counter"),
+        ("neonex_bytes_in_total", "counter"),
+        ("neonex_bytes_out_total", "counter"),
+        ("neonex_connections_closed_total", "counter"),
+        ("neonex_http_responses_total", "counter"),
+        ("neonex_fanout_latency_seconds", "histogram"),
+    ] {
+        assert!(scrape.docs.contains_key(name), "no HELP for {name}");
+        assert!(
+            response.body.contains(&format!("# TYPE {name} {kind}")),
+            "{name} should be a {kind}"
+        );
+    }
+    assert_eq!(value("neonex_connections", &[]), 2.0);
+    assert_eq!(value("neonex_users", &[]), 2.0);
+    assert!(value("neonex_messages_in_total", &[]) >= 5.0);
+    assert!(value("neonex_messages_out_total", &[]) >= 6.0);
+    assert_eq!(
+        value(
+            "neonex_connections_closed_total",
+            &[("reason", "client_closed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value("neonex_http_responses_total", &[("status", "101")]),
+        3.0
+    );
+    let shards: std::collections::BTreeSet<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "neonex_connections")
+        .filter_map(|s| s.labels.get("shard"))
+        .collect();
+    assert_eq!(shards.into_iter().collect::<Vec<_>>(), ["0", "1"]);
+    // Histogram buckets are cumulative and end at +Inf with the count.
+    for sample in scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "neonex_fanout_latency_seconds")
+    {
+        let Metric::Histogram(buckets) = &sample.value else {
+            panic!("not a histogram: {sample:?}");
+        };
+        assert!(
+            buckets.windows(2).all(|w| w[0].count <= w[1].count),
+            "{buckets:?}"
+        );
+        assert!(buckets.last().unwrap().less_than.is_infinite());
+    }
+    assert!(response
+        .body
+        .contains("neonex_fanout_latency_seconds_sum{shard=\"0\"}"));
+    assert!(response
+        .body
+        .contains("neonex_fanout_latency_seconds_count{shard=\"1\"}"));
+}
+
+#[tokio::test]
+async fn the_server_logs_connections_at_debug_and_stats_periodically() {
+    let (server, addr) = Server::spawn(
+        &["--log-format", "json"],
+        &[
+            ("RUST_LOG", "neonex=debug"),
+            ("NEONEX_LOG_STATS_INTERVAL", "200ms"),
+        ],
+    )
+    .await;
+    let client = Client::connect(addr, Some("logged"), &["general".to_owned()]).await;
+    client.close().await;
+    let parse = |line: &str| serde_json::from_str::<Value>(line).ok();
+    let opened = server
+        .wait_for_log("connection opened", |l| l.contains("connection opened"))
+        .await;
+    let opened = parse(&opened).expect("JSON log lines");
+    assert_eq!(opened["fields"]["user"], "logged", "{opened}");
+    let closed = server
+        .wait_for_log("connection closed", |l| l.contains("connection closed"))
+        .await;
+    assert_eq!(parse(&closed).unwrap()["fields"]["cause"], "client_closed");
+    let stats = server
+        .wait_for_log("stats", |l| {
+            parse(l).is_some_and(|v| v["fields"]["message"] == "stats")
+        })
+        .await;
+    let stats = parse(&stats).unwrap();
+    assert_eq!(stats["level"], "INFO");
+    assert!(stats["fields"]["connections"].is_number(), "{stats}");
+
+    // At info level nothing is logged per connection or per message.
+    let (quiet, quiet_addr) = Server::spawn(&[], &[("NEONEX_LOG_STATS_INTERVAL", "1h")]).await;
+    let mut c = Client::connect(quiet_addr, Some("q"), &["general".to_owned()]).await;
+    for _ in 0..5 {
+        c.send_json(&json!({"type": "message", "room": "general", "message": "x"}))
+            .await;
+    }
+    c.expect_type("chat_message").await;
+    c.close().await;
+    let log = quiet.log();
+    assert!(
+        !log.contains("connection opened") && !log.contains("chat"),
+        "info level must not log per connection or message:\n{log}"
+    );
+}
