@@ -6,13 +6,15 @@
 //!
 //! - [`hub`]: the [`Hub`] handle an application holds: listen, publish, rooms, users,
 //!   stats, graceful close. Thread-safe; it talks to the shards through their inboxes.
-//! - [`config`]: [`HubConfig`], every setting with its embedded default.
+//! - [`config`]: [`HubConfig`], every setting with its embedded default; [`settings`]
+//!   layers a TOML file, `NEONEX_*` variables and flags over it for `neonex serve`.
 //! - `shard`: the engine. One thread per core, each a monoio runtime that owns its
 //!   connections outright. `shard::reader` reads and handles client input,
-//!   `shard::dispatch` the protocol messages, `shard::fanout` queues one shared frame on
-//!   every recipient, `shard::flusher` writes each socket's queue in one vectored call
-//!   per pass, `shard::inbox` takes work from other shards, `shard::housekeeping` runs
-//!   heartbeats and timeouts, `shard::lifecycle` opens, closes and shuts down.
+//!   `shard::handshake` the HTTP request before it, `shard::dispatch` the protocol
+//!   messages, `shard::api` the backends' HTTP calls, `shard::fanout` queues one shared
+//!   frame on every recipient, `shard::flusher` writes each socket's queue in one vectored
+//!   call per pass, `shard::inbox` takes work from other shards, `shard::housekeeping`
+//!   runs heartbeats, timeouts and stats, `shard::lifecycle` opens, closes and shuts down.
 //! - `mailbox`: a shard's inbox, and the rule that only a parked shard is woken.
 //! - `registry` and `room`: the hub-wide directory of rooms and of users' connections,
 //!   touched on joins, leaves, opens and closes, never per message.
@@ -20,8 +22,11 @@
 //! - [`ws`]: WebSocket framing: decode client frames from a shared buffer, reassemble
 //!   messages, encode server frames once.
 //! - [`http`]: the HTTP request that precedes the upgrade, and plain responses.
+//! - Who gets in and how much they may do: [`auth`] (JWT), [`origin`] (allow-list),
+//!   `admission` (connection caps), `shard::ratelimit` (per-connection token bucket).
+//! - [`api`]: the HTTP API for backends: routes, key check, errors.
+//! - [`stats`] and [`metrics`]: counters, latency, `/stats` and Prometheus `/metrics`.
 //! - [`ids`]: connection ids and the rules for user ids and room names.
-//! - [`stats`]: counters and their snapshots.
 
 #![warn(missing_docs)]
 

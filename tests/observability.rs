@@ -222,3 +222,35 @@ async fn the_server_logs_connections_at_debug_and_stats_periodically() {
         "info level must not log per connection or message:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_uses_only_metrics_that_exist() {
+    let (h, _clients) = after_known_activity().await;
+    let metrics = get(&h, "/metrics").await.body;
+    let dashboard: Value = serde_json::from_str(include_str!(
+        "../deploy/grafana/neonex-dashboard.json"
+    ))
+    .expect("the dashboard is JSON");
+    let mut used = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("neonex_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    metrics.contains(&format!("\n{name}{{"))
+                        || metrics.contains(&format!("\n{name} ")),
+                    "panel {:?} uses {name}, which /metrics does not have",
+                    panel["title"]
+                );
+                used += 1;
+                rest = &rest[at + name.len()..];
+            }
+        }
+    }
+    assert!(used >= 10, "the dashboard should chart the hub's metrics");
+}
