@@ -156,12 +156,11 @@ impl WsConn {
     /// Waits until the socket is readable, does one read of up to 64 KiB into `scratch`,
     /// and calls `on_text(message, receive_time_ns)` for every complete text message in it.
     /// All messages of one read share one receive timestamp, taken right after the read.
-    /// When `on_text` returns a text, it is sent back as a text message (protocol-level
-    /// keep-alives). Pings are answered with pongs. Returns `Err` once the connection is over.
+    /// Pings are answered with pongs. Returns `Err` once the connection is over.
     pub async fn read_batch(
         &mut self,
         scratch: &Scratch,
-        mut on_text: impl FnMut(&[u8], u64) -> Option<&'static [u8]>,
+        mut on_text: impl FnMut(&[u8], u64),
     ) -> Result<(), Closed> {
         if let Err(e) = self.stream.readable().await {
             return Err(Closed::Error(format!("readable: {e}")));
@@ -182,11 +181,7 @@ impl WsConn {
                     let (out, rng) = (&mut self.out, &mut self.rng);
                     let mut close = None;
                     let fed = self.reader.feed(&mut buf[..filled], |event| match event {
-                        Event::Text(text) => {
-                            if let Some(reply) = on_text(text, now) {
-                                ws::encode_client_frame(out, ws::OP_TEXT, reply, rng.mask());
-                            }
-                        }
+                        Event::Text(text) => on_text(text, now),
                         Event::Binary(_) | Event::Pong => {}
                         Event::Ping(payload) => {
                             ws::encode_client_frame(out, ws::OP_PONG, payload, rng.mask());

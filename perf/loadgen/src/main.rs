@@ -6,7 +6,6 @@
 
 mod clock;
 mod conn;
-mod http;
 mod protocol;
 mod report;
 mod scenario;
