@@ -227,10 +227,9 @@ async fn the_server_logs_connections_at_debug_and_stats_periodically() {
 async fn the_grafana_dashboard_uses_only_metrics_that_exist() {
     let (h, _clients) = after_known_activity().await;
     let metrics = get(&h, "/metrics").await.body;
-    let dashboard: Value = serde_json::from_str(include_str!(
-        "../deploy/grafana/neonex-dashboard.json"
-    ))
-    .expect("the dashboard is JSON");
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../deploy/grafana/neonex-dashboard.json"))
+            .expect("the dashboard is JSON");
     let mut used = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
