@@ -33,6 +33,8 @@
 pub(crate) mod admission;
 pub mod api;
 pub mod auth;
+#[doc(hidden)]
+pub mod bench;
 pub mod config;
 pub mod http;
 pub mod hub;
