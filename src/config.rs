@@ -38,6 +38,12 @@ pub struct HubConfig {
     /// Bounds of each connection's outbound queue; over them the client is a slow consumer
     /// and is closed with 1008.
     pub send_queue: SendQueueLimits,
+    /// Most bytes the kernel may hold unsent for one socket (`TCP_NOTSENT_LOWAT`;
+    /// `hub.socket_unsent_bytes`). Without it the kernel grows a socket's buffer to
+    /// megabytes: a client that stops reading would pin that much kernel memory, and the
+    /// close frame meant for it would wait behind it. Data beyond this stays in the
+    /// connection's own queue, where its bounds apply.
+    pub socket_unsent_bytes: usize,
     /// How long a graceful shutdown waits for clients to take their close frames
     /// (`shutdown.timeout`).
     pub shutdown_timeout: Duration,
@@ -139,6 +145,7 @@ impl Default for HubConfig {
             rooms: RoomsConfig::default(),
             presence: PresenceScope::All,
             send_queue: SendQueueLimits::default(),
+            socket_unsent_bytes: 128 * 1024,
             shutdown_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             auth: AuthConfig {
@@ -243,6 +250,9 @@ impl HubConfig {
         }
         if self.shards == 0 || self.shards > u16::MAX as usize {
             return Err("shards must be between 1 and 65535".to_owned());
+        }
+        if self.socket_unsent_bytes == 0 {
+            return Err("hub.socket_unsent_bytes must be greater than zero".to_owned());
         }
         if self.max_message_size == 0 {
             return Err("hub.max_message_size must be greater than zero".to_owned());

@@ -76,6 +76,8 @@ pub struct HubSection {
     pub send_queue_bytes: Size,
     /// Per-connection outbound queue bound, in frames.
     pub send_queue_frames: usize,
+    /// Most bytes the kernel holds unsent per socket.
+    pub socket_unsent_bytes: Size,
     /// WebSocket endpoint path.
     pub path: String,
     /// I/O driver: `auto` (io_uring, else epoll) or `epoll`.
@@ -234,6 +236,7 @@ impl Default for Settings {
                 handshake_timeout: hub.handshake_timeout,
                 send_queue_bytes: Size(hub.send_queue.max_bytes),
                 send_queue_frames: hub.send_queue.max_frames,
+                socket_unsent_bytes: Size(hub.socket_unsent_bytes),
                 path: hub.path.clone(),
                 driver: Driver::Auto,
             },
@@ -319,6 +322,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("hub.handshake_timeout", Kind::Text),
     ("hub.send_queue_bytes", Kind::Text),
     ("hub.send_queue_frames", Kind::Integer),
+    ("hub.socket_unsent_bytes", Kind::Text),
     ("hub.path", Kind::Text),
     ("hub.driver", Kind::Text),
     ("rooms.create", Kind::List),
@@ -446,6 +450,7 @@ impl Settings {
                 max_bytes: self.hub.send_queue_bytes.0,
                 max_frames: self.hub.send_queue_frames,
             },
+            socket_unsent_bytes: self.hub.socket_unsent_bytes.0,
             shutdown_timeout: self.shutdown.timeout,
             handshake_timeout: self.hub.handshake_timeout,
             auth: AuthConfig {

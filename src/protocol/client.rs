@@ -52,6 +52,15 @@ pub fn parse_client_message<'a>(
     let BorrowedValue::Object(mut fields) = value else {
         return Err(invalid());
     };
+    // Readers disagree on which of two same-named keys counts (simd-json keeps both), so
+    // a gateway in front of the hub could read a message one way and the hub another:
+    // such a message is refused rather than guessed at.
+    if has_repeated_key(fields.len(), fields.keys()) {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "Invalid message format: a key is repeated",
+        ));
+    }
     let kind = match fields.remove("type") {
         Some(BorrowedValue::String(kind)) => kind,
         _ => return Err(invalid()),
@@ -108,6 +117,22 @@ pub fn parse_client_message<'a>(
             ErrorCode::UnknownType,
             "Unknown message type",
         )),
+    }
+}
+
+fn has_repeated_key<'k>(count: usize, mut keys: impl Iterator<Item = &'k Cow<'k, str>>) -> bool {
+    // A protocol message has a handful of keys; a hostile one may have thousands, which
+    // a set checks in linear time.
+    if count <= 16 {
+        let mut seen: smallvec::SmallVec<[&str; 16]> = smallvec::SmallVec::new();
+        keys.any(|key| {
+            let repeated = seen.contains(&key.as_ref());
+            seen.push(key.as_ref());
+            repeated
+        })
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(count);
+        keys.any(|key| !seen.insert(key.as_ref()))
     }
 }
 
@@ -174,6 +199,14 @@ mod tests {
             (r#"{"type":"message","room":"g","message":1}"#, BadRequest),
             (r#"{"type":"typing","room":"g"}"#, BadRequest),
             (r#"{"type":"typing","room":"g","data":"yes"}"#, BadRequest),
+            (
+                r#"{"type":"ping","type":"join_room","room":"x"}"#,
+                InvalidMessage,
+            ),
+            (
+                r#"{"type":"join_room","room":"a","room":"b"}"#,
+                InvalidMessage,
+            ),
         ] {
             assert_eq!(parse(text), Err(code), "{text}");
         }

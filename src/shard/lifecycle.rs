@@ -39,6 +39,10 @@ impl Shard {
             return;
         }
         let _ = stream.set_nodelay(true);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        if let Err(e) = super::sys::limit_unsent(fd, self.hub.config.socket_unsent_bytes) {
+            tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+        }
         let now = Instant::now();
         let mut state = self.state.borrow_mut();
         let seq = state.next_seq;

@@ -36,6 +36,27 @@ pub(crate) fn send_vectored(fd: RawFd, slices: &[IoSlice<'_>]) -> io::Result<usi
     }
 }
 
+/// Caps the bytes the kernel holds unsent for this socket (`TCP_NOTSENT_LOWAT`): once
+/// that much is waiting, the socket reports itself not writable.
+pub(crate) fn limit_unsent(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` lives across the call and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Shuts down one or both directions. Shutting down reading wakes any task waiting for
 /// the socket to become readable or writable.
 pub(crate) fn shutdown(fd: RawFd, how: std::net::Shutdown) {
