@@ -325,7 +325,8 @@ impl Hub {
         .is_ok()
     }
 
-    /// The open connection `id`, as its shard describes it. Waits for the owning shard.
+    /// Connection `id`, as its shard describes it, until it is gone (a closing connection
+    /// is still described, as it is still counted). Waits for the owning shard.
     pub fn connection(&self, id: ConnectionId) -> Option<ConnectionInfo> {
         self.ask(id, |conn, reply| ShardMessage::Describe { conn, reply })
             .ok()

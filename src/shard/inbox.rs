@@ -138,17 +138,22 @@ impl Shard {
                 });
                 let _ = reply.send(result);
             }
-            ShardMessage::Describe { conn, reply } => {
-                let result = self.on_open_connection(conn, |state, key| {
-                    let conn = &state.conns[key];
-                    Ok(ConnectionInfo {
-                        id: conn.id,
-                        user_id: conn.user.clone().expect("open connections have a user"),
-                        remote_addr: conn.remote,
-                        connected_at: conn.connected_at,
-                    })
-                });
-                let _ = reply.send(result);
+            ShardMessage::Describe { conn: id, reply } => {
+                // A connection that is closing still counts until it is gone, so it is
+                // described too: the hub's counts and its answers agree.
+                let state = self.state.borrow();
+                let described = state
+                    .key_of(id.seq())
+                    .map(|key| &state.conns[key])
+                    .and_then(|conn| {
+                        Some(ConnectionInfo {
+                            id: conn.id,
+                            user_id: conn.user.clone()?,
+                            remote_addr: conn.remote,
+                            connected_at: conn.connected_at,
+                        })
+                    });
+                let _ = reply.send(described.ok_or(HubError::UnknownConnection(id)));
             }
             ShardMessage::RoomRemoved(room) => {
                 let mut state = self.state.borrow_mut();
