@@ -394,6 +394,9 @@ async fn sustained_abuse_is_closed_with_1008_and_others_are_unaffected() {
     };
     assert_eq!(code, 1008);
     hammer.abort();
+    // The client hangs up; the server then forgets the connection.
+    let _ = hammer.await;
+    drop(stream);
     h.wait_gone(id).await;
     bystander.still_served().await;
 }
