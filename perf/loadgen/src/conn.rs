@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
@@ -64,6 +65,8 @@ pub struct WsConn {
     pending: Vec<u8>,
     out: Vec<u8>,
     rng: Rng,
+    /// We sent a close frame: the server's close frame is its answer, not to be echoed.
+    closing: bool,
 }
 
 impl WsConn {
@@ -127,6 +130,7 @@ impl WsConn {
             pending: head,
             out: Vec::new(),
             rng,
+            closing: false,
         })
     }
 
@@ -153,14 +157,36 @@ impl WsConn {
         let _ = self.stream.shutdown().await;
     }
 
+    /// Starts the closing handshake (close frame 1000) and waits, at most `timeout`, for the
+    /// server to answer it and close the TCP connection, so that the server is the side that
+    /// closes first (RFC 6455 §7.1.1; the TIME_WAIT state stays on its side). Returns true
+    /// when the server closed in time; the connection is dropped either way.
+    pub async fn close_gracefully(mut self, scratch: &Scratch, timeout: Duration) -> bool {
+        self.closing = true;
+        let mask = self.rng.mask();
+        ws::encode_client_frame(&mut self.out, ws::OP_CLOSE, &1000u16.to_be_bytes(), mask);
+        if self.flush().await.is_err() {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.read_batch(scratch, |_, _| None)).await {
+                Err(_) => return false,
+                Ok(Ok(())) | Ok(Err(Closed::CloseFrame { .. })) => {}
+                Ok(Err(_)) => return true,
+            }
+        }
+    }
+
     /// Waits until the socket is readable, does one read of up to 64 KiB into `scratch`,
     /// and calls `on_text(message, receive_time_ns)` for every complete text message in it.
     /// All messages of one read share one receive timestamp, taken right after the read.
-    /// Pings are answered with pongs. Returns `Err` once the connection is over.
+    /// When `on_text` returns a text, it is sent back as a text message (protocol-level
+    /// keep-alives). Pings are answered with pongs. Returns `Err` once the connection is over.
     pub async fn read_batch(
         &mut self,
         scratch: &Scratch,
-        mut on_text: impl FnMut(&[u8], u64),
+        mut on_text: impl FnMut(&[u8], u64) -> Option<&'static [u8]>,
     ) -> Result<(), Closed> {
         if let Err(e) = self.stream.readable().await {
             return Err(Closed::Error(format!("readable: {e}")));
@@ -178,18 +204,24 @@ impl WsConn {
                     let now = clock::now_ns();
                     buf[..kept].copy_from_slice(&self.pending);
                     let filled = kept + n;
-                    let (out, rng) = (&mut self.out, &mut self.rng);
+                    let (out, rng, closing) = (&mut self.out, &mut self.rng, self.closing);
                     let mut close = None;
                     let fed = self.reader.feed(&mut buf[..filled], |event| match event {
-                        Event::Text(text) => on_text(text, now),
+                        Event::Text(text) => {
+                            if let Some(reply) = on_text(text, now) {
+                                ws::encode_client_frame(out, ws::OP_TEXT, reply, rng.mask());
+                            }
+                        }
                         Event::Binary(_) | Event::Pong => {}
                         Event::Ping(payload) => {
                             ws::encode_client_frame(out, ws::OP_PONG, payload, rng.mask());
                         }
                         Event::Close { code, reason } => {
-                            let echo = code.map(u16::to_be_bytes);
-                            let echo: &[u8] = echo.as_ref().map_or(&[], |c| c);
-                            ws::encode_client_frame(out, ws::OP_CLOSE, echo, rng.mask());
+                            if !closing {
+                                let echo = code.map(u16::to_be_bytes);
+                                let echo: &[u8] = echo.as_ref().map_or(&[], |c| c);
+                                ws::encode_client_frame(out, ws::OP_CLOSE, echo, rng.mask());
+                            }
                             close = Some(Closed::CloseFrame {
                                 code,
                                 reason: String::from_utf8_lossy(reason).into_owned(),

@@ -1,11 +1,14 @@
-//! `loadgen`: a load generator for WebSocket hubs, neonex first.
+//! `loadgen`: a load generator for WebSocket hubs: neonex and the peer hubs of perf/peers
+//! (uWebSockets.js, ws, gorilla/websocket, Socket.IO, nginx + nchan).
 //!
 //! Many connections per thread on current-thread tokio runtimes, batched 64 KiB reads,
-//! hand-rolled client framing, and a protocol trait so that other hubs can be driven later.
+//! hand-rolled client framing, and a protocol trait per hub. Scenarios: fan-out, all-to-all,
+//! idle connections (memory per connection) and churn (connects per second).
 //! Only servers on 127.0.0.0/8 are ever targeted, and every run stops by itself.
 
 mod clock;
 mod conn;
+mod http;
 mod protocol;
 mod report;
 mod scenario;
@@ -23,7 +26,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use protocol::ProtocolKind;
+use scenario::alltoall::{self, AllToAllConfig};
+use scenario::churn::{self, ChurnConfig};
 use scenario::fanout::{self, FanoutConfig, Pace};
+use scenario::idle::{self, IdleConfig};
 
 /// Most connections one run may open.
 const MAX_CONNECTIONS: usize = 100_000;
@@ -34,13 +40,15 @@ const MAX_DURATION_S: f64 = 600.0;
 #[command(
     name = "loadgen",
     version,
-    about = "Load generator for WebSocket hubs (neonex): fan-out throughput, latency and loss",
-    long_about = "Load generator for WebSocket hubs (neonex protocol v1 for now).\n\n\
+    about = "Load generator for WebSocket hubs (neonex and peers): fan-out, all-to-all, idle, churn",
+    long_about = "Load generator for WebSocket hubs: neonex protocol v1 and the peer hubs of \
+        perf/peers (--protocol uws|ws|gorilla|socketio|nchan).\n\n\
         Opens many WebSocket connections to a hub on this machine, drives a scenario and \
         reports deliveries per second, publish-to-receive latency percentiles, lost and \
         duplicated deliveries, and (with --server-pid) the server's CPU per delivery and \
-        memory. Only targets in 127.0.0.0/8 are accepted; every run is bounded in time and \
-        connection count and stops by itself.\n\n\
+        memory; or memory per idle connection; or connects per second. Only targets in \
+        127.0.0.0/8 are accepted; every run is bounded in time and connection count and \
+        stops by itself.\n\n\
         Example:\n  loadgen fanout --url ws://127.0.0.1:3000/ws --subscribers 1000 --window 16 \
         --duration 10 --server-pid $(pgrep -f 'neonex serve')\n\n\
         Exit status: 0 when the run passed (no loss, no duplicates, no disconnects), 1 when \
@@ -61,13 +69,30 @@ enum Command {
     /// messages at a fixed --rate or keeping a --window of messages in flight (a message is
     /// complete when every subscriber got it). Without either, --rate 50.
     Fanout(FanoutArgs),
+    /// N clients in one room, each publishing at --rate; every client receives everything.
+    ///
+    /// Like uWebSockets' broadcast test: N² deliveries per round. Reports deliveries/s,
+    /// latency, loss (per publisher), server CPU per delivery.
+    AllToAll(AllToAllArgs),
+    /// Hold N connections in one room without traffic: server memory per connection.
+    ///
+    /// The server's VmRSS (process and descendants) is read before the first connection and
+    /// again after holding all of them for --hold seconds; the difference over N is reported.
+    Idle(IdleArgs),
+    /// Connect, join, leave and close at --rate connections per second for --duration.
+    ///
+    /// Reports connects per second achieved, errors, connect/join/close times and the
+    /// server's CPU per connection.
+    Churn(ChurnArgs),
 }
 
 #[derive(Args, Debug)]
 struct CommonArgs {
-    /// WebSocket URL of the hub; the host must resolve into 127.0.0.0/8.
-    #[arg(long, default_value = "ws://127.0.0.1:3000/ws")]
-    url: String,
+    /// WebSocket URL of the hub; the host must resolve into 127.0.0.0/8 [default:
+    /// ws://127.0.0.1:3000/ws; socketio: .../socket.io/; nchan: .../sub (the subscriber
+    /// location prefix; the channel is the room, publishing goes to /pub/ROOM)].
+    #[arg(long)]
+    url: Option<String>,
     /// Wire protocol of the hub.
     #[arg(long, value_enum, default_value_t = ProtocolKind::Neonex)]
     protocol: ProtocolKind,
@@ -141,6 +166,108 @@ struct FanoutArgs {
     allow_loss: bool,
 }
 
+#[derive(Args, Debug)]
+struct AllToAllArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Clients; each one publishes and receives every message.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    clients: usize,
+    /// Room every client joins.
+    #[arg(long, default_value = "bench")]
+    room: String,
+    /// Messages per second each client publishes.
+    #[arg(long, default_value_t = 10.0, value_name = "MSGS_PER_SEC")]
+    rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    duration: f64,
+    /// Length of each message text.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    payload_bytes: usize,
+    /// Settled when no non-chat frame came for this long.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    settle_ms: u64,
+    /// Stop waiting for quiet after this long.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    settle_max: f64,
+    /// After publishing, wait this long at most for late deliveries.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    drain_timeout: f64,
+    /// Connections per source address (see fanout).
+    #[arg(long, default_value_t = 25_000, value_name = "N")]
+    conns_per_source: usize,
+    /// Users are named PREFIX-c0.. [default: lg<pid>].
+    #[arg(long, value_name = "PREFIX")]
+    user_prefix: Option<String>,
+    /// Exit 0 even when deliveries were lost or duplicated.
+    #[arg(long)]
+    allow_loss: bool,
+}
+
+#[derive(Args, Debug)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Connections to hold.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    connections: usize,
+    /// Room every connection joins.
+    #[arg(long, default_value = "bench")]
+    room: String,
+    /// Seconds to hold the connections after setup.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    hold: f64,
+    /// Settled when no frame came for this long.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    settle_ms: u64,
+    /// Stop waiting for quiet after this long.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    settle_max: f64,
+    /// Connections per source address (see fanout).
+    #[arg(long, default_value_t = 25_000, value_name = "N")]
+    conns_per_source: usize,
+    /// Users are named PREFIX-i0.. [default: lg<pid>].
+    #[arg(long, value_name = "PREFIX")]
+    user_prefix: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ChurnArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Connections started per second.
+    #[arg(long, default_value_t = 200.0, value_name = "CONNS_PER_SEC")]
+    rate: f64,
+    /// Seconds during which connections are started.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    duration: f64,
+    /// Most connections in flight at once (a start waits for a free slot).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    concurrency: usize,
+    /// Milliseconds each connection stays joined before leaving.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    hold_ms: u64,
+    /// Close without sending the leave message first.
+    #[arg(long)]
+    no_leave: bool,
+    /// Room each connection joins.
+    #[arg(long, default_value = "bench")]
+    room: String,
+    /// Seconds allowed for the handshake and join (and for the leave's answer).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    join_timeout: f64,
+    /// Seconds to wait for the server to close after our close frame.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    close_timeout: f64,
+    /// Connections per source address over the whole run (see fanout).
+    #[arg(long, default_value_t = 25_000, value_name = "N")]
+    conns_per_source: usize,
+    /// Users are named PREFIX-k0.. [default: lg<pid>].
+    #[arg(long, value_name = "PREFIX")]
+    user_prefix: Option<String>,
+}
+
 fn seconds(name: &str, v: f64, max: f64) -> Result<Duration, String> {
     if !(v > 0.0 && v <= max) {
         return Err(format!("--{name} must be in (0, {max}] seconds (got {v})"));
@@ -148,23 +275,52 @@ fn seconds(name: &str, v: f64, max: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
+impl CommonArgs {
+    fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| self.protocol.default_url().to_owned())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.threads == 0 || self.threads > 64 {
+            return Err("--threads must be 1 to 64".into());
+        }
+        if let Some(pid) = self.server_pid {
+            sys::cpu_seconds(sys::Proc::Pid(pid))
+                .map_err(|e| format!("--server-pid {pid}: cannot read its CPU time ({e})"))?;
+        }
+        Ok(())
+    }
+}
+
+fn room_ok(r: &str) -> bool {
+    (1..=128).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b))
+}
+
+fn prefix(given: &Option<String>) -> Result<String, String> {
+    let p = given
+        .clone()
+        .unwrap_or_else(|| format!("lg{}", std::process::id()));
+    if p.is_empty() || p.len() > 100 {
+        return Err("--user-prefix must be 1 to 100 bytes".into());
+    }
+    Ok(p)
+}
+
 fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
     let c = &a.common;
-    let target = target::parse(&c.url)?;
+    let url = c.url();
+    let target = target::parse(&url)?;
     if a.subscribers == 0 || a.subscribers + 1 > MAX_CONNECTIONS {
         return Err(format!(
             "--subscribers must be 1 to {} (connection cap {MAX_CONNECTIONS})",
             MAX_CONNECTIONS - 1
         ));
     }
-    if c.threads == 0 || c.threads > 64 {
-        return Err("--threads must be 1 to 64".into());
-    }
-    let room_ok = |r: &str| {
-        (1..=128).contains(&r.len())
-            && r.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b))
-    };
+    c.check()?;
     if !room_ok(&a.room) {
         return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
     }
@@ -187,25 +343,10 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
     if a.payload_bytes > 64 * 1024 {
         return Err("--payload-bytes must be at most 65536".into());
     }
-    if a.conns_per_source == 0 || a.conns_per_source > 28_000 {
-        return Err("--conns-per-source must be 1 to 28000".into());
-    }
-    if !(1..=10_000).contains(&a.settle_ms) {
-        return Err("--settle-ms must be 1 to 10000".into());
-    }
-    let user_prefix = a
-        .user_prefix
-        .clone()
-        .unwrap_or_else(|| format!("lg{}", std::process::id()));
-    if user_prefix.is_empty() || user_prefix.len() > 100 {
-        return Err("--user-prefix must be 1 to 100 bytes".into());
-    }
-    if let Some(pid) = c.server_pid {
-        sys::cpu_seconds(sys::Proc::Pid(pid))
-            .map_err(|e| format!("--server-pid {pid}: cannot read its CPU time ({e})"))?;
-    }
+    check_common_limits(a.conns_per_source, a.settle_ms)?;
+    let user_prefix = prefix(&a.user_prefix)?;
     Ok(FanoutConfig {
-        url: c.url.clone(),
+        url,
         target,
         protocol: c.protocol,
         subscribers: a.subscribers,
@@ -224,6 +365,141 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
         stall_timeout: seconds("stall-timeout", a.stall_timeout, 60.0)?,
         server_pid: c.server_pid,
         user_prefix,
+        max_message: 16 * 1024 * 1024,
+        conns_per_source: a.conns_per_source,
+    })
+}
+
+fn check_common_limits(conns_per_source: usize, settle_ms: u64) -> Result<(), String> {
+    if conns_per_source == 0 || conns_per_source > 28_000 {
+        return Err("--conns-per-source must be 1 to 28000".into());
+    }
+    if !(1..=10_000).contains(&settle_ms) {
+        return Err("--settle-ms must be 1 to 10000".into());
+    }
+    Ok(())
+}
+
+fn alltoall_config(a: &AllToAllArgs) -> Result<AllToAllConfig, String> {
+    let c = &a.common;
+    c.check()?;
+    let url = c.url();
+    let target = target::parse(&url)?;
+    // Each client holds a tracker per publisher: N² of them.
+    if !(2..=5_000).contains(&a.clients) {
+        return Err("--clients must be 2 to 5000 (every client tracks every publisher)".into());
+    }
+    if !room_ok(&a.room) {
+        return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
+    }
+    if !(a.rate > 0.0 && a.rate <= 100_000.0) {
+        return Err("--rate must be in (0, 100000] messages per second per client".into());
+    }
+    if a.payload_bytes > 64 * 1024 {
+        return Err("--payload-bytes must be at most 65536".into());
+    }
+    check_common_limits(a.conns_per_source, a.settle_ms)?;
+    Ok(AllToAllConfig {
+        url,
+        target,
+        protocol: c.protocol,
+        clients: a.clients,
+        room: a.room.clone(),
+        rate: a.rate,
+        duration: seconds("duration", a.duration, MAX_DURATION_S)?,
+        payload_bytes: a.payload_bytes,
+        threads: c.threads.min(a.clients),
+        connect_timeout: seconds("connect-timeout", c.connect_timeout, 60.0)?,
+        connect_concurrency: c.connect_concurrency.clamp(1, 10_000),
+        setup_timeout: seconds("setup-timeout", c.setup_timeout, 600.0)?,
+        settle_quiet: Duration::from_millis(a.settle_ms),
+        settle_max: seconds("settle-max", a.settle_max, 120.0)?,
+        drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
+        server_pid: c.server_pid,
+        user_prefix: prefix(&a.user_prefix)?,
+        max_message: 16 * 1024 * 1024,
+        conns_per_source: a.conns_per_source,
+    })
+}
+
+fn idle_config(a: &IdleArgs) -> Result<IdleConfig, String> {
+    let c = &a.common;
+    c.check()?;
+    let url = c.url();
+    let target = target::parse(&url)?;
+    if a.connections == 0 || a.connections > MAX_CONNECTIONS {
+        return Err(format!("--connections must be 1 to {MAX_CONNECTIONS}"));
+    }
+    if !room_ok(&a.room) {
+        return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
+    }
+    let Some(server_pid) = c.server_pid else {
+        return Err("idle needs --server-pid (it measures the server's memory)".into());
+    };
+    check_common_limits(a.conns_per_source, a.settle_ms)?;
+    Ok(IdleConfig {
+        url,
+        target,
+        protocol: c.protocol,
+        connections: a.connections,
+        room: a.room.clone(),
+        hold: seconds("hold", a.hold, MAX_DURATION_S)?,
+        threads: c.threads.min(a.connections),
+        connect_timeout: seconds("connect-timeout", c.connect_timeout, 60.0)?,
+        connect_concurrency: c.connect_concurrency.clamp(1, 10_000),
+        setup_timeout: seconds("setup-timeout", c.setup_timeout, 600.0)?,
+        settle_quiet: Duration::from_millis(a.settle_ms),
+        settle_max: seconds("settle-max", a.settle_max, 120.0)?,
+        server_pid,
+        user_prefix: prefix(&a.user_prefix)?,
+        max_message: 16 * 1024 * 1024,
+        conns_per_source: a.conns_per_source,
+    })
+}
+
+/// Most connections one churn run starts.
+const MAX_CHURN_ATTEMPTS: f64 = 1_000_000.0;
+
+fn churn_config(a: &ChurnArgs) -> Result<ChurnConfig, String> {
+    let c = &a.common;
+    c.check()?;
+    let url = c.url();
+    let target = target::parse(&url)?;
+    if !(a.rate > 0.0 && a.rate <= 100_000.0) {
+        return Err("--rate must be in (0, 100000] connections per second".into());
+    }
+    let duration = seconds("duration", a.duration, MAX_DURATION_S)?;
+    if a.rate * a.duration > MAX_CHURN_ATTEMPTS {
+        return Err(format!(
+            "--rate x --duration must be at most {MAX_CHURN_ATTEMPTS} connections"
+        ));
+    }
+    if a.concurrency == 0 || a.concurrency > 10_000 {
+        return Err("--concurrency must be 1 to 10000".into());
+    }
+    if a.hold_ms > 60_000 {
+        return Err("--hold-ms must be at most 60000".into());
+    }
+    if !room_ok(&a.room) {
+        return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
+    }
+    check_common_limits(a.conns_per_source, 500)?;
+    Ok(ChurnConfig {
+        url,
+        target,
+        protocol: c.protocol,
+        rate: a.rate,
+        duration,
+        concurrency: a.concurrency,
+        hold: Duration::from_millis(a.hold_ms),
+        leave: !a.no_leave,
+        room: a.room.clone(),
+        threads: c.threads,
+        connect_timeout: seconds("connect-timeout", c.connect_timeout, 60.0)?,
+        join_timeout: seconds("join-timeout", a.join_timeout, 60.0)?,
+        close_timeout: seconds("close-timeout", a.close_timeout, 60.0)?,
+        server_pid: c.server_pid,
+        user_prefix: prefix(&a.user_prefix)?,
         max_message: 16 * 1024 * 1024,
         conns_per_source: a.conns_per_source,
     })
@@ -268,11 +544,52 @@ fn run_fanout(a: &FanoutArgs) -> Result<bool, String> {
     Ok(report.ok || a.allow_loss)
 }
 
+fn write_json<T: serde::Serialize>(path: &Option<PathBuf>, report: &T) -> Result<(), String> {
+    match path {
+        Some(p) => report::write_json(p, report),
+        None => Ok(()),
+    }
+}
+
+fn run_alltoall(a: &AllToAllArgs) -> Result<bool, String> {
+    let cfg = alltoall_config(a)?;
+    // nchan clients also hold an HTTP publisher connection each.
+    check_fd_limit(cfg.clients * 2)?;
+    start_watchdog(cfg.run_budget());
+    let report = alltoall::run(cfg)?;
+    alltoall::print(&report);
+    write_json(&a.common.json, &report)?;
+    Ok(report.ok || a.allow_loss)
+}
+
+fn run_idle(a: &IdleArgs) -> Result<bool, String> {
+    let cfg = idle_config(a)?;
+    check_fd_limit(cfg.connections)?;
+    start_watchdog(cfg.run_budget());
+    let report = idle::run(cfg)?;
+    idle::print(&report);
+    write_json(&a.common.json, &report)?;
+    Ok(report.ok)
+}
+
+fn run_churn(a: &ChurnArgs) -> Result<bool, String> {
+    let cfg = churn_config(a)?;
+    check_fd_limit(cfg.concurrency)?;
+    start_watchdog(cfg.run_budget());
+    let report = churn::run(cfg)?;
+    churn::print(&report);
+    write_json(&a.common.json, &report)?;
+    Ok(report.ok)
+}
+
 fn main() -> ExitCode {
     clock::init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Fanout(a) => run_fanout(a),
+        Command::AllToAll(a) => run_alltoall(a),
+        Command::Idle(a) => run_idle(a),
+        Command::Churn(a) => run_churn(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -298,7 +615,9 @@ mod tests {
         let mut argv = vec!["loadgen", "fanout"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let Command::Fanout(a) = cli.command;
+        let Command::Fanout(a) = cli.command else {
+            unreachable!("parsed a fanout command")
+        };
         fanout_config(&a)
     }
 
@@ -318,5 +637,56 @@ mod tests {
         assert!(fanout(&["--room", "bad room"]).is_err());
         let c = fanout(&["--messages", "100"]).unwrap();
         assert_eq!(c.duration, Duration::from_secs(600));
+        let c = fanout(&["--protocol", "socketio"]).unwrap();
+        assert_eq!(c.url, "ws://127.0.0.1:3000/socket.io/");
+        let c = fanout(&["--protocol", "nchan", "--url", "ws://127.0.0.1:9/sub"]).unwrap();
+        assert_eq!(c.protocol, ProtocolKind::Nchan);
+    }
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        let mut argv = vec!["loadgen"];
+        argv.extend_from_slice(args);
+        Ok(Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command)
+    }
+
+    #[test]
+    fn other_scenarios() {
+        let Ok(Command::AllToAll(a)) = parse(&["all-to-all", "--clients", "50"]) else {
+            panic!("all-to-all")
+        };
+        let c = alltoall_config(&a).unwrap();
+        assert_eq!((c.clients, c.rate), (50, 10.0));
+        let Ok(Command::AllToAll(a)) = parse(&["all-to-all", "--clients", "1"]) else {
+            panic!("all-to-all")
+        };
+        assert!(alltoall_config(&a).is_err());
+        let Ok(Command::AllToAll(a)) = parse(&["all-to-all", "--url", "ws://192.168.0.1:3000/ws"])
+        else {
+            panic!("all-to-all")
+        };
+        assert!(alltoall_config(&a).is_err());
+        // idle needs the server's PID.
+        let Ok(Command::Idle(a)) = parse(&["idle", "--connections", "10"]) else {
+            panic!("idle")
+        };
+        assert!(idle_config(&a).is_err());
+        let me = std::process::id().to_string();
+        let Ok(Command::Idle(a)) = parse(&["idle", "--server-pid", &me]) else {
+            panic!("idle")
+        };
+        assert_eq!(idle_config(&a).unwrap().connections, 10_000);
+        let Ok(Command::Churn(a)) = parse(&["churn", "--rate", "100", "--duration", "3"]) else {
+            panic!("churn")
+        };
+        let c = churn_config(&a).unwrap();
+        assert_eq!(c.attempts(), 300);
+        assert!(c.leave);
+        let Ok(Command::Churn(a)) = parse(&["churn", "--rate", "100000", "--duration", "600"])
+        else {
+            panic!("churn")
+        };
+        assert!(churn_config(&a).is_err());
     }
 }

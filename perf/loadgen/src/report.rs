@@ -86,7 +86,8 @@ impl MsSummary {
     }
 }
 
-/// CPU seconds of the load generator and, if watched, of the server, at one moment.
+/// CPU seconds of the load generator and, if watched, of the server (the process and its
+/// descendants, e.g. nginx's workers), at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
     /// This process.
@@ -100,7 +101,7 @@ impl CpuSample {
     pub fn take(server_pid: Option<u32>) -> Result<Self, String> {
         Ok(Self {
             me: sys::cpu_seconds(Proc::Me)?,
-            server: server_pid.and_then(|pid| match sys::cpu_seconds(Proc::Pid(pid)) {
+            server: server_pid.and_then(|pid| match sys::tree_cpu_seconds(pid) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     eprintln!("loadgen: warning: server CPU not available: {e}");
@@ -122,9 +123,9 @@ pub struct ServerUsage {
     pub cpu_cores: f64,
     /// Server CPU microseconds per delivery.
     pub cpu_us_per_delivery: Option<f64>,
-    /// Peak resident memory (VmHWM), KiB, at the end.
+    /// Peak resident memory (VmHWM), KiB, at the end (summed over the process tree).
     pub peak_rss_kib: Option<u64>,
-    /// Resident memory (VmRSS), KiB, at the end.
+    /// Resident memory (VmRSS), KiB, at the end (summed over the process tree).
     pub rss_kib: Option<u64>,
 }
 
@@ -157,8 +158,8 @@ pub fn usage(
                 cpu_seconds: cpu,
                 cpu_cores: ratio(cpu, seconds),
                 cpu_us_per_delivery: per(cpu),
-                peak_rss_kib: sys::status_kib(Proc::Pid(pid), "VmHWM"),
-                rss_kib: sys::status_kib(Proc::Pid(pid), "VmRSS"),
+                peak_rss_kib: sys::tree_status_kib(pid, "VmHWM"),
+                rss_kib: sys::tree_status_kib(pid, "VmRSS"),
             }
         });
     let me = (end.me - start.me).max(0.0);
@@ -168,6 +169,40 @@ pub fn usage(
         deliveries_per_cpu_second: (me > 0.0).then(|| deliveries as f64 / me),
     };
     (server, loadgen)
+}
+
+/// Prints the server and load generator usage rows of a human report.
+pub fn print_usage(
+    row: &dyn Fn(&str, String),
+    server: Option<&ServerUsage>,
+    loadgen: &LoadgenUsage,
+) {
+    if let Some(s) = server {
+        row(
+            "server CPU",
+            format!(
+                "{:.2} s ({:.0}% of a core), {} µs/delivery",
+                s.cpu_seconds,
+                s.cpu_cores * 100.0,
+                s.cpu_us_per_delivery
+                    .map_or("-".into(), |x| format!("{x:.3}"))
+            ),
+        );
+        let kib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{} KiB", thousands(k)));
+        row(
+            "server RSS peak / now",
+            format!("{} / {}", kib(s.peak_rss_kib), kib(s.rss_kib)),
+        );
+    }
+    row(
+        "loadgen CPU",
+        format!(
+            "{:.2} s ({:.0}% of a core), {} deliveries per loadgen CPU-s",
+            loadgen.cpu_seconds,
+            loadgen.cpu_cores * 100.0,
+            loadgen.deliveries_per_cpu_second.map_or("-".into(), rate)
+        ),
+    );
 }
 
 /// `a / b`, or 0 when `b` is 0.

@@ -4,7 +4,7 @@
 
 use memchr::memmem;
 
-use super::{push_json_string, HubProtocol, Incoming};
+use super::{push_json_string, push_query_value, HubProtocol, Incoming};
 use crate::target::Target;
 
 /// The neonex protocol.
@@ -28,7 +28,7 @@ const TYPE_KEY: &[u8] = br#""type":""#;
 const MESSAGE_KEY: &[u8] = br#""message":""#;
 
 #[derive(serde::Deserialize)]
-struct Joined {
+struct RoomOf {
     room: String,
 }
 
@@ -47,7 +47,7 @@ impl Neonex {
 }
 
 impl HubProtocol for Neonex {
-    fn request_target(&self, target: &Target, user: &str) -> String {
+    fn request_target(&self, target: &Target, user: &str, _room: &str) -> String {
         let mut s = target.path.clone();
         s.push('?');
         if let Some(q) = &target.query {
@@ -55,13 +55,7 @@ impl HubProtocol for Neonex {
             s.push('&');
         }
         s.push_str("user=");
-        for b in user.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                s.push(b as char);
-            } else {
-                s.push_str(&format!("%{b:02X}"));
-            }
-        }
+        push_query_value(&mut s, user);
         s
     }
 
@@ -69,6 +63,13 @@ impl HubProtocol for Neonex {
         out.extend_from_slice(br#"{"type":"join_room","room":"#);
         push_json_string(out, room);
         out.push(b'}');
+    }
+
+    fn encode_leave(&self, room: &str, out: &mut Vec<u8>) -> bool {
+        out.extend_from_slice(br#"{"type":"leave_room","room":"#);
+        push_json_string(out, room);
+        out.push(b'}');
+        true
     }
 
     fn encode_publish(&self, room: &str, message: &str, out: &mut Vec<u8>) {
@@ -90,8 +91,12 @@ impl HubProtocol for Neonex {
                     .find(&text[after..])
                     .map(|i| &text[after + i + MESSAGE_KEY.len()..]),
             },
-            b"joined" => match serde_json::from_slice::<Joined>(text) {
+            b"joined" => match serde_json::from_slice::<RoomOf>(text) {
                 Ok(j) => Incoming::Joined { room: j.room },
+                Err(_) => Incoming::Other,
+            },
+            b"left" => match serde_json::from_slice::<RoomOf>(text) {
+                Ok(j) => Incoming::Left { room: j.room },
                 Err(_) => Incoming::Other,
             },
             b"error" => Incoming::Error { text },
@@ -130,6 +135,12 @@ mod tests {
                 room: "bench".into()
             }
         );
+        assert_eq!(
+            p.classify(br#"{"type":"left","room":"bench","count":2}"#),
+            Incoming::Left {
+                room: "bench".into()
+            }
+        );
         let err = br#"{"type":"error","code":"not_in_room","error":"Not in room"}"#;
         assert_eq!(p.classify(err), Incoming::Error { text: err });
         for other in [
@@ -154,9 +165,12 @@ mod tests {
         assert_eq!(v["type"], "message");
         assert_eq!(v["room"], "bench");
         assert_eq!(v["message"], "1:2 xx");
+        out.clear();
+        assert!(p.encode_leave("bench", &mut out));
+        assert_eq!(out, br#"{"type":"leave_room","room":"bench"}"#);
         let t = crate::target::parse("ws://127.0.0.1:3000/ws?token=abc").unwrap();
         assert_eq!(
-            p.request_target(&t, "lg s/1"),
+            p.request_target(&t, "lg s/1", "bench"),
             "/ws?token=abc&user=lg%20s%2F1"
         );
     }

@@ -21,9 +21,9 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{self, now_ns};
 use crate::conn::{self, Closed, Scratch, WsConn};
-use crate::protocol::neonex::Neonex;
-use crate::protocol::{HubProtocol, Incoming, ProtocolKind};
+use crate::protocol::{HubProtocol, Incoming, ProtocolKind, PublishVia};
 use crate::report::{self, CpuSample, LatencyUs, LoadgenUsage, MsSummary, ServerUsage};
+use crate::scenario::common::{self, Sink};
 use crate::seq::{Seen, SeqTracker};
 use crate::target::Target;
 use crate::{stamp, workers};
@@ -292,6 +292,8 @@ enum Role {
     Subscriber(SeqTracker),
 }
 
+/// Handles one server text message; returns the text message to answer with, if the
+/// protocol wants one (Engine.IO's pong).
 fn on_message<P: HubProtocol>(
     ctx: &Ctx<P>,
     env: &WorkerEnv,
@@ -299,20 +301,20 @@ fn on_message<P: HubProtocol>(
     b: &mut Batch,
     text: &[u8],
     now: u64,
-) {
+) -> Option<&'static [u8]> {
     match ctx.proto.classify(text) {
         Incoming::Chat { message } => {
             let Role::Subscriber(tracker) = role else {
                 b.echoes += 1;
-                return;
+                return None;
             };
             let Some((seq, sent)) = message.and_then(stamp::parse) else {
                 b.foreign += 1;
-                return;
+                return None;
             };
             b.deliveries += 1;
             if tracker.observe(seq) == Seen::Duplicate {
-                return;
+                return None;
             }
             b.unique += 1;
             b.last_delivery = now;
@@ -340,8 +342,10 @@ fn on_message<P: HubProtocol>(
                 String::from_utf8_lossy(text).into_owned()
             });
         }
-        Incoming::Other => b.noise(now),
+        Incoming::Reply(reply) => return Some(reply),
+        Incoming::Left { .. } | Incoming::Ready | Incoming::Other => b.noise(now),
     }
+    None
 }
 
 /// A connection that sent its join and waits for `joined`.
@@ -387,7 +391,9 @@ async fn establish<P: HubProtocol>(
     } else {
         format!("{}-s{idx}", ctx.cfg.user_prefix)
     };
-    let request_target = ctx.proto.request_target(&ctx.cfg.target, &user);
+    let request_target = ctx
+        .proto
+        .request_target(&ctx.cfg.target, &user, &ctx.cfg.room);
     let source = ctx.cfg.source(idx);
     let name = match source {
         Some(src) => format!("connection {idx} (from {src})"),
@@ -422,17 +428,32 @@ async fn establish<P: HubProtocol>(
         .borrow_mut()
         .upgraded
         .saturating_record(now_ns().saturating_sub(started).max(1));
-    let mut join = Vec::new();
-    ctx.proto.encode_join(&ctx.cfg.room, &mut join);
-    conn.queue_text(&join);
-    conn.flush()
+    let join_deadline = tokio::time::Instant::now() + ctx.cfg.setup_timeout;
+    common::handshake(&ctx.proto, &mut conn, &env.scratch, join_deadline)
         .await
-        .map_err(|e| format!("{name}: send join: {e}"))?;
-    Ok(Joining {
+        .map_err(|e| format!("{name}: {e}"))?;
+    let mut joining = Joining {
         conn,
         permit: Some(permit),
         started,
-    })
+    };
+    if ctx.proto.joins_on_upgrade() {
+        let joined = Batch {
+            joined: true,
+            ..Batch::default()
+        };
+        joining.on_batch(&joined, env, &ctx.shared);
+        return Ok(joining);
+    }
+    let mut join = Vec::new();
+    ctx.proto.encode_join(&ctx.cfg.room, &mut join);
+    joining.conn.queue_text(&join);
+    joining
+        .conn
+        .flush()
+        .await
+        .map_err(|e| format!("{name}: send join: {e}"))?;
+    Ok(joining)
 }
 
 /// What ended a read loop.
@@ -522,6 +543,20 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
         Err(e) => return ctx.shared.fail(e),
     };
     let mut role = Role::Publisher;
+    let mut sink = match ctx.proto.publish_via(&ctx.cfg.target, &ctx.cfg.room) {
+        PublishVia::WebSocket => Sink::Ws,
+        PublishVia::HttpPost(path) => {
+            match common::http_sink(&ctx.cfg.target, &path, ctx.cfg.source(0), &ctx.stop, {
+                let ctx = ctx.clone();
+                move |code, body| http_refused(&ctx.shared, code, body)
+            })
+            .await
+            {
+                Ok(sink) => sink,
+                Err(e) => return ctx.shared.fail(format!("publisher: {e}")),
+            }
+        }
+    };
     let stopped = stop.wait_for(|s| *s);
     tokio::pin!(stopped);
     let started = go.wait_for(|v| v.is_some());
@@ -552,9 +587,12 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
     };
     let mut conn = joining.conn;
     let result = match ctx.cfg.pace {
-        Pace::Rate(rate) => publish_rate(&ctx, &env, &mut conn, t0, rate).await,
-        Pace::Window(w) => publish_window(&ctx, &env, &mut conn, t0, w).await,
+        Pace::Rate(rate) => publish_rate(&ctx, &env, &mut conn, &mut sink, t0, rate).await,
+        Pace::Window(w) => publish_window(&ctx, &env, &mut conn, &mut sink, t0, w).await,
     };
+    if let Some(why) = sink.failure() {
+        keep_first(&ctx.shared.publish_error, || why);
+    }
     ctx.shared.publish_end_ns.store(now_ns(), Ordering::SeqCst);
     if let Err(e) = result {
         keep_first(&ctx.shared.publish_error, || e);
@@ -579,24 +617,37 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
     }
 }
 
+/// An HTTP publisher's answer that is not a 2xx counts as a server error.
+fn http_refused(shared: &Shared, code: u16, body: &[u8]) {
+    if !(200..300).contains(&code) {
+        shared.server_errors.fetch_add(1, Ordering::Relaxed);
+        keep_first(&shared.first_server_error, || {
+            format!(
+                "HTTP {code} to a publish: {}",
+                String::from_utf8_lossy(body)
+            )
+        });
+    }
+}
+
 /// Stamps message `seq` with the current time and queues it.
 fn queue_message<P: HubProtocol>(
     ctx: &Ctx<P>,
     conn: &mut WsConn,
+    sink: &mut Sink,
     seq: u64,
     text: &mut String,
     payload: &mut Vec<u8>,
 ) {
     stamp::write(text, seq, now_ns(), ctx.cfg.payload_bytes);
-    payload.clear();
-    ctx.proto.encode_publish(&ctx.cfg.room, text, payload);
-    conn.queue_text(payload);
+    sink.queue(&ctx.proto, conn, &ctx.cfg.room, text, payload);
 }
 
 async fn publish_rate<P: HubProtocol>(
     ctx: &Ctx<P>,
     env: &WorkerEnv,
     conn: &mut WsConn,
+    sink: &mut Sink,
     t0: u64,
     rate: f64,
 ) -> Result<(), String> {
@@ -616,7 +667,7 @@ async fn publish_rate<P: HubProtocol>(
         let mut batch = 0;
         while sent < max && batch < MAX_BATCH && due(sent) <= now {
             lag_max = lag_max.max(now - due(sent));
-            queue_message(ctx, conn, sent, &mut text, &mut payload);
+            queue_message(ctx, conn, sink, sent, &mut text, &mut payload);
             sent += 1;
             batch += 1;
         }
@@ -625,7 +676,7 @@ async fn publish_rate<P: HubProtocol>(
             ctx.shared
                 .publish_lag_max_ns
                 .fetch_max(lag_max, Ordering::Relaxed);
-            conn.flush()
+            sink.flush(conn)
                 .await
                 .map_err(|e| format!("publisher write: {e}"))?;
         }
@@ -650,6 +701,7 @@ async fn publish_window<P: HubProtocol>(
     ctx: &Ctx<P>,
     env: &WorkerEnv,
     conn: &mut WsConn,
+    sink: &mut Sink,
     t0: u64,
     window: u32,
 ) -> Result<(), String> {
@@ -679,11 +731,11 @@ async fn publish_window<P: HubProtocol>(
                 // Safe to reuse: the ring is at least as large as the window, so the slot's
                 // previous message is older than `oldest`, hence complete.
                 shared.slots[sent as usize & shared.ring_mask].store(0, Ordering::Release);
-                queue_message(ctx, conn, sent, &mut text, &mut payload);
+                queue_message(ctx, conn, sink, sent, &mut text, &mut payload);
                 sent += 1;
             }
             shared.published.store(sent, Ordering::SeqCst);
-            conn.flush()
+            sink.flush(conn)
                 .await
                 .map_err(|e| format!("publisher write: {e}"))?;
             continue;
@@ -821,9 +873,7 @@ pub struct FanoutReport {
 
 /// Runs the scenario and reports.
 pub fn run(cfg: FanoutConfig) -> Result<FanoutReport, String> {
-    match cfg.protocol {
-        ProtocolKind::Neonex => run_with(cfg, Neonex::default()),
-    }
+    crate::with_protocol!(cfg.protocol, run_with(cfg))
 }
 
 fn sleep_ms(ms: u64) {

@@ -1,4 +1,8 @@
 //! Scenarios: each one sets up connections, drives load and reports. New scenarios go here
 //! and get a subcommand in `main.rs`.
 
+pub mod alltoall;
+pub mod churn;
+pub mod common;
 pub mod fanout;
+pub mod idle;
