@@ -1,38 +1,34 @@
 //! Micro-benchmarks of the per-message work: encoding server frames, decoding client
-//! frames, and parsing client messages with simd-json (what the shards use) against
-//! serde_json on the same real messages.
+//! frames, and parsing client messages: neonex's parser (serde_json, `data` kept raw)
+//! against simd-json reading the same messages into its value tree with reused buffers,
+//! on chat lines and on dashboard updates of growing size.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use std::borrow::Cow;
-
 use neonex::protocol::{parse_client_message, ClientMessage, ServerMessage};
 use neonex::ws::decode::{decode_frame, Decoded};
 use neonex::ws::encode;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use simd_json::prelude::*;
 
 const CHAT: &str =
     r#"{"type":"message","room":"general","message":"hello everyone, how is it going?"}"#;
 const CHAT_WITH_DATA: &str = r#"{"type":"message","room":"lobby:42","message":"gg","data":{"score":[12,7],"map":"de_dust2","tags":["ranked","eu"]}}"#;
 const TYPING: &str = r#"{"type":"typing","room":"general","data":true}"#;
 
-/// The same message read with serde_json the way a serde_json parser would: borrowed
-/// strings, and `data` kept as raw JSON text.
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct SerdeMessage<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    room: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    room_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
+/// The same job with simd-json: parse in place with reused buffers into a value tree,
+/// then pick the fields the hub needs. True for a `message` with a room.
+fn simd_json_reads(bytes: &mut [u8], buffers: &mut simd_json::Buffers) -> bool {
+    let Ok(value) = simd_json::to_borrowed_value_with_buffers(bytes, buffers) else {
+        return false;
+    };
+    let kind = value.get("type").and_then(|t| t.as_str());
+    let room = value
+        .get("room")
+        .or_else(|| value.get("room_id"))
+        .and_then(|r| r.as_str());
+    black_box(value.get("data"));
+    kind == Some("message") && room.is_some()
 }
 
 fn masked_frame(payload: &[u8]) -> Vec<u8> {
@@ -87,27 +83,52 @@ fn decoding(c: &mut Criterion) {
     group.finish();
 }
 
+/// A message whose `data` is a list of `n` small records, as a dashboard update might be.
+fn message_with_records(n: usize) -> String {
+    let records: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":{i},"name":"sensor-{i}","value":{}.5,"ok":true}}"#,
+                i * 7
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"type":"message","room":"dash","data":{{"rows":[{}]}}}}"#,
+        records.join(",")
+    )
+}
+
 fn parsing(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse");
-    for (name, text) in [
+    let larger: Vec<(String, String)> = [16usize, 256, 4096]
+        .into_iter()
+        .map(|n| (format!("records_{n}"), message_with_records(n)))
+        .collect();
+    let mut inputs = vec![
         ("chat", CHAT),
         ("chat_with_data", CHAT_WITH_DATA),
         ("typing", TYPING),
-    ] {
+    ];
+    inputs.extend(larger.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+    for (name, text) in inputs {
         group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("neonex_serde_json", name),
+            text,
+            |b, text| {
+                b.iter(|| {
+                    let parsed = parse_client_message(black_box(text.as_bytes()));
+                    matches!(parsed, Ok(ClientMessage::Message { .. }))
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("simd_json", name), text, |b, text| {
             let mut buffers = simd_json::Buffers::default();
             let mut bytes = text.as_bytes().to_vec();
             b.iter(|| {
                 bytes.copy_from_slice(text.as_bytes());
-                let parsed = parse_client_message(black_box(&mut bytes), &mut buffers);
-                matches!(parsed, Ok(ClientMessage::Message { .. }))
-            })
-        });
-        group.bench_with_input(BenchmarkId::new("serde_json", name), text, |b, text| {
-            b.iter(|| {
-                let m: SerdeMessage<'_> = serde_json::from_str(black_box(text)).unwrap();
-                m.kind == "message" && (m.room.is_some() || m.room_id.is_some())
+                simd_json_reads(black_box(&mut bytes), &mut buffers)
             })
         });
     }

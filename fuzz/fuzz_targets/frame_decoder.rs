@@ -1,8 +1,8 @@
 //! Client bytes after the upgrade, handled the way a shard handles them
 //! (`src/shard/reader.rs`): the stream arrives in reads of varying size; each read is joined
 //! to the saved unfinished frame, whole frames are decoded in place with `decode_frame` and
-//! fed to the connection's `Assembler`, text messages go to `parse_client_message` with
-//! reused `simd_json::Buffers`, and the first error or close ends the connection.
+//! fed to the connection's `Assembler`, text messages go to `parse_client_message`, and
+//! the first error or close ends the connection.
 //!
 //! Input: byte 0 picks `max_message_size`, bytes 1..3 seed the read sizes, the rest is
 //! the stream. Checked, besides "no panic":
@@ -13,7 +13,6 @@
 //! - the events are the same whether the stream arrives in one read or in many.
 #![no_main]
 
-use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
 use neonex::protocol::parse_client_message;
@@ -28,10 +27,6 @@ enum Event {
     Pong,
     Close(Option<u16>),
     Refused(u16),
-}
-
-thread_local! {
-    static JSON: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::default());
 }
 
 struct Conn {
@@ -121,8 +116,7 @@ impl Conn {
                 assert!(bytes.len() <= max);
                 assert!(std::str::from_utf8(bytes).is_ok(), "text is not UTF-8");
                 let kept = bytes.to_vec();
-                let parsed =
-                    JSON.with(|json| parse_client_message(bytes, &mut json.borrow_mut()).is_ok());
+                let parsed = parse_client_message(bytes).is_ok();
                 Event::Text(kept, parsed)
             }
             Ok(Some(Message::Binary)) => Event::Binary,

@@ -1,7 +1,7 @@
 //! Messages the server sends, serialized with serde into frames.
 
 use serde::{Serialize, Serializer};
-use simd_json::BorrowedValue;
+use serde_json::value::RawValue;
 
 use super::ErrorCode;
 use crate::ids::ConnectionId;
@@ -58,9 +58,9 @@ pub enum ServerMessage<'a> {
         /// The text, when the client sent one.
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<&'a str>,
-        /// The attached JSON, when the client sent some.
+        /// The attached JSON, when the client sent some, as it was sent.
         #[serde(skip_serializing_if = "Option::is_none")]
-        data: Option<&'a BorrowedValue<'a>>,
+        data: Option<&'a RawValue>,
         /// Unix seconds.
         time: u64,
     },
@@ -159,8 +159,7 @@ mod tests {
 
     #[test]
     fn chat_message_omits_absent_parts_and_embeds_data() {
-        let mut raw = br#"{"k":[true,null]}"#.to_vec();
-        let data = simd_json::to_borrowed_value(&mut raw).unwrap();
+        let data = RawValue::from_string(r#"{"k":[true,null]}"#.to_owned()).unwrap();
         assert_eq!(
             json(&ServerMessage::ChatMessage {
                 room: "g",

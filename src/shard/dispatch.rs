@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use simd_json::BorrowedValue;
+use serde_json::value::RawValue;
 
 use super::message::Target;
 use super::state::ShardState;
@@ -25,15 +25,14 @@ impl Shard {
         if text == br#"{"type":"__panic__"}"# {
             panic!("fault injected by a test");
         }
-        let mut json = self.json.borrow_mut();
-        let outcome = match parse_client_message(text, &mut json) {
+        let outcome = match parse_client_message(text) {
             Ok(ClientMessage::JoinRoom { room }) => self.join_room(state, key, &room).map(drop),
             Ok(ClientMessage::LeaveRoom { room }) => self.leave_room(state, key, &room).map(drop),
             Ok(ClientMessage::Message {
                 room,
                 message,
                 data,
-            }) => self.chat(state, key, &room, message.as_deref(), data.as_ref()),
+            }) => self.chat(state, key, &room, message.as_deref(), data),
             Ok(ClientMessage::Typing { room, typing }) => self.typing(state, key, &room, typing),
             Ok(ClientMessage::Ping) => {
                 self.send_to(state, key, PONG.clone());
@@ -161,7 +160,7 @@ impl Shard {
         key: usize,
         name: &str,
         message: Option<&str>,
-        data: Option<&BorrowedValue<'_>>,
+        data: Option<&RawValue>,
     ) -> Result<(), ProtocolError> {
         let (room, user) = self.membership(state, key, name)?;
         let frame = self.hub.encode(&ServerMessage::ChatMessage {

@@ -65,8 +65,6 @@ pub(crate) struct Shard {
     pub state: RefCell<ShardState>,
     /// Every read of every connection of this shard lands here first.
     read_buf: RefCell<Box<[u8]>>,
-    /// simd-json's scratch space, reused for every message.
-    json: RefCell<simd_json::Buffers>,
     inbox: Receiver<ShardMessage>,
     /// Wakes the flusher when a connection gets frames to write.
     flush: Notify,
@@ -93,7 +91,6 @@ impl Shard {
             hub,
             state: RefCell::new(ShardState::new(shards)),
             read_buf: RefCell::new(vec![0; READ_BUFFER_BYTES].into_boxed_slice()),
-            json: RefCell::new(simd_json::Buffers::default()),
             inbox,
             flush: Notify::default(),
             paused_readers: WaitList::default(),
