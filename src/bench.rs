@@ -101,6 +101,7 @@ impl Rooms {
 
 /// Two threads, each with a shard's inbox, handing a broadcast frame back and forth: the
 /// cost of a cross-shard hand-off while the receiver is busy (not parked, so no wake-up).
+/// Both threads spin, so it needs two free cores: on one, it measures time slices.
 pub struct Handoff {
     to_peer: Arc<Mailbox>,
     inbox: Receiver<ShardMessage>,

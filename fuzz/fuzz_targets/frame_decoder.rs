@@ -13,7 +13,6 @@
 //! - the events are the same whether the stream arrives in one read or in many.
 #![no_main]
 
-
 use libfuzzer_sys::fuzz_target;
 use neonex::protocol::parse_client_message;
 use neonex::ws::assemble::{Assembler, Message};
