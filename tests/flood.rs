@@ -11,7 +11,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use neonex::config::LimitsConfig;
 use neonex::{ConnectionId, HubConfig, SendQueueLimits};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Messages the publisher sends.
@@ -41,15 +41,6 @@ const QUEUE: SendQueueLimits = SendQueueLimits {
 /// 300 MiB) would exceed it.
 const RSS_GROWTH_BOUND_KIB: u64 = 50 * 4 * 256 + 32 * 1024;
 
-fn vm_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line in /proc/self/status")
-}
-
 /// Reads the flood's chat messages in order; returns how many arrived.
 async fn read_flood<S>(mut stream: S, progress: Arc<AtomicUsize>) -> Result<(S, usize), String>
 where
@@ -57,21 +48,9 @@ where
 {
     let mut next = 0usize;
     while next < MESSAGES {
-        let message = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
-            Err(_) => return Err(format!("no message {next} within 10 s")),
-            Ok(None) => return Err(format!("the stream ended before message {next}")),
-            Ok(Some(Err(e))) => return Err(format!("error before message {next}: {e}")),
-            Ok(Some(Ok(m))) => m,
-        };
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Close(frame) => return Err(format!("closed ({frame:?}) before {next}")),
-            _ => continue,
-        };
-        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-        if v["type"] != "chat_message" || v["room"] != "flood" {
-            continue;
-        }
+        let v = next_chat_message(&mut stream, "flood", Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("before message {next}: {e}"))?;
         if v["data"]["i"].as_u64() != Some(next as u64) {
             return Err(format!("expected message {next}, got {}", v["data"]));
         }

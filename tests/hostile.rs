@@ -82,16 +82,6 @@ fn count_shard_panics() {
     });
 }
 
-/// This process's resident set size, in KiB.
-fn vm_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line in /proc/self/status")
-}
-
 // ---------------------------------------------------------------------------------------
 // The well-behaved pair that must not notice any of it
 // ---------------------------------------------------------------------------------------
@@ -114,21 +104,9 @@ where
 {
     let mut next = 0u64;
     loop {
-        let message = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
-            Err(_) => return Err(format!("nothing for 10 s after {next} messages")),
-            Ok(None) => return Err(format!("the stream ended after {next} messages")),
-            Ok(Some(Err(e))) => return Err(format!("error after {next} messages: {e}")),
-            Ok(Some(Ok(m))) => m,
-        };
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Close(frame) => return Err(format!("closed ({frame:?}) after {next}")),
-            _ => continue,
-        };
-        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-        if v["type"] != "chat_message" || v["room"] != "watch" {
-            continue;
-        }
+        let v = next_chat_message(&mut stream, "watch", Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("after {next} messages: {e}"))?;
         if let Some(end) = v["data"]["end"].as_u64() {
             return if end == next {
                 Ok(next as usize)
@@ -420,12 +398,6 @@ fn header_64(b0: u8, len: u64) -> Vec<u8> {
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&MASK);
     out
-}
-
-fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
-    let mut p = code.to_be_bytes().to_vec();
-    p.extend_from_slice(reason);
-    p
 }
 
 // ---------------------------------------------------------------------------------------

@@ -404,28 +404,17 @@ where
 {
     let mut next = 0usize;
     while next < n {
-        let m = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
-            Err(_) => return Err(format!("no message {next} within 10 s")),
-            Ok(m) => m,
-        };
-        match m {
-            Some(Ok(Message::Text(text))) => {
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                if v["type"] != "chat_message" {
-                    continue;
-                }
-                if v["data"]["i"] != next {
-                    return Err(format!(
-                        "got message {} when expecting {next}",
-                        v["data"]["i"]
-                    ));
-                }
-                next += 1;
-                progress.store(next, Ordering::Relaxed);
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => return Err(format!("after {next} messages in order, got {other:?}")),
+        let v = next_chat_message(stream, "flood", Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("after {next} messages in order: {e}"))?;
+        if v["data"]["i"] != next {
+            return Err(format!(
+                "got message {} when expecting {next}",
+                v["data"]["i"]
+            ));
         }
+        next += 1;
+        progress.store(next, Ordering::Relaxed);
     }
     Ok(next)
 }

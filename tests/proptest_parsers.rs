@@ -2,10 +2,13 @@
 //! the fragment assembler, the HTTP request head parser and the client message parser.
 //!
 //! Every parser must take any input without panicking, and must read what a reference
-//! written here (from RFC 6455, RFC 9112 and PROTOCOL.md, not from the server's code)
-//! produces. Case counts are modest so that the whole file runs in a few seconds; set
+//! written in the tests (from RFC 6455, RFC 9112 and PROTOCOL.md, not from the server's
+//! code; frames come from `common::frame`) produces. Case counts are modest so that the whole file runs in a few seconds; set
 //! `PROPTEST_CASES` to run more.
 
+mod common;
+
+use common::frame;
 use fastwebsockets::OpCode;
 use neonex::http::{accept_key, parse_head, HeadError, MAX_HEAD_BYTES};
 use neonex::protocol::{parse_client_message, ClientMessage, ErrorCode};
@@ -25,31 +28,6 @@ fn config(cases: u32) -> ProptestConfig {
         failure_persistence: None,
         ..ProptestConfig::default()
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Reference frame encoder (RFC 6455 section 5.2)
-// ---------------------------------------------------------------------------------------
-
-/// A client frame as RFC 6455 lays it out: FIN, RSV1-3, opcode; MASK and the shortest
-/// length encoding; the masking key; the masked payload.
-fn encode_client_frame(fin: bool, opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    let len = payload.len();
-    if len <= 125 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xffff {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&key);
-    for (i, b) in payload.iter().enumerate() {
-        out.push(b ^ key[i % 4]);
-    }
-    out
 }
 
 /// Bytes of header before the masking key: 2, then 2 or 8 for an extended length.
@@ -168,7 +146,7 @@ proptest! {
         (fin, op, payload, key) in valid_frame(),
         after in vec(any::<u8>(), 0..20),
     ) {
-        let mut bytes = encode_client_frame(fin, op, &payload, key);
+        let mut bytes = frame(fin, 0, op, &payload, Some(key));
         let frame_len = bytes.len();
         bytes.extend_from_slice(&after);
         let got = decode_frame(&mut bytes, 1 << 20).expect("a valid frame");
@@ -196,7 +174,7 @@ proptest! {
         (fin, op, payload, key) in valid_frame(),
         cut_seed in any::<prop::sample::Index>(),
     ) {
-        let full = encode_client_frame(fin, op, &payload, key);
+        let full = frame(fin, 0, op, &payload, Some(key));
         let known_at = length_field_end(payload.len());
         // Every cut inside the header, and one random cut in the payload.
         let mut cuts: Vec<usize> = (0..(known_at + 4).min(full.len())).collect();

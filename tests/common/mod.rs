@@ -179,6 +179,46 @@ pub fn ws_url(addr: SocketAddr, user: Option<&str>) -> String {
     }
 }
 
+/// This process's resident set size, in KiB: the hub under test runs in it.
+pub fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line in /proc/self/status")
+}
+
+/// The next `chat_message` for `room` on the read half of a client, skipping every other
+/// message. The error says what came instead: a close, an error, the end of the stream,
+/// or nothing for `timeout`.
+pub async fn next_chat_message<S>(
+    stream: &mut S,
+    room: &str,
+    timeout: Duration,
+) -> Result<Value, String>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let message = match tokio::time::timeout(timeout, stream.next()).await {
+            Err(_) => return Err(format!("nothing for {timeout:?}")),
+            Ok(None) => return Err("the stream ended".to_owned()),
+            Ok(Some(Err(e))) => return Err(format!("error: {e}")),
+            Ok(Some(Ok(m))) => m,
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(frame) => return Err(format!("closed ({frame:?})")),
+            _ => continue,
+        };
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if v["type"] == "chat_message" && v["room"] == room {
+            return Ok(v);
+        }
+    }
+}
+
 /// Polls `f` every few milliseconds until it is true or `timeout` passes; panics naming
 /// `what` on timeout.
 pub async fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
@@ -539,8 +579,9 @@ pub async fn connect_spread(hub: &TestHub, prefix: &str, min: usize) -> Vec<Clie
 // Raw TCP client
 // ---------------------------------------------------------------------------------------
 
-/// Builds a WebSocket frame. `rsv` holds the three reserved bits in the low bits
-/// (RSV1 = 4). With `mask`, the payload is masked with it.
+/// Builds a WebSocket frame as RFC 6455 section 5.2 lays it out, with the shortest length
+/// encoding. `rsv` holds the three reserved bits in the low bits (RSV1 = 4). With `mask`,
+/// the payload is masked with it.
 pub fn frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 14);
     out.push((u8::from(fin) << 7) | ((rsv & 7) << 4) | (opcode & 0x0f));
@@ -578,11 +619,16 @@ pub fn masked_json(value: &Value) -> Vec<u8> {
     masked(0x1, value.to_string().as_bytes())
 }
 
+/// The payload of a close frame: `code` and `reason`, which may be any bytes.
+pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason);
+    payload
+}
+
 /// A masked close frame with `code`.
 pub fn masked_close(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason.as_bytes());
-    masked(0x8, &payload)
+    masked(0x8, &close_payload(code, reason.as_bytes()))
 }
 
 /// The HTTP upgrade request for `target` (path and query).
