@@ -35,6 +35,8 @@ use scenario::idle::{self, IdleConfig};
 const MAX_CONNECTIONS: usize = 100_000;
 /// Longest publishing phase.
 const MAX_DURATION_S: f64 = 600.0;
+/// Largest server message accepted.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -282,6 +284,18 @@ impl CommonArgs {
             .unwrap_or_else(|| self.protocol.default_url().to_owned())
     }
 
+    fn connect_timeout(&self) -> Result<Duration, String> {
+        seconds("connect-timeout", self.connect_timeout, 60.0)
+    }
+
+    fn connect_concurrency(&self) -> usize {
+        self.connect_concurrency.clamp(1, 10_000)
+    }
+
+    fn setup_timeout(&self) -> Result<Duration, String> {
+        seconds("setup-timeout", self.setup_timeout, 600.0)
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.threads == 0 || self.threads > 64 {
             return Err("--threads must be 1 to 64".into());
@@ -294,10 +308,14 @@ impl CommonArgs {
     }
 }
 
-fn room_ok(r: &str) -> bool {
-    (1..=128).contains(&r.len())
+fn check_room(r: &str) -> Result<(), String> {
+    let ok = (1..=128).contains(&r.len())
         && r.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b));
+    if !ok {
+        return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
+    }
+    Ok(())
 }
 
 fn prefix(given: &Option<String>) -> Result<String, String> {
@@ -321,9 +339,7 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
         ));
     }
     c.check()?;
-    if !room_ok(&a.room) {
-        return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
-    }
+    check_room(&a.room)?;
     let pace = match (a.rate, a.window) {
         (Some(r), None) if r > 0.0 && r <= 1_000_000.0 => Pace::Rate(r),
         (Some(_), None) => return Err("--rate must be in (0, 1000000]".into()),
@@ -356,16 +372,16 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
         messages: a.messages,
         payload_bytes: a.payload_bytes,
         threads: c.threads.min(a.subscribers + 1),
-        connect_timeout: seconds("connect-timeout", c.connect_timeout, 60.0)?,
-        connect_concurrency: c.connect_concurrency.clamp(1, 10_000),
-        setup_timeout: seconds("setup-timeout", c.setup_timeout, 600.0)?,
+        connect_timeout: c.connect_timeout()?,
+        connect_concurrency: c.connect_concurrency(),
+        setup_timeout: c.setup_timeout()?,
         settle_quiet: Duration::from_millis(a.settle_ms),
         settle_max: seconds("settle-max", a.settle_max, 120.0)?,
         drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
         stall_timeout: seconds("stall-timeout", a.stall_timeout, 60.0)?,
         server_pid: c.server_pid,
         user_prefix,
-        max_message: 16 * 1024 * 1024,
+        max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
     })
 }
@@ -389,9 +405,7 @@ fn alltoall_config(a: &AllToAllArgs) -> Result<AllToAllConfig, String> {
     if !(2..=5_000).contains(&a.clients) {
         return Err("--clients must be 2 to 5000 (every client tracks every publisher)".into());
     }
-    if !room_ok(&a.room) {
-        return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
-    }
+    check_room(&a.room)?;
     if !(a.rate > 0.0 && a.rate <= 100_000.0) {
         return Err("--rate must be in (0, 100000] messages per second per client".into());
     }
@@ -409,15 +423,15 @@ fn alltoall_config(a: &AllToAllArgs) -> Result<AllToAllConfig, String> {
         duration: seconds("duration", a.duration, MAX_DURATION_S)?,
         payload_bytes: a.payload_bytes,
         threads: c.threads.min(a.clients),
-        connect_timeout: seconds("connect-timeout", c.connect_timeout, 60.0)?,
-        connect_concurrency: c.connect_concurrency.clamp(1, 10_000),
-        setup_timeout: seconds("setup-timeout", c.setup_timeout, 600.0)?,
+        connect_timeout: c.connect_timeout()?,
+        connect_concurrency: c.connect_concurrency(),
+        setup_timeout: c.setup_timeout()?,
         settle_quiet: Duration::from_millis(a.settle_ms),
         settle_max: seconds("settle-max", a.settle_max, 120.0)?,
         drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
         server_pid: c.server_pid,
         user_prefix: prefix(&a.user_prefix)?,
-        max_message: 16 * 1024 * 1024,
+        max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
     })
 }
@@ -430,9 +444,7 @@ fn idle_config(a: &IdleArgs) -> Result<IdleConfig, String> {
     if a.connections == 0 || a.connections > MAX_CONNECTIONS {
         return Err(format!("--connections must be 1 to {MAX_CONNECTIONS}"));
     }
-    if !room_ok(&a.room) {
-        return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
-    }
+    check_room(&a.room)?;
     let Some(server_pid) = c.server_pid else {
         return Err("idle needs --server-pid (it measures the server's memory)".into());
     };
@@ -445,14 +457,14 @@ fn idle_config(a: &IdleArgs) -> Result<IdleConfig, String> {
         room: a.room.clone(),
         hold: seconds("hold", a.hold, MAX_DURATION_S)?,
         threads: c.threads.min(a.connections),
-        connect_timeout: seconds("connect-timeout", c.connect_timeout, 60.0)?,
-        connect_concurrency: c.connect_concurrency.clamp(1, 10_000),
-        setup_timeout: seconds("setup-timeout", c.setup_timeout, 600.0)?,
+        connect_timeout: c.connect_timeout()?,
+        connect_concurrency: c.connect_concurrency(),
+        setup_timeout: c.setup_timeout()?,
         settle_quiet: Duration::from_millis(a.settle_ms),
         settle_max: seconds("settle-max", a.settle_max, 120.0)?,
         server_pid,
         user_prefix: prefix(&a.user_prefix)?,
-        max_message: 16 * 1024 * 1024,
+        max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
     })
 }
@@ -480,9 +492,7 @@ fn churn_config(a: &ChurnArgs) -> Result<ChurnConfig, String> {
     if a.hold_ms > 60_000 {
         return Err("--hold-ms must be at most 60000".into());
     }
-    if !room_ok(&a.room) {
-        return Err("--room must be 1 to 128 of [A-Za-z0-9_.:@-]".into());
-    }
+    check_room(&a.room)?;
     check_common_limits(a.conns_per_source, 500)?;
     Ok(ChurnConfig {
         url,
@@ -495,12 +505,12 @@ fn churn_config(a: &ChurnArgs) -> Result<ChurnConfig, String> {
         leave: !a.no_leave,
         room: a.room.clone(),
         threads: c.threads,
-        connect_timeout: seconds("connect-timeout", c.connect_timeout, 60.0)?,
+        connect_timeout: c.connect_timeout()?,
         join_timeout: seconds("join-timeout", a.join_timeout, 60.0)?,
         close_timeout: seconds("close-timeout", a.close_timeout, 60.0)?,
         server_pid: c.server_pid,
         user_prefix: prefix(&a.user_prefix)?,
-        max_message: 16 * 1024 * 1024,
+        max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
     })
 }
@@ -535,12 +545,9 @@ fn run_fanout(a: &FanoutArgs) -> Result<bool, String> {
     let cfg = fanout_config(a)?;
     check_fd_limit(cfg.subscribers + 1)?;
     start_watchdog(cfg.run_budget());
-    let json = a.common.json.clone();
     let report = fanout::run(cfg)?;
     fanout::print(&report);
-    if let Some(path) = json {
-        report::write_json(&path, &report)?;
-    }
+    write_json(&a.common.json, &report)?;
     Ok(report.ok || a.allow_loss)
 }
 

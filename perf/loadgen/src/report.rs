@@ -178,21 +178,7 @@ pub fn print_usage(
     loadgen: &LoadgenUsage,
 ) {
     if let Some(s) = server {
-        row(
-            "server CPU",
-            format!(
-                "{:.2} s ({:.0}% of a core), {} µs/delivery",
-                s.cpu_seconds,
-                s.cpu_cores * 100.0,
-                s.cpu_us_per_delivery
-                    .map_or("-".into(), |x| format!("{x:.3}"))
-            ),
-        );
-        let kib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{} KiB", thousands(k)));
-        row(
-            "server RSS peak / now",
-            format!("{} / {}", kib(s.peak_rss_kib), kib(s.rss_kib)),
-        );
+        print_server_usage(row, s, "delivery", 3);
     }
     row(
         "loadgen CPU",
@@ -202,6 +188,31 @@ pub fn print_usage(
             loadgen.cpu_cores * 100.0,
             loadgen.deliveries_per_cpu_second.map_or("-".into(), rate)
         ),
+    );
+}
+
+/// Prints the server's CPU and memory rows of a human report; its CPU per unit of work
+/// (`cpu_us_per_delivery`) is labelled `µs/{unit}` and shown with `decimals` decimals.
+pub fn print_server_usage(
+    row: &dyn Fn(&str, String),
+    s: &ServerUsage,
+    unit: &str,
+    decimals: usize,
+) {
+    row(
+        "server CPU",
+        format!(
+            "{:.2} s ({:.0}% of a core), {} µs/{unit}",
+            s.cpu_seconds,
+            s.cpu_cores * 100.0,
+            s.cpu_us_per_delivery
+                .map_or("-".into(), |x| format!("{x:.decimals$}"))
+        ),
+    );
+    let kib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{} KiB", thousands(k)));
+    row(
+        "server RSS peak / now",
+        format!("{} / {}", kib(s.peak_rss_kib), kib(s.rss_kib)),
     );
 }
 

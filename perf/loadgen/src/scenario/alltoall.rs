@@ -9,26 +9,24 @@
 //! the publisher (`SEQ % N`) and its sequence number (`SEQ / N`) from one number, and checks
 //! loss, duplicates and order per publisher.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 use crate::clock::{self, now_ns};
-use crate::conn::{self, Closed, Scratch};
+use crate::conn::Closed;
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind, PublishVia};
 use crate::report::{self, CpuSample, LatencyUs, LoadgenUsage, MsSummary, ServerUsage};
-use crate::scenario::common::{self, first, keep_first, sleep_ms, Dial, Sink};
-use crate::seq::{Seen, SeqTracker};
+use crate::scenario::common::{self, first, keep_first, sleep_ms, Dial, SetupProgress, Sink, Step};
+use crate::scenario::delivery::{ReadBatch, Received, ReceiverStats, WorkerEnv};
+use crate::seq::SeqTracker;
 use crate::target::Target;
 use crate::{stamp, workers};
 
-const MAX_LATENCY_NS: u64 = 600_000_000_000;
 /// Most messages one client queues in one wake-up.
 const MAX_BATCH: u64 = 1024;
 
@@ -87,17 +85,8 @@ impl AllToAllConfig {
 }
 
 struct Shared {
-    ready: AtomicUsize,
-    failed: AtomicUsize,
-    first_failure: Mutex<Option<String>>,
-    noise: AtomicU64,
-    last_noise_ns: AtomicU64,
-    deliveries: AtomicU64,
-    unique: AtomicU64,
-    last_delivery_ns: AtomicU64,
-    foreign: AtomicU64,
-    server_errors: AtomicU64,
-    first_server_error: Mutex<Option<String>>,
+    setup: SetupProgress,
+    received: Received,
     disconnects: AtomicU64,
     first_disconnect: Mutex<Option<String>>,
     /// Messages published by each client.
@@ -110,50 +99,11 @@ struct Shared {
 }
 
 impl Shared {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::SeqCst);
-        keep_first(&self.first_failure, || why);
-    }
-
     fn total_published(&self) -> u64 {
         self.published
             .iter()
             .map(|p| p.load(Ordering::SeqCst))
             .sum()
-    }
-}
-
-#[derive(Default)]
-struct Batch {
-    deliveries: u64,
-    unique: u64,
-    last_delivery: u64,
-    noise: u64,
-    last_noise: u64,
-    foreign: u64,
-    errors: u64,
-}
-
-impl Batch {
-    fn commit(&self, s: &Shared) {
-        let add = |a: &AtomicU64, n: u64| {
-            if n > 0 {
-                a.fetch_add(n, Ordering::Relaxed);
-            }
-        };
-        add(&s.noise, self.noise);
-        add(&s.deliveries, self.deliveries);
-        add(&s.unique, self.unique);
-        add(&s.foreign, self.foreign);
-        add(&s.server_errors, self.errors);
-        if self.noise > 0 {
-            s.last_noise_ns
-                .fetch_max(self.last_noise, Ordering::Relaxed);
-        }
-        if self.unique > 0 {
-            s.last_delivery_ns
-                .fetch_max(self.last_delivery, Ordering::Relaxed);
-        }
     }
 }
 
@@ -166,53 +116,11 @@ struct Ctx<P> {
     stop: watch::Receiver<bool>,
 }
 
-struct WorkerStats {
-    latency: Histogram<u64>,
-    upgraded: Histogram<u64>,
-    joined: Histogram<u64>,
-    lost: u64,
-    duplicates: u64,
-    late: u64,
-    finalized: usize,
-    clients_with_loss: u64,
-}
-
-impl WorkerStats {
-    fn new() -> Self {
-        Self {
-            latency: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("histogram bounds"),
-            upgraded: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("histogram bounds"),
-            joined: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("histogram bounds"),
-            lost: 0,
-            duplicates: 0,
-            late: 0,
-            finalized: 0,
-            clients_with_loss: 0,
-        }
-    }
-
-    fn merge(&mut self, o: &WorkerStats) {
-        let _ = self.latency.add(&o.latency);
-        let _ = self.upgraded.add(&o.upgraded);
-        let _ = self.joined.add(&o.joined);
-        self.lost += o.lost;
-        self.duplicates += o.duplicates;
-        self.late += o.late;
-        self.finalized += o.finalized;
-        self.clients_with_loss += o.clients_with_loss;
-    }
-}
-
-struct WorkerEnv {
-    scratch: Scratch,
-    stats: RefCell<WorkerStats>,
-}
-
 fn on_message<P: HubProtocol>(
     ctx: &Ctx<P>,
     env: &WorkerEnv,
     trackers: &mut [SeqTracker],
-    b: &mut Batch,
+    b: &mut ReadBatch,
     text: &[u8],
     now: u64,
 ) -> Option<&'static [u8]> {
@@ -223,52 +131,14 @@ fn on_message<P: HubProtocol>(
                 b.foreign += 1;
                 return None;
             };
-            b.deliveries += 1;
             let (publisher, k) = ((seq % n) as usize, seq / n);
-            if trackers[publisher].observe(k) == Seen::Duplicate {
-                return None;
-            }
-            b.unique += 1;
-            b.last_delivery = now;
-            env.stats
-                .borrow_mut()
-                .latency
-                .saturating_record(now.saturating_sub(sent).max(1));
+            b.delivery(&mut trackers[publisher], k, sent, now, &env.stats);
         }
-        Incoming::Error { text } => {
-            b.noise += 1;
-            b.last_noise = now;
-            b.errors += 1;
-            keep_first(&ctx.shared.first_server_error, || {
-                String::from_utf8_lossy(text).into_owned()
-            });
-        }
+        Incoming::Error { text } => b.server_error(now, text, &ctx.shared.received),
         Incoming::Reply(reply) => return Some(reply),
-        _ => {
-            b.noise += 1;
-            b.last_noise = now;
-        }
+        _ => b.noise(now),
     }
     None
-}
-
-enum Step {
-    Stop,
-    Go(u64),
-    Read(Result<(), Closed>),
-    Wake,
-}
-
-fn http_refused(shared: &Shared, code: u16, body: &[u8]) {
-    if !(200..300).contains(&code) {
-        shared.server_errors.fetch_add(1, Ordering::Relaxed);
-        keep_first(&shared.first_server_error, || {
-            format!(
-                "HTTP {code} to a publish: {}",
-                String::from_utf8_lossy(body)
-            )
-        });
-    }
 }
 
 async fn client<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize) {
@@ -294,29 +164,32 @@ async fn client<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
     };
     let member = match joined {
         Ok(m) => m,
-        Err(e) => return ctx.shared.fail(format!("client {idx}: {e}")),
+        Err(e) => return ctx.shared.setup.fail(format!("client {idx}: {e}")),
     };
     {
         let mut st = env.stats.borrow_mut();
         st.upgraded.saturating_record(member.upgraded_ns);
         st.joined.saturating_record(member.joined_ns);
     }
-    ctx.shared.noise.fetch_add(member.noise, Ordering::Relaxed);
+    ctx.shared
+        .received
+        .noise
+        .fetch_add(member.noise, Ordering::Relaxed);
     let mut conn = member.conn;
     let mut sink = match ctx.proto.publish_via(&cfg.target, &cfg.room) {
         PublishVia::WebSocket => Sink::Ws,
         PublishVia::HttpPost(path) => {
             let on = {
                 let ctx = ctx.clone();
-                move |code, body: &[u8]| http_refused(&ctx.shared, code, body)
+                move |code, body: &[u8]| ctx.shared.received.http_answer(code, body)
             };
             match common::http_sink(&cfg.target, &path, source, &ctx.stop, on).await {
                 Ok(s) => s,
-                Err(e) => return ctx.shared.fail(format!("client {idx}: {e}")),
+                Err(e) => return ctx.shared.setup.fail(format!("client {idx}: {e}")),
             }
         }
     };
-    ctx.shared.ready.fetch_add(1, Ordering::SeqCst);
+    ctx.shared.setup.joined();
     let mut trackers = vec![SeqTracker::default(); n];
     let mut go = ctx.go.clone();
     let stopped = stop.wait_for(|s| *s);
@@ -325,7 +198,7 @@ async fn client<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
 
     // Until the go signal: read (notices of other joins).
     let t0 = loop {
-        let mut b = Batch::default();
+        let mut b = ReadBatch::default();
         let step = tokio::select! {
             biased;
             _ = &mut stopped => Step::Stop,
@@ -334,7 +207,7 @@ async fn client<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
                 on_message(&ctx, &env, &mut trackers, &mut b, text, now)
             }) => Step::Read(r),
         };
-        b.commit(&ctx.shared);
+        b.commit(&ctx.shared.received);
         match step {
             Step::Go(t0) => break Some(t0),
             Step::Read(Err(c)) => {
@@ -396,7 +269,7 @@ async fn client<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
             } else {
                 clock::instant_at(now_ns() + 3_600_000_000_000)
             };
-            let mut b = Batch::default();
+            let mut b = ReadBatch::default();
             let step = tokio::select! {
                 biased;
                 _ = &mut stopped => Step::Stop,
@@ -405,7 +278,7 @@ async fn client<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
                     on_message(&ctx, &env, &mut trackers, &mut b, text, now)
                 }) => Step::Read(r),
             };
-            b.commit(&ctx.shared);
+            b.commit(&ctx.shared.received);
             match step {
                 Step::Stop => break,
                 Step::Read(Err(c)) => {
@@ -442,29 +315,21 @@ async fn client<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
         dup += t.duplicates;
         late += t.late;
     }
-    let mut st = env.stats.borrow_mut();
-    st.lost += lost;
-    st.duplicates += dup;
-    st.late += late;
-    st.finalized += 1;
-    st.clients_with_loss += u64::from(lost > 0);
+    env.stats.borrow_mut().finalize_receiver(lost, dup, late);
 }
 
-async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> WorkerStats {
-    let env = Rc::new(WorkerEnv {
-        scratch: conn::new_scratch(),
-        stats: RefCell::new(WorkerStats::new()),
-    });
+async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> ReceiverStats {
+    let env = Rc::new(WorkerEnv::new());
     let tasks: Vec<_> = (w..ctx.cfg.clients)
         .step_by(ctx.cfg.threads)
         .map(|idx| tokio::task::spawn_local(client(ctx.clone(), env.clone(), idx)))
         .collect();
     for t in tasks {
         if let Err(e) = t.await {
-            ctx.shared.fail(format!("client task failed: {e}"));
+            ctx.shared.setup.fail(format!("client task failed: {e}"));
         }
     }
-    env.stats.replace(WorkerStats::new())
+    env.take_stats()
 }
 
 /// The result of an all-to-all run.
@@ -556,17 +421,8 @@ fn run_with<P: HubProtocol>(cfg: AllToAllConfig, proto: P) -> Result<AllToAllRep
     let ctx = Arc::new(Ctx {
         connect_limit: Arc::new(Semaphore::new(cfg.connect_concurrency.max(1))),
         shared: Shared {
-            ready: AtomicUsize::new(0),
-            failed: AtomicUsize::new(0),
-            first_failure: Mutex::new(None),
-            noise: AtomicU64::new(0),
-            last_noise_ns: AtomicU64::new(0),
-            deliveries: AtomicU64::new(0),
-            unique: AtomicU64::new(0),
-            last_delivery_ns: AtomicU64::new(0),
-            foreign: AtomicU64::new(0),
-            server_errors: AtomicU64::new(0),
-            first_server_error: Mutex::new(None),
+            setup: SetupProgress::default(),
+            received: Received::default(),
             disconnects: AtomicU64::new(0),
             first_disconnect: Mutex::new(None),
             published: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -593,22 +449,9 @@ fn run_with<P: HubProtocol>(cfg: AllToAllConfig, proto: P) -> Result<AllToAllRep
     let setup_start = now_ns();
     let worker_ctx = ctx.clone();
     let handles = workers::spawn(cfg.threads, move |w| worker(worker_ctx.clone(), w))?;
-    loop {
-        sleep_ms(5);
-        if shared.failed.load(Ordering::SeqCst) > 0 {
-            let why = first(&shared.first_failure).unwrap_or_default();
-            return abort(format!("setup failed: {why}"));
-        }
-        let ready = shared.ready.load(Ordering::SeqCst);
-        if ready == n {
-            break;
-        }
-        if now_ns() - setup_start > cfg.setup_timeout.as_nanos() as u64 {
-            return abort(format!(
-                "setup took more than {:?}: {ready} of {n} clients joined",
-                cfg.setup_timeout
-            ));
-        }
+    let setup = &shared.setup;
+    if let Err(why) = common::wait_for_setup(setup, n, "client", setup_start, cfg.setup_timeout) {
+        return abort(why);
     }
     let ready_at = now_ns();
     let setup_seconds = (ready_at - setup_start) as f64 / 1e9;
@@ -618,25 +461,24 @@ fn run_with<P: HubProtocol>(cfg: AllToAllConfig, proto: P) -> Result<AllToAllRep
     );
 
     // 2. settle
-    let quiet = cfg.settle_quiet.as_nanos() as u64;
-    let settled = loop {
-        sleep_ms(10);
-        let now = now_ns();
-        let last = shared.last_noise_ns.load(Ordering::Relaxed).max(ready_at);
-        if now.saturating_sub(last) >= quiet {
-            break true;
-        }
-        if now - ready_at >= cfg.settle_max.as_nanos() as u64 {
-            eprintln!("loadgen: warning: notices still arriving; measuring anyway");
-            break false;
-        }
-        if shared.disconnects.load(Ordering::SeqCst) > 0 {
-            let why = first(&shared.first_disconnect).unwrap_or_default();
-            return abort(format!("a connection was lost while settling: {why}"));
-        }
+    let received = &shared.received;
+    let lost = || {
+        (shared.disconnects.load(Ordering::SeqCst) > 0)
+            .then(|| first(&shared.first_disconnect).unwrap_or_default())
+    };
+    let settled = match common::settle(
+        &received.last_noise_ns,
+        ready_at,
+        cfg.settle_quiet,
+        cfg.settle_max,
+        "notices",
+        lost,
+    ) {
+        Ok(settled) => settled,
+        Err(why) => return abort(why),
     };
     let settle_seconds = (now_ns() - ready_at) as f64 / 1e9;
-    let setup_noise = shared.noise.load(Ordering::SeqCst);
+    let setup_noise = received.noise.load(Ordering::SeqCst);
 
     // 3. measure
     let cpu_start = CpuSample::take(cfg.server_pid)?;
@@ -659,27 +501,14 @@ fn run_with<P: HubProtocol>(cfg: AllToAllConfig, proto: P) -> Result<AllToAllRep
 
     // 4. drain
     let drain_limit = now_ns().max(publish_end) + cfg.drain_timeout.as_nanos() as u64;
-    let drained = loop {
-        if shared.unique.load(Ordering::SeqCst) >= expected {
-            break true;
-        }
-        if now_ns() >= drain_limit {
-            break false;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    };
+    let drained = common::drain(&received.unique, expected, drain_limit);
     let cpu_end = CpuSample::take(cfg.server_pid)?;
-    let t_end = shared
-        .last_delivery_ns
-        .load(Ordering::SeqCst)
-        .max(publish_end)
-        .max(t0 + 1);
-    let measured = (t_end - t0) as f64 / 1e9;
-    let noise_during = shared.noise.load(Ordering::SeqCst) - setup_noise;
+    let measured = received.measured_seconds(t0, publish_end);
+    let noise_during = received.noise.load(Ordering::SeqCst) - setup_noise;
     shared.stopping.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
 
-    let mut stats = WorkerStats::new();
+    let mut stats = ReceiverStats::new();
     for h in handles {
         let s = h.join().map_err(|_| "worker thread panicked".to_string())?;
         stats.merge(&s);
@@ -687,7 +516,7 @@ fn run_with<P: HubProtocol>(cfg: AllToAllConfig, proto: P) -> Result<AllToAllRep
     if stats.finalized != n {
         return Err(format!("only {} of {n} clients reported", stats.finalized));
     }
-    let deliveries = shared.deliveries.load(Ordering::SeqCst);
+    let deliveries = received.deliveries.load(Ordering::SeqCst);
     let (server, loadgen) = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, deliveries);
     let publish_error = first(&shared.publish_error);
     let disconnects = shared.disconnects.load(Ordering::SeqCst);
@@ -715,14 +544,14 @@ fn run_with<P: HubProtocol>(cfg: AllToAllConfig, proto: P) -> Result<AllToAllRep
         lost: stats.lost,
         duplicated: stats.duplicates,
         reordered: stats.late,
-        clients_with_loss: stats.clients_with_loss,
+        clients_with_loss: stats.receivers_with_loss,
         drained,
         disconnects,
         first_disconnect: first(&shared.first_disconnect),
-        server_errors: shared.server_errors.load(Ordering::SeqCst),
-        first_server_error: first(&shared.first_server_error),
+        server_errors: received.server_errors.load(Ordering::SeqCst),
+        first_server_error: first(&received.first_server_error),
         noise_frames_during_run: noise_during,
-        foreign_messages: shared.foreign.load(Ordering::SeqCst),
+        foreign_messages: received.foreign.load(Ordering::SeqCst),
         publish_lag_max_us: shared.publish_lag_max_ns.load(Ordering::SeqCst) as f64 / 1e3,
         ok: stats.lost == 0 && stats.duplicates == 0 && disconnects == 0 && publish_error.is_none(),
         publish_error,

@@ -410,21 +410,7 @@ pub fn print(r: &ChurnReport) {
         ),
     );
     if let Some(s) = &r.server {
-        row(
-            "server CPU",
-            format!(
-                "{:.2} s ({:.0}% of a core), {} µs/connection",
-                s.cpu_seconds,
-                s.cpu_cores * 100.0,
-                s.cpu_us_per_delivery
-                    .map_or("-".into(), |x| format!("{x:.1}"))
-            ),
-        );
-        let kib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{} KiB", thousands(k)));
-        row(
-            "server RSS peak / now",
-            format!("{} / {}", kib(s.peak_rss_kib), kib(s.rss_kib)),
-        );
+        report::print_server_usage(&row, s, "connection", 1);
     }
     row(
         "loadgen CPU",

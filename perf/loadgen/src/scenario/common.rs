@@ -1,11 +1,13 @@
 //! Pieces the scenarios share: the protocol handshake after the upgrade, connecting and
 //! joining one connection, where messages are published (the WebSocket or an HTTP
-//! publisher), source addresses, and small helpers for the orchestrating thread.
+//! publisher), source addresses, and the orchestrating thread's waits for setup, settling
+//! and draining.
 
 use std::cell::RefCell;
 use std::io;
 use std::net::Ipv4Addr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::now_ns;
-use crate::conn::{Scratch, WsConn};
+use crate::conn::{Closed, Scratch, WsConn};
 use crate::http::{self, HttpPublisher};
 use crate::protocol::{HubProtocol, Incoming};
 use crate::target::Target;
@@ -44,6 +46,115 @@ pub fn first(slot: &Mutex<Option<String>>) -> Option<String> {
 /// Sleeps the orchestrating (non-async) thread.
 pub fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// How far the connections got with connecting and joining.
+#[derive(Default)]
+pub struct SetupProgress {
+    /// Connections that joined.
+    pub ready: AtomicUsize,
+    /// Connections that failed to.
+    pub failed: AtomicUsize,
+    /// Why the first of them failed.
+    pub first_failure: Mutex<Option<String>>,
+}
+
+impl SetupProgress {
+    /// Counts a connection that joined.
+    pub fn joined(&self) {
+        self.ready.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts a connection that failed, keeping the first reason.
+    pub fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        keep_first(&self.first_failure, || why);
+    }
+}
+
+/// Waits (on the orchestrating thread) until all `expected` connections joined, started at
+/// `setup_start` (ns). Fails at the first failed connection or after `timeout`; `noun` names
+/// one connection in the messages (`client`, `connection`).
+pub fn wait_for_setup(
+    progress: &SetupProgress,
+    expected: usize,
+    noun: &str,
+    setup_start: u64,
+    timeout: Duration,
+) -> Result<(), String> {
+    loop {
+        sleep_ms(5);
+        let failed = progress.failed.load(Ordering::SeqCst);
+        if failed > 0 {
+            let why = first(&progress.first_failure).unwrap_or_default();
+            return Err(format!("setup failed ({failed} {noun}(s)): {why}"));
+        }
+        let ready = progress.ready.load(Ordering::SeqCst);
+        if ready == expected {
+            return Ok(());
+        }
+        if now_ns() - setup_start > timeout.as_nanos() as u64 {
+            return Err(format!(
+                "setup took more than {timeout:?}: {ready} of {expected} {noun}s joined"
+            ));
+        }
+    }
+}
+
+/// Waits (on the orchestrating thread) for the join and presence notices to stop: true once
+/// nothing arrived for `quiet` (`last_frame_ns` is when the latest frame counted came), false
+/// with a warning when `what` kept arriving until `max` after `ready_at`. Fails when `lost`
+/// says why a connection was lost meanwhile.
+pub fn settle(
+    last_frame_ns: &AtomicU64,
+    ready_at: u64,
+    quiet: Duration,
+    max: Duration,
+    what: &str,
+    lost: impl Fn() -> Option<String>,
+) -> Result<bool, String> {
+    let quiet = quiet.as_nanos() as u64;
+    loop {
+        sleep_ms(10);
+        let now = now_ns();
+        let last = last_frame_ns.load(Ordering::Relaxed).max(ready_at);
+        if now.saturating_sub(last) >= quiet {
+            return Ok(true);
+        }
+        if now - ready_at >= max.as_nanos() as u64 {
+            eprintln!("loadgen: warning: {what} still arriving after {max:?}; measuring anyway");
+            return Ok(false);
+        }
+        if let Some(why) = lost() {
+            return Err(format!("a connection was lost while settling: {why}"));
+        }
+    }
+}
+
+/// Waits (on the orchestrating thread) for late deliveries: true once `unique` reached
+/// `expected`, false when `limit` (ns) came first.
+pub fn drain(unique: &AtomicU64, expected: u64, limit: u64) -> bool {
+    loop {
+        if unique.load(Ordering::SeqCst) >= expected {
+            return true;
+        }
+        if now_ns() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// What ended a connection's wait in its read loop.
+pub enum Step {
+    /// The run is over.
+    Stop,
+    /// Measuring starts at this time (ns).
+    Go(u64),
+    /// A read finished, or the connection closed.
+    Read(Result<(), Closed>),
+    /// Time for the next message.
+    Wake,
 }
 
 /// The protocol's own handshake after the upgrade ([`HubProtocol::hello`]): sends the hello

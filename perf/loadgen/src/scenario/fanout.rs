@@ -8,28 +8,25 @@
 //!    messages in flight, for a duration or a message count;
 //! 4. drain: wait (bounded) until every subscriber got every message, then count losses.
 
-use std::cell::RefCell;
 use std::net::Ipv4Addr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{self, now_ns};
-use crate::conn::{self, Closed, Scratch, WsConn};
+use crate::conn::WsConn;
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind, PublishVia};
 use crate::report::{self, CpuSample, LatencyUs, LoadgenUsage, MsSummary, ServerUsage};
-use crate::scenario::common::{self, Sink};
-use crate::seq::{Seen, SeqTracker};
+use crate::scenario::common::{self, first, keep_first, sleep_ms, SetupProgress, Sink, Step};
+use crate::scenario::delivery::{ReadBatch, Received, ReceiverStats, WorkerEnv};
+use crate::seq::SeqTracker;
 use crate::target::Target;
 use crate::{stamp, workers};
 
-/// Largest latency the histogram holds (longer ones are recorded as this).
-const MAX_LATENCY_NS: u64 = 600_000_000_000;
 /// Most messages one publisher wake-up sends in one write (rate mode).
 const MAX_BATCH: usize = 4096;
 
@@ -97,10 +94,7 @@ impl FanoutConfig {
 
     /// Source address of connection `idx` (0 is the publisher), if spreading.
     fn source(&self, idx: usize) -> Option<Ipv4Addr> {
-        (self.total_connections() > self.conns_per_source).then(|| {
-            let k = 2 + idx / self.conns_per_source;
-            Ipv4Addr::new(127, 0, (k >> 8) as u8, k as u8)
-        })
+        common::source_for(idx, self.total_connections(), self.conns_per_source)
     }
 
     /// Bound on the whole run, for the watchdog.
@@ -116,18 +110,10 @@ impl FanoutConfig {
 
 /// State shared by the orchestrating thread and all connections.
 struct Shared {
-    ready: AtomicUsize,
-    failed: AtomicUsize,
-    first_failure: Mutex<Option<String>>,
-    noise: AtomicU64,
-    last_noise_ns: AtomicU64,
-    deliveries: AtomicU64,
-    unique: AtomicU64,
-    last_delivery_ns: AtomicU64,
-    foreign: AtomicU64,
+    setup: SetupProgress,
+    received: Received,
+    /// The publisher's own copies of its messages.
     echoes: AtomicU64,
-    server_errors: AtomicU64,
-    first_server_error: Mutex<Option<String>>,
     disconnects: AtomicU64,
     first_disconnect: Mutex<Option<String>>,
     published: AtomicU64,
@@ -142,32 +128,12 @@ struct Shared {
     progress: Notify,
 }
 
-fn keep_first(slot: &Mutex<Option<String>>, text: impl FnOnce() -> String) {
-    let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-    if guard.is_none() {
-        *guard = Some(text());
-    }
-}
-
-fn first(slot: &Mutex<Option<String>>) -> Option<String> {
-    slot.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
 impl Shared {
     fn new(ring: usize) -> Self {
         Self {
-            ready: AtomicUsize::new(0),
-            failed: AtomicUsize::new(0),
-            first_failure: Mutex::new(None),
-            noise: AtomicU64::new(0),
-            last_noise_ns: AtomicU64::new(0),
-            deliveries: AtomicU64::new(0),
-            unique: AtomicU64::new(0),
-            last_delivery_ns: AtomicU64::new(0),
-            foreign: AtomicU64::new(0),
+            setup: SetupProgress::default(),
+            received: Received::default(),
             echoes: AtomicU64::new(0),
-            server_errors: AtomicU64::new(0),
-            first_server_error: Mutex::new(None),
             disconnects: AtomicU64::new(0),
             first_disconnect: Mutex::new(None),
             published: AtomicU64::new(0),
@@ -181,31 +147,11 @@ impl Shared {
         }
     }
 
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::SeqCst);
-        keep_first(&self.first_failure, || why);
-    }
-
     /// Adds one read's counters (one atomic update per counter and read, not per frame).
     fn commit(&self, b: &Batch) {
-        let add = |a: &AtomicU64, n: u64| {
-            if n > 0 {
-                a.fetch_add(n, Ordering::Relaxed);
-            }
-        };
-        add(&self.noise, b.noise);
-        add(&self.deliveries, b.deliveries);
-        add(&self.unique, b.unique);
-        add(&self.foreign, b.foreign);
-        add(&self.echoes, b.echoes);
-        add(&self.server_errors, b.errors);
-        if b.noise > 0 {
-            self.last_noise_ns
-                .fetch_max(b.last_noise, Ordering::Relaxed);
-        }
-        if b.unique > 0 {
-            self.last_delivery_ns
-                .fetch_max(b.last_delivery, Ordering::Relaxed);
+        b.counts.commit(&self.received);
+        if b.echoes > 0 {
+            self.echoes.fetch_add(b.echoes, Ordering::Relaxed);
         }
     }
 }
@@ -213,22 +159,11 @@ impl Shared {
 /// Counters of one read.
 #[derive(Default)]
 struct Batch {
-    deliveries: u64,
-    unique: u64,
-    last_delivery: u64,
-    noise: u64,
-    last_noise: u64,
-    foreign: u64,
+    counts: ReadBatch,
+    /// The publisher's own messages.
     echoes: u64,
-    errors: u64,
+    /// The server confirmed the join.
     joined: bool,
-}
-
-impl Batch {
-    fn noise(&mut self, now: u64) {
-        self.noise += 1;
-        self.last_noise = now;
-    }
 }
 
 /// What the connections need, shared by all of them.
@@ -239,52 +174,6 @@ struct Ctx<P> {
     connect_limit: Arc<Semaphore>,
     go: watch::Receiver<Option<u64>>,
     stop: watch::Receiver<bool>,
-}
-
-/// Per worker thread: results of its subscribers.
-struct WorkerStats {
-    latency: Histogram<u64>,
-    /// Setup: from connect to the upgrade response, ns.
-    upgraded: Histogram<u64>,
-    /// Setup: from connect to `joined`, ns.
-    joined: Histogram<u64>,
-    lost: u64,
-    duplicates: u64,
-    late: u64,
-    finalized: usize,
-    subscribers_with_loss: u64,
-}
-
-impl WorkerStats {
-    fn new() -> Self {
-        Self {
-            latency: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("histogram bounds"),
-            upgraded: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("histogram bounds"),
-            joined: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("histogram bounds"),
-            lost: 0,
-            duplicates: 0,
-            late: 0,
-            finalized: 0,
-            subscribers_with_loss: 0,
-        }
-    }
-
-    fn merge(&mut self, other: &WorkerStats) {
-        let _ = self.latency.add(&other.latency);
-        let _ = self.upgraded.add(&other.upgraded);
-        let _ = self.joined.add(&other.joined);
-        self.lost += other.lost;
-        self.duplicates += other.duplicates;
-        self.late += other.late;
-        self.finalized += other.finalized;
-        self.subscribers_with_loss += other.subscribers_with_loss;
-    }
-}
-
-/// Per worker thread, shared by its connections through `Rc`.
-struct WorkerEnv {
-    scratch: Scratch,
-    stats: RefCell<WorkerStats>,
 }
 
 enum Role {
@@ -309,20 +198,11 @@ fn on_message<P: HubProtocol>(
                 return None;
             };
             let Some((seq, sent)) = message.and_then(stamp::parse) else {
-                b.foreign += 1;
+                b.counts.foreign += 1;
                 return None;
             };
-            b.deliveries += 1;
-            if tracker.observe(seq) == Seen::Duplicate {
-                return None;
-            }
-            b.unique += 1;
-            b.last_delivery = now;
-            env.stats
-                .borrow_mut()
-                .latency
-                .saturating_record(now.saturating_sub(sent).max(1));
-            if matches!(ctx.cfg.pace, Pace::Window(_)) {
+            let first = b.counts.delivery(tracker, seq, sent, now, &env.stats);
+            if first && matches!(ctx.cfg.pace, Pace::Window(_)) {
                 let slot = &ctx.shared.slots[seq as usize & ctx.shared.ring_mask];
                 if slot.fetch_add(1, Ordering::AcqRel) + 1 == ctx.cfg.subscribers as u32 {
                     ctx.shared.progress.notify_one();
@@ -330,20 +210,14 @@ fn on_message<P: HubProtocol>(
             }
         }
         Incoming::Joined { room } => {
-            b.noise(now);
+            b.counts.noise(now);
             if room == ctx.cfg.room {
                 b.joined = true;
             }
         }
-        Incoming::Error { text } => {
-            b.noise(now);
-            b.errors += 1;
-            keep_first(&ctx.shared.first_server_error, || {
-                String::from_utf8_lossy(text).into_owned()
-            });
-        }
+        Incoming::Error { text } => b.counts.server_error(now, text, &ctx.shared.received),
         Incoming::Reply(reply) => return Some(reply),
-        Incoming::Left { .. } | Incoming::Ready | Incoming::Other => b.noise(now),
+        Incoming::Left { .. } | Incoming::Ready | Incoming::Other => b.counts.noise(now),
     }
     None
 }
@@ -365,7 +239,7 @@ impl Joining {
         }
         let took = now_ns().saturating_sub(self.started);
         env.stats.borrow_mut().joined.saturating_record(took.max(1));
-        shared.ready.fetch_add(1, Ordering::SeqCst);
+        shared.setup.joined();
         true
     }
 
@@ -456,14 +330,6 @@ async fn establish<P: HubProtocol>(
     Ok(joining)
 }
 
-/// What ended a read loop.
-enum Step {
-    Stop,
-    Go(u64),
-    Read(Result<(), Closed>),
-    Wake,
-}
-
 async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize) {
     let mut stop = ctx.stop.clone();
     let established = tokio::select! {
@@ -473,7 +339,7 @@ async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: u
     };
     let mut joining = match established {
         Ok(x) => x,
-        Err(e) => return ctx.shared.fail(e),
+        Err(e) => return ctx.shared.setup.fail(e),
     };
     let mut role = Role::Subscriber(SeqTracker::default());
     let mut closed = None;
@@ -504,6 +370,7 @@ async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: u
     match closed {
         Some(c) if !joining.is_joined() => {
             ctx.shared
+                .setup
                 .fail(format!("connection {idx} closed before joining: {c}"));
         }
         Some(c) => {
@@ -520,13 +387,11 @@ async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: u
     }
     if let Role::Subscriber(tracker) = role {
         let published = ctx.shared.published.load(Ordering::SeqCst);
-        let lost = tracker.lost(published);
-        let mut stats = env.stats.borrow_mut();
-        stats.lost += lost;
-        stats.duplicates += tracker.duplicates;
-        stats.late += tracker.late;
-        stats.finalized += 1;
-        stats.subscribers_with_loss += u64::from(lost > 0);
+        env.stats.borrow_mut().finalize_receiver(
+            tracker.lost(published),
+            tracker.duplicates,
+            tracker.late,
+        );
     }
 }
 
@@ -540,7 +405,7 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
     };
     let mut joining = match established {
         Ok(x) => x,
-        Err(e) => return ctx.shared.fail(e),
+        Err(e) => return ctx.shared.setup.fail(e),
     };
     let mut role = Role::Publisher;
     let mut sink = match ctx.proto.publish_via(&ctx.cfg.target, &ctx.cfg.room) {
@@ -548,12 +413,12 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
         PublishVia::HttpPost(path) => {
             match common::http_sink(&ctx.cfg.target, &path, ctx.cfg.source(0), &ctx.stop, {
                 let ctx = ctx.clone();
-                move |code, body| http_refused(&ctx.shared, code, body)
+                move |code, body| ctx.shared.received.http_answer(code, body)
             })
             .await
             {
                 Ok(sink) => sink,
-                Err(e) => return ctx.shared.fail(format!("publisher: {e}")),
+                Err(e) => return ctx.shared.setup.fail(format!("publisher: {e}")),
             }
         }
     };
@@ -577,7 +442,7 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
         match step {
             Step::Go(t0) => break t0,
             Step::Read(Err(c)) => {
-                return ctx.shared.fail(format!(
+                return ctx.shared.setup.fail(format!(
                     "publisher connection closed before publishing: {c}"
                 ))
             }
@@ -614,19 +479,6 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
             Step::Stop => return conn.close().await,
             _ => return,
         }
-    }
-}
-
-/// An HTTP publisher's answer that is not a 2xx counts as a server error.
-fn http_refused(shared: &Shared, code: u16, body: &[u8]) {
-    if !(200..300).contains(&code) {
-        shared.server_errors.fetch_add(1, Ordering::Relaxed);
-        keep_first(&shared.first_server_error, || {
-            format!(
-                "HTTP {code} to a publish: {}",
-                String::from_utf8_lossy(body)
-            )
-        });
     }
 }
 
@@ -766,11 +618,8 @@ async fn publish_window<P: HubProtocol>(
     Ok(())
 }
 
-async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> WorkerStats {
-    let env = Rc::new(WorkerEnv {
-        scratch: conn::new_scratch(),
-        stats: RefCell::new(WorkerStats::new()),
-    });
+async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> ReceiverStats {
+    let env = Rc::new(WorkerEnv::new());
     let mut tasks = Vec::new();
     for idx in (w..ctx.cfg.total_connections()).step_by(ctx.cfg.threads) {
         let (ctx, env) = (ctx.clone(), env.clone());
@@ -782,10 +631,12 @@ async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> WorkerStats {
     }
     for task in tasks {
         if let Err(e) = task.await {
-            ctx.shared.fail(format!("connection task failed: {e}"));
+            ctx.shared
+                .setup
+                .fail(format!("connection task failed: {e}"));
         }
     }
-    env.stats.replace(WorkerStats::new())
+    env.take_stats()
 }
 
 /// The result of a fanout run.
@@ -876,10 +727,6 @@ pub fn run(cfg: FanoutConfig) -> Result<FanoutReport, String> {
     crate::with_protocol!(cfg.protocol, run_with(cfg))
 }
 
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
 fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport, String> {
     let ring = match cfg.pace {
         Pace::Window(w) => (w as usize).next_power_of_two().max(1024),
@@ -907,23 +754,11 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         let _ = stop_tx.send(true);
         Err(why)
     };
-    loop {
-        sleep_ms(5);
-        if shared.failed.load(Ordering::SeqCst) > 0 {
-            let why = first(&shared.first_failure).unwrap_or_default();
-            let n = shared.failed.load(Ordering::SeqCst);
-            return abort(format!("setup failed ({n} connection(s)): {why}"));
-        }
-        let ready = shared.ready.load(Ordering::SeqCst);
-        if ready == total {
-            break;
-        }
-        if now_ns() - setup_start > cfg.setup_timeout.as_nanos() as u64 {
-            return abort(format!(
-                "setup took more than {:?}: {ready} of {total} connections joined",
-                cfg.setup_timeout
-            ));
-        }
+    let setup = &shared.setup;
+    if let Err(why) =
+        common::wait_for_setup(setup, total, "connection", setup_start, cfg.setup_timeout)
+    {
+        return abort(why);
     }
     let ready_at = now_ns();
     let setup_seconds = (ready_at - setup_start) as f64 / 1e9;
@@ -933,33 +768,29 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
     );
 
     // 2. settle
-    let quiet = cfg.settle_quiet.as_nanos() as u64;
-    let settled = loop {
-        sleep_ms(10);
-        let now = now_ns();
-        let last = shared.last_noise_ns.load(Ordering::Relaxed).max(ready_at);
-        if now.saturating_sub(last) >= quiet {
-            break true;
-        }
-        if now - ready_at >= cfg.settle_max.as_nanos() as u64 {
-            eprintln!(
-                "loadgen: warning: non-chat frames still arriving after {:?}; measuring anyway",
-                cfg.settle_max
-            );
-            break false;
-        }
-        if shared.failed.load(Ordering::SeqCst) + shared.disconnects.load(Ordering::SeqCst) as usize
-            > 0
-        {
-            let why = first(&shared.first_disconnect).or_else(|| first(&shared.first_failure));
-            return abort(format!(
-                "a connection was lost while settling: {}",
-                why.unwrap_or_default()
-            ));
-        }
+    let received = &shared.received;
+    let lost = || {
+        let lost = setup.failed.load(Ordering::SeqCst)
+            + shared.disconnects.load(Ordering::SeqCst) as usize;
+        (lost > 0).then(|| {
+            first(&shared.first_disconnect)
+                .or_else(|| first(&setup.first_failure))
+                .unwrap_or_default()
+        })
+    };
+    let settled = match common::settle(
+        &received.last_noise_ns,
+        ready_at,
+        cfg.settle_quiet,
+        cfg.settle_max,
+        "non-chat frames",
+        lost,
+    ) {
+        Ok(settled) => settled,
+        Err(why) => return abort(why),
     };
     let settle_seconds = (now_ns() - ready_at) as f64 / 1e9;
-    let setup_noise = shared.noise.load(Ordering::SeqCst);
+    let setup_noise = received.noise.load(Ordering::SeqCst);
 
     // 3. measure
     let cpu_start = CpuSample::take(cfg.server_pid)?;
@@ -980,26 +811,13 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
 
     // 4. drain
     let drain_limit = publish_end + cfg.drain_timeout.as_nanos() as u64;
-    let drained = loop {
-        if shared.unique.load(Ordering::SeqCst) >= expected {
-            break true;
-        }
-        if now_ns() >= drain_limit {
-            break false;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    };
+    let drained = common::drain(&received.unique, expected, drain_limit);
     let cpu_end = CpuSample::take(cfg.server_pid)?;
-    let t_end = shared
-        .last_delivery_ns
-        .load(Ordering::SeqCst)
-        .max(publish_end)
-        .max(t0 + 1);
-    let measured = (t_end - t0) as f64 / 1e9;
-    let noise_during = shared.noise.load(Ordering::SeqCst) - setup_noise;
+    let measured = received.measured_seconds(t0, publish_end);
+    let noise_during = received.noise.load(Ordering::SeqCst) - setup_noise;
     let _ = stop_tx.send(true);
 
-    let mut stats = WorkerStats::new();
+    let mut stats = ReceiverStats::new();
     for h in handles {
         let s = h.join().map_err(|_| "worker thread panicked".to_string())?;
         stats.merge(&s);
@@ -1011,7 +829,7 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         ));
     }
 
-    let deliveries = shared.deliveries.load(Ordering::SeqCst);
+    let deliveries = received.deliveries.load(Ordering::SeqCst);
     let (server, loadgen) = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, deliveries);
     let publish_error = first(&shared.publish_error);
     let disconnects = shared.disconnects.load(Ordering::SeqCst);
@@ -1045,14 +863,14 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         lost: stats.lost,
         duplicated: stats.duplicates,
         reordered: stats.late,
-        subscribers_with_loss: stats.subscribers_with_loss,
+        subscribers_with_loss: stats.receivers_with_loss,
         drained,
         disconnects,
         first_disconnect: first(&shared.first_disconnect),
-        server_errors: shared.server_errors.load(Ordering::SeqCst),
-        first_server_error: first(&shared.first_server_error),
+        server_errors: received.server_errors.load(Ordering::SeqCst),
+        first_server_error: first(&received.first_server_error),
         noise_frames_during_run: noise_during,
-        foreign_messages: shared.foreign.load(Ordering::SeqCst),
+        foreign_messages: received.foreign.load(Ordering::SeqCst),
         publisher_echoes: shared.echoes.load(Ordering::SeqCst),
         publish_lag_max_us: rate
             .map(|_| shared.publish_lag_max_ns.load(Ordering::SeqCst) as f64 / 1e3),
@@ -1127,34 +945,7 @@ pub fn print(r: &FanoutReport) {
     if let Some(lag) = r.publish_lag_max_us {
         row("publisher lag max", format!("{lag:.0} µs"));
     }
-    if let Some(s) = &r.server {
-        row(
-            "server CPU",
-            format!(
-                "{:.2} s ({:.0}% of a core), {} µs/delivery",
-                s.cpu_seconds,
-                s.cpu_cores * 100.0,
-                s.cpu_us_per_delivery
-                    .map_or("-".into(), |x| format!("{x:.3}"))
-            ),
-        );
-        let kib = |k: Option<u64>| k.map_or("-".into(), |k| format!("{} KiB", thousands(k)));
-        row(
-            "server RSS peak / now",
-            format!("{} / {}", kib(s.peak_rss_kib), kib(s.rss_kib)),
-        );
-    }
-    row(
-        "loadgen CPU",
-        format!(
-            "{:.2} s ({:.0}% of a core), {} deliveries per loadgen CPU-s",
-            r.loadgen.cpu_seconds,
-            r.loadgen.cpu_cores * 100.0,
-            r.loadgen
-                .deliveries_per_cpu_second
-                .map_or("-".into(), fmt_rate)
-        ),
-    );
+    report::print_usage(&row, r.server.as_ref(), &r.loadgen);
     if r.noise_frames_during_run > 0 || r.foreign_messages > 0 {
         row(
             "other frames during run",

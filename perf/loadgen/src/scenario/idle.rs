@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use crate::clock::now_ns;
 use crate::conn::{self, Scratch};
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind};
 use crate::report::{self, thousands, MsSummary};
-use crate::scenario::common::{self, first, keep_first, sleep_ms, Dial};
+use crate::scenario::common::{self, first, keep_first, sleep_ms, Dial, SetupProgress};
 use crate::sys::{self, Proc};
 use crate::target::Target;
 use crate::workers;
@@ -70,9 +70,7 @@ impl IdleConfig {
 }
 
 struct Shared {
-    ready: AtomicUsize,
-    failed: AtomicUsize,
-    first_failure: Mutex<Option<String>>,
+    setup: SetupProgress,
     frames: AtomicU64,
     last_frame_ns: AtomicU64,
     server_errors: AtomicU64,
@@ -118,14 +116,14 @@ async fn holder<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
     };
     let member = match joined {
         Ok(m) => m,
-        Err(e) => return ctx.shared.fail(format!("connection {idx}: {e}")),
+        Err(e) => return ctx.shared.setup.fail(format!("connection {idx}: {e}")),
     };
     env.upgraded
         .borrow_mut()
         .saturating_record(member.upgraded_ns);
     env.joined.borrow_mut().saturating_record(member.joined_ns);
     ctx.shared.frames.fetch_add(member.noise, Ordering::Relaxed);
-    ctx.shared.ready.fetch_add(1, Ordering::SeqCst);
+    ctx.shared.setup.joined();
     let mut conn = member.conn;
     let stopped = stop.wait_for(|s| *s);
     tokio::pin!(stopped);
@@ -168,13 +166,6 @@ async fn holder<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
                 return;
             }
         }
-    }
-}
-
-impl Shared {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::SeqCst);
-        keep_first(&self.first_failure, || why);
     }
 }
 
@@ -275,9 +266,7 @@ fn run_with<P: HubProtocol>(cfg: IdleConfig, proto: P) -> Result<IdleReport, Str
     let ctx = Arc::new(Ctx {
         connect_limit: Arc::new(Semaphore::new(cfg.connect_concurrency.max(1))),
         shared: Shared {
-            ready: AtomicUsize::new(0),
-            failed: AtomicUsize::new(0),
-            first_failure: Mutex::new(None),
+            setup: SetupProgress::default(),
             frames: AtomicU64::new(0),
             last_frame_ns: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
@@ -306,22 +295,10 @@ fn run_with<P: HubProtocol>(cfg: IdleConfig, proto: P) -> Result<IdleReport, Str
     let setup_start = now_ns();
     let worker_ctx = ctx.clone();
     let handles = workers::spawn(cfg.threads, move |w| worker(worker_ctx.clone(), w))?;
-    loop {
-        sleep_ms(5);
-        if shared.failed.load(Ordering::SeqCst) > 0 {
-            let why = first(&shared.first_failure).unwrap_or_default();
-            return abort(format!("setup failed: {why}"));
-        }
-        let ready = shared.ready.load(Ordering::SeqCst);
-        if ready == n {
-            break;
-        }
-        if now_ns() - setup_start > cfg.setup_timeout.as_nanos() as u64 {
-            return abort(format!(
-                "setup took more than {:?}: {ready} of {n} connections joined",
-                cfg.setup_timeout
-            ));
-        }
+    let setup = &shared.setup;
+    if let Err(why) = common::wait_for_setup(setup, n, "connection", setup_start, cfg.setup_timeout)
+    {
+        return abort(why);
     }
     let ready_at = now_ns();
     let setup_seconds = (ready_at - setup_start) as f64 / 1e9;
@@ -331,19 +308,15 @@ fn run_with<P: HubProtocol>(cfg: IdleConfig, proto: P) -> Result<IdleReport, Str
     );
 
     // 2. settle
-    let quiet = cfg.settle_quiet.as_nanos() as u64;
-    let settled = loop {
-        sleep_ms(10);
-        let now = now_ns();
-        let last = shared.last_frame_ns.load(Ordering::Relaxed).max(ready_at);
-        if now.saturating_sub(last) >= quiet {
-            break true;
-        }
-        if now - ready_at >= cfg.settle_max.as_nanos() as u64 {
-            eprintln!("loadgen: warning: frames still arriving; measuring anyway");
-            break false;
-        }
-    };
+    // Idle connections are not watched for losses while settling: the hold counts them.
+    let settled = common::settle(
+        &shared.last_frame_ns,
+        ready_at,
+        cfg.settle_quiet,
+        cfg.settle_max,
+        "frames",
+        || None,
+    )?;
     let settle_seconds = (now_ns() - ready_at) as f64 / 1e9;
     let frames_setup = shared.frames.load(Ordering::SeqCst);
 

@@ -4,5 +4,6 @@
 pub mod alltoall;
 pub mod churn;
 pub mod common;
+pub mod delivery;
 pub mod fanout;
 pub mod idle;
