@@ -166,10 +166,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn route(request: &RequestHead) -> Result<Route, ApiError> {
     let segments: Vec<String> = request
         .path
-        .trim_start_matches("/api/")
+        .strip_prefix("/api/")
+        .unwrap_or_default()
         .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+        .map(|s| percent_decode_str(s).decode_utf8().map(|s| s.into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| ApiError::new(400, "bad_request", "the path is not UTF-8 once decoded"))?;
     let method = request.method.as_str();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let allowed = |methods: &str| -> ApiError {
@@ -270,7 +272,8 @@ fn close_request(request: &RequestHead) -> Result<CloseRequest, ApiError> {
         Some(code) => code
             .parse::<u16>()
             .ok()
-            .filter(|&c| fastwebsockets::CloseCode::from(c).is_allowed() && c != 1005 && c != 1006)
+            // is_allowed() leaves out 1005, 1006 and 1015 already; 1010 only a client sends.
+            .filter(|&c| fastwebsockets::CloseCode::from(c).is_allowed() && c != 1010)
             .ok_or_else(|| {
                 ApiError::new(
                     400,

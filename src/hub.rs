@@ -10,7 +10,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -23,13 +22,10 @@ use crate::mailbox::{Mailbox, PostError};
 use crate::origin::OriginPolicy;
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::registry::Registry;
-use crate::shard::message::{ShardMessage, Target};
+use crate::shard::message::{ShardMessage, Target, REPLY_TIMEOUT};
 use crate::shard::{self, on_shard_thread};
 use crate::stats::{self, Counters, HubStats};
 use crate::ws::encode;
-
-/// How long a call waits for a shard to answer a command (join, leave).
-const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a hub call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +102,23 @@ pub struct RoomInfo {
     pub members: usize,
     /// Stays when empty (created at start or with [`Hub::create_room`]).
     pub persistent: bool,
+}
+
+impl RoomInfo {
+    pub(crate) fn of(room: &Arc<crate::room::Room>) -> RoomInfo {
+        RoomInfo {
+            name: room.name.to_string(),
+            members: room.count(),
+            persistent: room.is_persistent(),
+        }
+    }
+
+    /// Every room of `registry`, by name.
+    pub(crate) fn all(registry: &Registry) -> Vec<RoomInfo> {
+        let mut rooms: Vec<RoomInfo> = registry.rooms().iter().map(RoomInfo::of).collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
 }
 
 /// State shared by the `Hub` handles and the shards.
@@ -378,15 +391,7 @@ impl Hub {
 
     /// Every room, by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
-        let mut rooms: Vec<RoomInfo> = self
-            .shared
-            .registry
-            .rooms()
-            .iter()
-            .map(RoomInfo::of)
-            .collect();
-        rooms.sort_by(|a, b| a.name.cmp(&b.name));
-        rooms
+        RoomInfo::all(&self.shared.registry)
     }
 
     /// Number of rooms.
@@ -508,7 +513,7 @@ impl Hub {
             .registry
             .room(name)
             .ok_or(HubError::RoomNotFound)?;
-        let count = room.count() - except.map_or(0, |id| usize::from(room.has_member(id)));
+        let count = room.recipients(except);
         self.shared
             .publish(Target::Room { room, except }, encode())?;
         Ok(count)

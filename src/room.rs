@@ -112,6 +112,13 @@ impl Room {
         self.lock().set.contains(&id)
     }
 
+    /// How many members a broadcast that skips `except` reaches, read under one lock so
+    /// that a leave in between cannot make it count below zero.
+    pub fn recipients(&self, except: Option<ConnectionId>) -> usize {
+        let m = self.lock();
+        m.set.len() - except.map_or(0, |id| usize::from(m.set.contains(&id)))
+    }
+
     pub fn members(&self) -> Vec<ConnectionId> {
         self.lock().set.iter().copied().collect()
     }

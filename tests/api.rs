@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use neonex::config::ApiConfig;
 use neonex::HubConfig;
@@ -275,6 +277,11 @@ async fn connections_can_be_listed_and_closed_with_a_code() {
     )
     .await;
     assert_error(&bad_code, 400, "bad_request");
+    // 1010 asks the server for an extension: only a client may send it.
+    let client_only = format!("/api/connections/{}?code=1010", dana.id);
+    let client_only = call(&h, "DELETE", &client_only, "").await;
+    assert_error(&client_only, 400, "bad_request");
+    dana.ping_pong().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,6 +301,17 @@ async fn bad_requests_get_json_errors() {
         &call(&h, "GET", "/api/everything", "").await,
         404,
         "not_found",
+    );
+    // The prefix is taken once: this is no route, not `/api/rooms`.
+    assert_error(
+        &call(&h, "GET", "/api//api/rooms", "").await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(&h, "GET", "/api/rooms/%FF%FE/members", "").await,
+        400,
+        "bad_request",
     );
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
     let too_big = call(&h, "POST", "/api/broadcast", &big).await;
@@ -316,4 +334,45 @@ async fn bad_requests_get_json_errors() {
     raw.write(b"{}").await;
     let final_head = raw.read_head().await;
     assert!(final_head.starts_with("HTTP/1.1 200"), "{final_head:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_disconnect_counts_only_the_connections_it_closed() {
+    // write_timeout bounds how long a closing connection waits for the client's close
+    // reply; a long one keeps the unanswering connection below in the hub (and in the
+    // user's list) for the whole test.
+    let h = TestHub::start(HubConfig {
+        write_timeout: Duration::from_secs(30),
+        api: ApiConfig {
+            key: Some(KEY.into()),
+            max_body: 4096,
+        },
+        ..config()
+    });
+    let mut mute = RawClient::upgraded(h.addr, "/ws?user=erin").await;
+    let welcome = mute.recv_json().await;
+    let mute_id = welcome["connection_id"].as_str().unwrap().to_owned();
+    let mut open = h.connect("erin").await;
+
+    // The raw client never answers the close frame, so its connection stays closing.
+    let r = call(&h, "DELETE", &format!("/api/connections/{mute_id}"), "").await;
+    assert_eq!(r.json()["disconnected"], 1, "{r:?}");
+    let listed = call(&h, "GET", "/api/users/erin/connections", "")
+        .await
+        .json();
+    assert_eq!(
+        listed["connections"].as_array().map(Vec::len),
+        Some(2),
+        "the closing connection is still listed: {listed}"
+    );
+
+    let r = call(&h, "DELETE", "/api/users/erin/connections", "").await;
+    assert_eq!(
+        r.json()["disconnected"],
+        1,
+        "only the open one was closed: {r:?}"
+    );
+    assert_eq!(open.expect_close().await.0, 1008);
+    let again = call(&h, "DELETE", &format!("/api/connections/{mute_id}"), "").await;
+    assert_error(&again, 404, "connection_not_found");
 }

@@ -6,14 +6,13 @@
 
 use std::future::IntoFuture;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use monoio::net::TcpStream;
 use serde_json::{json, Value};
 
 use super::connection::Phase;
-use super::message::{ShardMessage, Target};
+use super::message::{ShardMessage, Target, REPLY_TIMEOUT};
 use super::state::ShardState;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
@@ -21,9 +20,6 @@ use crate::http::RequestHead;
 use crate::hub::{HubError, RoomInfo};
 use crate::ids::ConnectionId;
 use crate::stats::CloseCause;
-
-/// How long a call waits for another shard to act on it.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Shard {
     pub(super) fn on_api(
@@ -64,8 +60,7 @@ impl Shard {
             Route::RoomBroadcast { room, except } => {
                 let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
                 let frame = hub.encode_text(api::json_body(body)?);
-                let skipped = except.map_or(0, |id| usize::from(room.has_member(id)));
-                let queued = room.count() - skipped;
+                let queued = room.recipients(except);
                 self.publish(state, Target::Room { room, except }, frame);
                 json!({ "queued": queued })
             }
@@ -78,12 +73,7 @@ impl Shard {
                 }
                 json!({ "queued": queued })
             }
-            Route::ListRooms => {
-                let mut rooms: Vec<RoomInfo> =
-                    hub.registry.rooms().iter().map(RoomInfo::of).collect();
-                rooms.sort_by(|a, b| a.name.cmp(&b.name));
-                json!({ "rooms": rooms })
-            }
+            Route::ListRooms => json!({ "rooms": RoomInfo::all(&hub.registry) }),
             Route::CreateRoom { room } => {
                 let created = hub.registry.create_room(&room);
                 let info = hub.registry.room(&room).map(|r| RoomInfo::of(&r));
@@ -113,31 +103,47 @@ impl Shard {
                 json!({ "user_id": user, "connections": connections })
             }
             Route::DisconnectUser { user, close } => {
-                let connections = hub.registry.user_connections(&user);
-                for &id in &connections {
-                    let (reply, _ignored) = oneshot::channel();
-                    self.disconnect(state, id, &close, reply);
-                }
-                json!({ "disconnected": connections.len() })
+                // The registry still lists connections that are closing; only the shards
+                // know which of them this call closes, so the answer waits for theirs.
+                let ids = hub.registry.user_connections(&user);
+                self.disconnect_and_answer(state, key, &ids, &close, Disconnecting::User);
+                return Ok(None);
             }
             Route::DisconnectConnection { id, close } => {
                 if id.shard() >= hub.config.shards {
                     return Err(connection_not_found(id));
                 }
-                let (reply, answer) = oneshot::channel();
-                self.disconnect(state, id, &close, reply);
-                // Whether it existed is known once its shard has answered.
-                let conn = &mut state.conns[key];
-                conn.phase = Phase::Closing {
-                    deadline: Instant::now() + REPLY_TIMEOUT * 2,
-                    fin_sent: false,
-                };
-                let task = answer_disconnect(self.clone(), key, conn.stream.clone(), id, answer);
-                monoio::spawn(task);
+                self.disconnect_and_answer(state, key, &[id], &close, Disconnecting::One(id));
                 return Ok(None);
             }
         };
         Ok(Some((200, answer)))
+    }
+
+    /// Closes connections `ids` and answers the call `key` once their shards have acted.
+    fn disconnect_and_answer(
+        self: &Rc<Self>,
+        state: &mut ShardState,
+        key: usize,
+        ids: &[ConnectionId],
+        close: &CloseRequest,
+        what: Disconnecting,
+    ) {
+        let answers = ids
+            .iter()
+            .map(|&id| {
+                let (reply, answer) = oneshot::channel();
+                self.disconnect(state, id, close, reply);
+                answer
+            })
+            .collect();
+        let conn = &mut state.conns[key];
+        conn.phase = Phase::Closing {
+            deadline: Instant::now() + REPLY_TIMEOUT * 2,
+            fin_sent: false,
+        };
+        let task = answer_disconnect(self.clone(), key, conn.stream.clone(), what, answers);
+        monoio::spawn(task);
     }
 
     /// Closes connection `id`, here or on its shard; the outcome goes to `reply`.
@@ -169,31 +175,54 @@ impl Shard {
     }
 }
 
-/// Waits for the shard that owns `id` to act on a disconnect, then answers the call.
+/// What a disconnect call asked to close.
+#[derive(Clone, Copy)]
+enum Disconnecting {
+    /// One connection: 404 unless it was open.
+    One(ConnectionId),
+    /// All of a user's connections: answers how many were open.
+    User,
+}
+
+/// Waits for the shards that own the connections to act on a disconnect, then answers
+/// the call with how many were open and are now closing.
 async fn answer_disconnect(
     shard: Rc<Shard>,
     key: usize,
     stream: Rc<TcpStream>,
-    id: ConnectionId,
-    answer: oneshot::Receiver<Result<(), HubError>>,
+    what: Disconnecting,
+    answers: Vec<oneshot::Receiver<Result<(), HubError>>>,
 ) {
-    let outcome = monoio::time::timeout(REPLY_TIMEOUT, answer.into_future()).await;
+    let closed = monoio::time::timeout(REPLY_TIMEOUT, async {
+        let mut closed = 0;
+        for answer in answers {
+            match answer.into_future().await {
+                Ok(Ok(())) => closed += 1,
+                Ok(Err(_)) => {}       // not open (any more)
+                Err(_) => return None, // the shard dropped the call unanswered
+            }
+        }
+        Some(closed)
+    })
+    .await
+    .ok()
+    .flatten();
     let mut state = shard.state.borrow_mut();
     // The caller may have hung up, and its slot may hold a newer connection.
     match state.conns.get(key) {
         Some(conn) if Rc::ptr_eq(&conn.stream, &stream) => {}
         _ => return,
     }
-    let (status, body) = match outcome {
-        Ok(Ok(Ok(()))) => (200, json!({ "disconnected": 1 }).to_string()),
-        Ok(Ok(Err(HubError::UnknownConnection(_)))) => {
+    let (status, body) = match (closed, what) {
+        (None, _) => {
+            let e = ApiError::new(503, "unavailable", "a connection's shard did not answer");
+            (e.status, e.body())
+        }
+        (Some(0), Disconnecting::One(id)) => {
             let e = connection_not_found(id);
             (e.status, e.body())
         }
-        _ => {
-            let e = ApiError::new(503, "unavailable", "the connection's shard did not answer");
-            (e.status, e.body())
-        }
+        (Some(n), _) => (200, json!({ "disconnected": n }).to_string()),
     };
     shard.respond(&mut state, key, status, "application/json", &body);
 }
@@ -208,14 +237,4 @@ fn connection_not_found(id: ConnectionId) -> ApiError {
         "connection_not_found",
         format!("no open connection {id}"),
     )
-}
-
-impl RoomInfo {
-    pub(crate) fn of(room: &Arc<crate::room::Room>) -> RoomInfo {
-        RoomInfo {
-            name: room.name.to_string(),
-            members: room.count(),
-            persistent: room.is_persistent(),
-        }
-    }
 }

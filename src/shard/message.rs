@@ -33,6 +33,10 @@ pub(crate) enum Target {
 /// the receiver, a shard awaits it.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, HubError>>;
 
+/// How long a caller (a `Hub` handle, or an API call on another shard) waits for the
+/// shard that owns a connection to answer.
+pub(crate) const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A message to a shard.
 pub(crate) enum ShardMessage {
     /// Queue `frame` (already encoded) to the shard's recipients of `target`.
