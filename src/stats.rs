@@ -94,7 +94,7 @@ impl CloseCause {
 
 /// HTTP statuses counted one by one; anything else is counted as `other`.
 pub const HTTP_STATUSES: [u16; 15] = [
-    101, 200, 202, 400, 401, 403, 404, 405, 411, 413, 426, 429, 431, 500, 503,
+    101, 200, 201, 400, 401, 403, 404, 405, 411, 413, 426, 429, 431, 500, 503,
 ];
 
 /// Counters of one shard.

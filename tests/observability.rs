@@ -87,6 +87,13 @@ async fn stats_report_what_happened() {
         .map(|s| s["connections"].as_u64().unwrap())
         .sum();
     assert_eq!(per_shard, 2);
+
+    // Every status the API answers is counted as itself: 201 for a room it created.
+    let created = http_call(h.addr, "PUT", "/api/rooms/made", "", "").await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let stats = get(&h, "/stats").await.json();
+    assert_eq!(stats["http_responses"]["201"], 1, "{stats}");
+    assert_eq!(stats["http_responses"]["other"], 0, "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
