@@ -257,9 +257,18 @@ impl HubConfig {
         if self.max_message_size == 0 {
             return Err("hub.max_message_size must be greater than zero".to_owned());
         }
+        // A frame bigger than a connection's queue would cut every reader as slow.
         if self.send_queue.max_bytes < self.max_message_size + 14 {
             return Err(
-                "the send queue must hold at least one message of hub.max_message_size".to_owned(),
+                "hub.send_queue_bytes must hold at least one message of hub.max_message_size"
+                    .to_owned(),
+            );
+        }
+        if self.send_queue.max_bytes < self.api.max_body + 14 {
+            return Err(
+                "hub.send_queue_bytes must hold at least one message of api.max_body (an API \
+                 broadcast goes out as one frame)"
+                    .to_owned(),
             );
         }
         let limits = &self.limits;

@@ -407,6 +407,9 @@ impl Settings {
             settings.hub.driver = Driver::Epoll;
         }
         settings.hub_config()?;
+        // RUST_LOG, when set, replaces it; a wrong level must not quietly become `info`.
+        tracing_subscriber::EnvFilter::try_new(&settings.log.level)
+            .map_err(|e| SettingsError(format!("log.level {:?}: {e}", settings.log.level)))?;
         Ok(settings)
     }
 
