@@ -790,7 +790,7 @@ proptest! {
 /// that reads messages the usual way would see another message type or room than the
 /// hub acts on. A message with a repeated key must be refused, or read as they read it.
 #[test]
-fn repeated_keys_are_refused_or_read_as_json_parse_reads_them() {
+fn repeated_protocol_fields_are_refused() {
     let cases: [&[u8]; 6] = [
         include_bytes!("../fuzz/regressions/client_message/duplicate_type.json"),
         include_bytes!("../fuzz/regressions/client_message/duplicate_room_id.json"),
@@ -799,39 +799,15 @@ fn repeated_keys_are_refused_or_read_as_json_parse_reads_them() {
         br#"{"type":"join_room","room_id":"a","room_id":"b","room_id":"c"}"#,
         br#"{"type":"message","room":"a","message":"one","message":"two"}"#,
     ];
-    let mut wrong = Vec::new();
     for case in cases {
-        let text = String::from_utf8_lossy(case).into_owned();
-        // serde_json, like JSON.parse, keeps the last value of a repeated key.
-        let reference: Value = serde_json::from_slice(case).expect("the case is JSON");
+        let text = String::from_utf8_lossy(case);
+        // Readers disagree on these (serde_json and JSON.parse keep the last value, a
+        // first-wins reader the first), so the hub must not pick one.
         let mut bytes = case.to_vec();
-        let got = match parse(&mut bytes) {
-            Err(ErrorCode::InvalidMessage | ErrorCode::BadRequest) => continue,
-            Err(other) => format!("error {other:?}"),
-            Ok(ClientMessage::Ping) => "ping".to_owned(),
-            Ok(ClientMessage::JoinRoom { room }) => format!("join_room {room}"),
-            Ok(ClientMessage::LeaveRoom { room }) => format!("leave_room {room}"),
-            Ok(ClientMessage::Typing { room, .. }) => format!("typing {room}"),
-            Ok(ClientMessage::Message { room, message, .. }) => {
-                format!("message {room} {}", message.unwrap_or_default())
-            }
-        };
-        let room = reference
-            .get("room")
-            .or_else(|| reference.get("room_id"))
-            .and_then(Value::as_str);
-        let mut expected = reference["type"].as_str().unwrap_or_default().to_owned();
-        if let Some(room) = room {
-            expected = format!("{expected} {room}");
-        }
-        if let Some(message) = reference.get("message").and_then(Value::as_str) {
-            expected = format!("{expected} {message}");
-        }
-        if got != expected {
-            wrong.push(format!(
-                "{text}: read as {got:?}, JSON.parse reads {expected:?}"
-            ));
-        }
+        assert_eq!(
+            parse(&mut bytes).map(|m| format!("{m:?}")),
+            Err(ErrorCode::InvalidMessage),
+            "{text}"
+        );
     }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

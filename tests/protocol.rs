@@ -545,6 +545,23 @@ async fn malformed_and_refused_messages_get_errors_and_the_connection_stays_open
             "room_not_found",
             None,
         ),
+        // A repeated field is read differently by different JSON readers (first or last
+        // value): refused, so that nothing in front of the hub can be fooled.
+        (
+            r#"{"type":"join_room","room":"dup-a","room":"dup-b"}"#.into(),
+            "invalid_message",
+            Some("Invalid message format"),
+        ),
+        (
+            r#"{"type":"ping","type":"join_room","room":"dup-x"}"#.into(),
+            "invalid_message",
+            Some("Invalid message format"),
+        ),
+        (
+            r#"{"type":"message","room":"general","message":"one","message":"two"}"#.into(),
+            "invalid_message",
+            Some("Invalid message format"),
+        ),
     ];
     for (text, code, error_text) in &cases {
         alice.send_text(text).await;
@@ -560,7 +577,9 @@ async fn malformed_and_refused_messages_get_errors_and_the_connection_stays_open
         assert!(before.is_empty(), "after {text}: unexpected {before:?}");
     }
     assert!(h.hub.room_has_member("general", alice.id));
-    assert!(h.hub.room("ghost").is_none());
+    for room in ["ghost", "dup-a", "dup-b", "dup-x"] {
+        assert!(h.hub.room(room).is_none(), "room {room} exists");
+    }
     alice.say("general", "still here").await;
     let chat = alice.expect_type("chat_message").await;
     assert_eq!(chat["message"], "still here");

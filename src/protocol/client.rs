@@ -134,9 +134,13 @@ pub fn parse_client_message(text: &[u8]) -> Result<ClientMessage<'_>, ProtocolEr
     }
 }
 
-/// A raw JSON value that must be a string: borrowed unless it has escapes.
+/// A raw JSON value that must be a string: borrowed unless it has escapes. (serde's
+/// `Cow<str>` always copies: it borrows only through a `#[serde(borrow)]` field.)
 fn string(raw: &RawValue) -> Result<Cow<'_, str>, serde_json::Error> {
-    serde_json::from_str(raw.get())
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(plain) => Ok(Cow::Borrowed(plain)),
+        Err(_) => serde_json::from_str::<String>(raw.get()).map(Cow::Owned),
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +170,28 @@ mod tests {
             "Ping",
             "escaped keys and unknown fields"
         );
+    }
+
+    #[test]
+    fn plain_strings_are_borrowed_and_escaped_ones_decoded() {
+        let text = br#"{"type":"message","room":"g","message":"plain"}"#;
+        let Ok(ClientMessage::Message { room, message, .. }) = parse_client_message(text) else {
+            panic!("a message");
+        };
+        assert!(matches!(room, Cow::Borrowed("g")), "{room:?}");
+        assert!(
+            matches!(message, Some(Cow::Borrowed("plain"))),
+            "{message:?}"
+        );
+        let text = br#"{"type":"message","room":"g","message":"caf\u00e9 \"x\""}"#;
+        let Ok(ClientMessage::Message { message, .. }) = parse_client_message(text) else {
+            panic!("a message");
+        };
+        assert!(
+            matches!(message, Some(Cow::Owned(ref s)) if s == "café \"x\""),
+            "{message:?}"
+        );
+        assert!(parse_client_message(br#"{"type":"message","room":7}"#).is_err());
     }
 
     #[test]
