@@ -217,9 +217,17 @@ async fn settings_reach_the_running_server() {
         &[
             ("NEONEX_HUB_MAX_MESSAGE_SIZE", "1KiB"),
             ("NEONEX_HUB_SEND_QUEUE_BYTES", "64KiB"),
+            // The send queue must hold an API broadcast of the largest body.
+            ("NEONEX_API_MAX_BODY", "32KiB"),
         ],
     )
     .await;
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(33 * 1024));
+    let big = http_call(addr, "POST", "/api/broadcast", "", &body).await;
+    assert_eq!(
+        big.status, 413,
+        "api.max_body came from the environment: {big:?}"
+    );
     let mut client = Client::connect(addr, Some("cfg"), &["lobby".to_owned()]).await;
     client
         .send_text(&format!(
