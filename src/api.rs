@@ -132,13 +132,7 @@ pub fn authorize(request: &RequestHead, key: Option<&str>, remote: IpAddr) -> Re
     let offered = request
         .api_key
         .as_deref()
-        .or_else(|| {
-            let auth = request.authorization.as_deref()?;
-            let (scheme, token) = auth.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then_some(token.trim())
-        })
+        .or_else(|| crate::auth::bearer_token(request))
         .ok_or_else(|| {
             ApiError::new(
                 401,

@@ -86,6 +86,7 @@ impl Authenticator {
     /// Verifies the token of an upgrade request and returns its user id.
     pub fn authenticate(&self, request: &RequestHead) -> Result<String, AuthError> {
         let token = bearer_token(request)
+            .map(str::to_owned)
             .or_else(|| request.query_param("token"))
             .ok_or(AuthError::Missing)?;
         let data = jsonwebtoken::decode::<Claims>(&token, &self.key, &self.validation)
@@ -102,12 +103,12 @@ impl Authenticator {
     }
 }
 
-fn bearer_token(request: &RequestHead) -> Option<String> {
+/// The token of an `Authorization: Bearer TOKEN` header (a JWT here, the API key in
+/// [`crate::api`]).
+pub(crate) fn bearer_token(request: &RequestHead) -> Option<&str> {
     let value = request.authorization.as_deref()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ pub struct RoomsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct PresenceSection {
     /// `all`, `rooms` or `off`.
-    pub scope: Scope,
+    pub scope: PresenceScope,
 }
 
 /// `[auth]`.
@@ -184,18 +184,6 @@ pub struct LogSection {
     pub stats_interval: Duration,
 }
 
-/// `presence.scope`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Every connection.
-    All,
-    /// Members of the user's rooms.
-    Rooms,
-    /// Nobody.
-    Off,
-}
-
 /// `hub.driver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -246,7 +234,9 @@ impl Default for Settings {
                 create_on_join: hub.rooms.create_on_join,
                 notify_join_leave: hub.rooms.notify_join_leave,
             },
-            presence: PresenceSection { scope: Scope::All },
+            presence: PresenceSection {
+                scope: hub.presence,
+            },
             auth: AuthSection {
                 jwt_secret: None,
                 jwt_public_key: None,
@@ -273,7 +263,7 @@ impl Default for Settings {
             log: LogSection {
                 format: LogFormat::Text,
                 level: "info".to_owned(),
-                stats_interval: Duration::from_secs(30),
+                stats_interval: hub.stats_log_interval,
             },
         }
     }
@@ -444,11 +434,7 @@ impl Settings {
                 create_on_join: self.rooms.create_on_join,
                 notify_join_leave: self.rooms.notify_join_leave,
             },
-            presence: match self.presence.scope {
-                Scope::All => PresenceScope::All,
-                Scope::Rooms => PresenceScope::Rooms,
-                Scope::Off => PresenceScope::Off,
-            },
+            presence: self.presence.scope,
             send_queue: SendQueueLimits {
                 max_bytes: self.hub.send_queue_bytes.0,
                 max_frames: self.hub.send_queue_frames,

@@ -15,7 +15,7 @@ use super::ratelimit::Verdict;
 use super::signal::yield_now;
 use super::state::ShardState;
 use super::{sys, Shard};
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ServerMessage};
 use crate::stats::{self, CloseCause};
 use crate::ws::assemble::Message;
 use crate::ws::decode::{decode_frame, Decoded, FrameHeader};
@@ -23,6 +23,15 @@ use crate::ws::{close_code, encode, CloseReason};
 
 /// Reads one connection may do before letting the shard's other tasks run.
 const READS_PER_TURN: usize = 4;
+
+/// The answer to a message over the rate: a flooding client gets many, so it is encoded
+/// once.
+static RATE_LIMITED: std::sync::LazyLock<bytes::Bytes> = std::sync::LazyLock::new(|| {
+    encode::json_frame(&ServerMessage::Error {
+        code: ErrorCode::RateLimited,
+        error: "Rate limit exceeded",
+    })
+});
 
 /// What the connection's task should do next.
 enum Next {
@@ -197,7 +206,6 @@ impl Shard {
             Ok(None) | Ok(Some(Message::Pong)) => {}
             Ok(Some(Message::Ping(data))) => self.send_to(state, key, encode::pong_frame(data)),
             Ok(Some(Message::Close(code))) => {
-                state.conns[key].blame(CloseCause::ClientClosed);
                 // Echo the client's code, after anything already queued.
                 let code = code.unwrap_or(close_code::NORMAL);
                 self.close_connection(state, key, code, "", false, CloseCause::ClientClosed);
@@ -207,10 +215,7 @@ impl Shard {
                 let limits = &self.hub.config.limits;
                 match state.conns[key].limiter.take(limits, self.now_ms()) {
                     Verdict::Allow => {}
-                    Verdict::Refuse => {
-                        let code = ErrorCode::RateLimited;
-                        return self.send_error(state, key, code, "Rate limit exceeded");
-                    }
+                    Verdict::Refuse => return self.send_to(state, key, RATE_LIMITED.clone()),
                     Verdict::Abuse => {
                         let why = "rate limit exceeded";
                         let (code, cause) = (close_code::POLICY, CloseCause::RateLimited);
