@@ -92,6 +92,26 @@ fn file_then_environment_then_flags_each_override_the_last() {
         "secrets are masked"
     );
     assert!(!out.contains("from-file"));
+
+    // Every flag beats the environment.
+    let (code, out, err) = run_neonex(
+        &["config", "--shards", "7", "--epoll", "--log-format", "json"],
+        &[
+            ("NEONEX_SHARDS", "5"),
+            ("NEONEX_HUB_DRIVER", "auto"),
+            ("NEONEX_LOG_FORMAT", "text"),
+            ("NEONEX_LOG_LEVEL", "debug"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(value(&out, "shards"), "7");
+    assert_eq!(value(&out, "driver"), "\"epoll\"");
+    assert_eq!(value(&out, "format"), "\"json\"");
+    assert_eq!(
+        value(&out, "level"),
+        "\"debug\"",
+        "the environment beats the default"
+    );
 }
 
 #[test]

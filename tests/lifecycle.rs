@@ -62,12 +62,11 @@ async fn a_silent_client_is_dropped_and_cleaned_up() {
     h.wait_connections(1).await;
     assert_eq!(h.hub.user_count(), 1);
     assert!(h.hub.stats().dropped_dead >= 1, "{:?}", h.hub.stats());
-    // Its socket has been shut: reading it reaches the end.
-    let end = silent.read_to_end(TIMEOUT).await;
-    assert!(
-        matches!(end, End::Eof | End::Reset(_) | End::Close(..)),
-        "the silent client's socket did not end: {end:?}"
-    );
+    // Its socket has been shut: reading it reaches the end of the stream (past whatever
+    // pings and close frame the hub had queued for it).
+    if let Err(open) = silent.read_until_eof(TIMEOUT).await {
+        panic!("the silent client's socket did not end: {open}");
+    }
 }
 
 #[tokio::test]
