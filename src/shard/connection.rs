@@ -140,9 +140,14 @@ impl Connection {
         if !self.is_open() || !self.out.exceeds(limits) {
             return false;
         }
+        self.close_slow(deadline);
+        true
+    }
+
+    /// Closes a slow consumer with 1008, dropping what it has not taken.
+    pub fn close_slow(&mut self, deadline: Instant) {
         self.blame(CloseCause::SlowConsumer);
         self.begin_close(close_code::POLICY, "slow consumer", deadline, true);
-        true
     }
 
     /// Starts the closing handshake: queues the close frame and gives the client until

@@ -16,7 +16,6 @@ use super::Shard;
 use crate::config::SendQueueLimits;
 use crate::mailbox::PostError;
 use crate::stats::{self, CloseCause};
-use crate::ws::close_code;
 
 impl Shard {
     /// Delivers `frame` to every recipient of `target` on every shard.
@@ -192,13 +191,7 @@ impl Fanout<'_> {
             Ok(()) => self.delivered += 1,
             Err(_) => {
                 self.slow += 1;
-                conn.blame(CloseCause::SlowConsumer);
-                conn.begin_close(
-                    close_code::POLICY,
-                    "slow consumer",
-                    self.close_deadline,
-                    true,
-                );
+                conn.close_slow(self.close_deadline);
             }
         }
         if !conn.dirty {
