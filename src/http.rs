@@ -186,12 +186,6 @@ pub fn response(status: u16, content_type: &str, body: &str) -> Bytes {
     ))
 }
 
-/// A JSON error response: `{"error": "..."}`.
-pub fn error_response(status: u16, message: &str) -> Bytes {
-    let body = serde_json::json!({ "error": message }).to_string();
-    response(status, "application/json", &body)
-}
-
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",

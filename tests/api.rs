@@ -376,3 +376,32 @@ async fn a_users_disconnect_counts_only_the_connections_it_closed() {
     let again = call(&h, "DELETE", &format!("/api/connections/{mute_id}"), "").await;
     assert_error(&again, 404, "connection_not_found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_no_send_queue_could_hold_is_refused_and_cuts_nobody() {
+    // A broadcast goes out as one frame: one bigger than a connection's send queue would
+    // close every reader as a slow consumer. api.max_body (1 MiB) allows it, the 64 KiB
+    // queue does not.
+    let h = TestHub::start(HubConfig {
+        max_message_size: 16 * 1024,
+        send_queue: neonex::SendQueueLimits {
+            max_bytes: 64 * 1024,
+            max_frames: 1024,
+        },
+        api: ApiConfig {
+            key: Some(KEY.into()),
+            max_body: 1024 * 1024,
+        },
+        ..config()
+    });
+    let mut reader = h.connect("reader").await;
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100 * 1024));
+    let r = call(&h, "POST", "/api/broadcast", &body).await;
+    assert_error(&r, 413, "body_too_large");
+    let fits = format!(r#"{{"pad":"{}"}}"#, "x".repeat(60 * 1024));
+    let r = call(&h, "POST", "/api/broadcast", &fits).await;
+    assert_eq!(r.json()["queued"], 1, "{r:?}");
+    let got = reader.expect("the broadcast that fits", |m| m["pad"].is_string()).await;
+    assert_eq!(got["pad"].as_str().map(str::len), Some(60 * 1024));
+    reader.ping_pong().await;
+}

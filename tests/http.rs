@@ -145,3 +145,130 @@ async fn an_upgrade_request_split_over_writes_is_served() {
     let welcome = raw.recv_json().await;
     assert_eq!(welcome["user_id"], "slowpoke");
 }
+
+const API_KEY: &str = "http-test-key";
+
+/// A hub whose API needs a key, and whose handshake timeout is far past the test's
+/// waits: an answer that only comes when the handshake times out fails the test.
+fn patient_keyed_hub() -> TestHub {
+    TestHub::start(neonex::HubConfig {
+        api: neonex::config::ApiConfig {
+            key: Some(API_KEY.into()),
+            ..Default::default()
+        },
+        handshake_timeout: std::time::Duration::from_secs(120),
+        ..config()
+    })
+}
+
+/// Sends a request head and nothing after it, and returns the status line and the body
+/// of the answer, which must come (and the connection end) within the test timeout.
+async fn answer_to_head_alone(h: &TestHub, head: &str) -> (String, Value) {
+    let mut raw = RawClient::connect(h.addr).await;
+    raw.write(head.as_bytes()).await;
+    let answer = raw.read_head().await;
+    assert!(
+        !answer.starts_with("HTTP/1.1 100 "),
+        "the hub asked for the body: {answer:?}"
+    );
+    let (body, _end) = raw
+        .read_until_eof(TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("after {answer:?}: {e}"));
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("the body of {answer:?} is not JSON ({e})"));
+    (answer.lines().next().unwrap_or_default().to_owned(), body)
+}
+
+/// The body announced by the calls below: within `api.max_body`, so only the key can
+/// stop the hub from waiting for it.
+const MEGABYTE: usize = 1_000_000;
+
+#[tokio::test]
+async fn a_call_with_a_wrong_key_that_expects_100_continue_is_refused_before_its_body() {
+    let h = patient_keyed_hub();
+    let head = format!(
+        "POST /api/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Type: application/json\r\nContent-Length: {MEGABYTE}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let (status, body) = answer_to_head_alone(&h, &head).await;
+    assert!(status.starts_with("HTTP/1.1 401 "), "{status:?} {body}");
+    assert_eq!(body["code"], "unauthorized", "{body}");
+}
+
+#[tokio::test]
+async fn a_call_with_a_wrong_key_is_refused_without_waiting_for_its_body() {
+    let h = patient_keyed_hub();
+    for credentials in ["X-API-Key: wrong\r\n", ""] {
+        let head = format!(
+            "POST /api/broadcast HTTP/1.1\r\nHost: x\r\n{credentials}Content-Length: {MEGABYTE}\r\n\r\n"
+        );
+        let (status, body) = answer_to_head_alone(&h, &head).await;
+        assert!(
+            status.starts_with("HTTP/1.1 401 "),
+            "with {credentials:?}: {status:?} {body}"
+        );
+        assert_eq!(body["code"], "unauthorized", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn requests_outside_the_api_that_announce_a_body_answer_400_at_once() {
+    let h = patient_keyed_hub();
+    let upgrade =
+        upgrade_request("/ws?user=x").replacen("\r\n\r\n", "\r\nContent-Length: 10\r\n\r\n", 1);
+    let (status, body) = answer_to_head_alone(&h, &upgrade).await;
+    assert!(
+        status.starts_with("HTTP/1.1 400 "),
+        "upgrade: {status:?} {body}"
+    );
+    assert_eq!(body["code"], "bad_request", "{body}");
+    assert_eq!(h.hub.connection_count(), 0);
+
+    let health = "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
+    let (status, body) = answer_to_head_alone(&h, health).await;
+    assert!(
+        status.starts_with("HTTP/1.1 400 "),
+        "/health: {status:?} {body}"
+    );
+    // The body sent along does not change the answer.
+    let response = RawClient::http(h.addr, &format!("{health}hello")).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    let chunked = "GET /stats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let (status, body) = answer_to_head_alone(&h, chunked).await;
+    assert!(
+        status.starts_with("HTTP/1.1 400 "),
+        "chunked: {status:?} {body}"
+    );
+
+    // An empty body is no body.
+    let empty = "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    let response = RawClient::http(h.addr, empty).await;
+    assert_eq!(response.status, 200, "{response:?}");
+}
+
+#[tokio::test]
+async fn a_call_with_the_key_gets_100_continue_and_its_body_may_come_in_pieces() {
+    let h = patient_keyed_hub();
+    let mut listener = h.connect("listener").await;
+    let message = json!({"pad": "p".repeat(100_000)});
+    let body = message.to_string();
+    let mut raw = RawClient::connect(h.addr).await;
+    raw.write(
+        format!(
+            "POST /api/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let interim = raw.read_head().await;
+    assert!(interim.starts_with("HTTP/1.1 100 "), "{interim:?}");
+    for piece in body.as_bytes().chunks(30_000) {
+        raw.write(piece).await;
+        // Pieces apart arrive as separate reads more often than not.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let answer = raw.read_head().await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+    listener.expect("the broadcast", |m| *m == message).await;
+}

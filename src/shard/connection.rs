@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use super::handshake::Request;
 use super::outbound::{Outbound, Overflow};
 use super::ratelimit::TokenBucket;
 use super::sys;
@@ -31,8 +32,11 @@ pub(crate) const BURST_ALLOWANCE: usize = 4;
 #[derive(Debug)]
 pub(crate) enum Phase {
     /// Reading the HTTP request (gathered in `partial` if it arrives in pieces).
-    /// `continued`: a `100 Continue` was sent for its body.
-    Handshake { deadline: Instant, continued: bool },
+    /// `awaiting_body`: its head has arrived and been accepted, its body not yet.
+    Handshake {
+        deadline: Instant,
+        awaiting_body: Option<Box<Request>>,
+    },
     /// Upgraded and serving protocol messages.
     Open,
     /// A close frame or final HTTP response is queued. Once it is written the write side
@@ -90,7 +94,7 @@ impl Connection {
             connected_at: SystemTime::UNIX_EPOCH,
             phase: Phase::Handshake {
                 deadline: handshake_deadline,
-                continued: false,
+                awaiting_body: None,
             },
             user: None,
             rooms: Vec::new(),

@@ -4,7 +4,11 @@
 //! An upgrade passes, in order: the WebSocket headers (400), the origin allow-list (403),
 //! authentication (401), the connection caps (503 or 429). Only then is the connection
 //! registered and answered with 101; a refused client leaves nothing behind.
+//!
+//! Only API calls have a body, and it is read only once the head has passed the API's
+//! key check: a request that may not send one is answered as soon as its head is in.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,16 +17,40 @@ use super::connection::Phase;
 use super::state::ShardState;
 use super::Shard;
 use crate::admission::Refusal;
+use crate::api::{self, ApiError};
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::ids::is_valid_user_id;
 
-/// A request whose head and body have arrived.
-struct Request {
+/// A request whose head has arrived and been accepted.
+#[derive(Debug)]
+pub(crate) struct Request {
     head: RequestHead,
     /// Bytes of the head; the body follows.
     head_len: usize,
     /// Bytes of head and body.
     total: usize,
+}
+
+/// How much of a request has arrived.
+enum Progress {
+    /// Not the whole head yet.
+    NeedHead,
+    /// The head, accepted; not the whole body it announced yet. Boxed because it waits
+    /// in the connection, and most connections never wait for a body.
+    NeedBody(Box<Request>),
+    /// Head and body.
+    Complete(Box<Request>),
+}
+
+impl Progress {
+    /// Where `request` stands once `arrived` bytes of it are in.
+    fn of(request: Box<Request>, arrived: usize) -> Progress {
+        if arrived >= request.total {
+            Progress::Complete(request)
+        } else {
+            Progress::NeedBody(request)
+        }
+    }
 }
 
 /// How long a client has to read a final HTTP response and hang up.
@@ -35,90 +63,116 @@ impl Shard {
         key: usize,
         data: &mut [u8],
     ) {
+        let conn = &mut state.conns[key];
+        let Phase::Handshake { awaiting_body, .. } = &mut conn.phase else {
+            return;
+        };
+        let awaited = awaiting_body.take();
+        let remote = conn.remote.ip();
         // Usually the whole request comes in one read and is handled where it landed;
         // only a request that arrives in pieces is gathered in the connection, and never
         // more of it than the size bounds (head, then the body it announces).
-        let mut gathered = std::mem::take(&mut state.conns[key].partial);
-        if gathered.is_empty() {
-            match self.complete_request(data) {
-                Ok(None) => {
-                    self.continue_if_asked(state, key, data);
-                    state.conns[key].partial = data.to_vec();
+        let mut gathered = std::mem::take(&mut conn.partial);
+        let fresh = gathered.is_empty();
+        let (buf, unread): (&mut [u8], &mut [u8]) = if fresh {
+            (data, &mut [])
+        } else {
+            let bound = awaited.as_ref().map_or_else(
+                || MAX_HEAD_BYTES + self.hub.config.api_body_limit(),
+                |request| request.total,
+            );
+            let taken = data.len().min(bound.saturating_sub(gathered.len()));
+            gathered.extend_from_slice(&data[..taken]);
+            (gathered.as_mut_slice(), &mut data[taken..])
+        };
+        let progress = match awaited {
+            // The head was parsed and accepted by an earlier read: only its length counts.
+            Some(request) => Progress::of(request, buf.len()),
+            None => match self.accept_head(buf, remote) {
+                Ok(None) => Progress::NeedHead,
+                Ok(Some(request)) => {
+                    let progress = Progress::of(Box::new(request), buf.len());
+                    if matches!(&progress, Progress::NeedBody(r) if r.head.expect_continue) {
+                        // The head is parsed once, so this is sent at most once.
+                        let conn = &mut state.conns[key];
+                        conn.out
+                            .push_unbounded(bytes::Bytes::from_static(http::CONTINUE));
+                        self.mark_dirty(state, key);
+                    }
+                    progress
                 }
-                Ok(Some(Request {
+                Err(e) => return self.respond(state, key, e.status, "application/json", &e.body()),
+            },
+        };
+        let awaiting = match progress {
+            Progress::Complete(request) => {
+                let Request {
                     head,
                     head_len,
                     total,
-                })) => {
-                    let (head_and_body, after) = data.split_at_mut(total);
-                    let body = &head_and_body[head_len..];
-                    self.on_request(state, key, head, body, [after, &mut []])
-                }
-                Err((status, why)) => self.respond_error(state, key, status, why),
-            }
-            return;
-        }
-        let bound = MAX_HEAD_BYTES + self.hub.config.api.max_body + 1;
-        let taken = data.len().min(bound.saturating_sub(gathered.len()));
-        gathered.extend_from_slice(&data[..taken]);
-        match self.complete_request(&gathered) {
-            Ok(None) => {
-                self.continue_if_asked(state, key, &gathered);
-                state.conns[key].partial = gathered;
-            }
-            Ok(Some(Request {
-                head,
-                head_len,
-                total,
-            })) => {
-                let (head_and_body, after) = gathered.split_at_mut(total);
+                } = *request;
+                let (head_and_body, after) = buf.split_at_mut(total);
                 let body = &head_and_body[head_len..];
-                self.on_request(state, key, head, body, [after, &mut data[taken..]]);
+                return self.on_request(state, key, head, body, [after, unread]);
             }
-            Err((status, why)) => self.respond_error(state, key, status, why),
-        }
-    }
-
-    /// Sends `100 Continue` once, when a client that asked for it has sent a whole head
-    /// and waits to send its body.
-    fn continue_if_asked(&self, state: &mut ShardState, key: usize, buf: &[u8]) {
-        let Phase::Handshake { continued, .. } = &mut state.conns[key].phase else {
-            return;
+            Progress::NeedHead => None,
+            Progress::NeedBody(request) => Some(request),
         };
-        if *continued
-            || !matches!(http::parse_head(buf), Ok(Some((head, _))) if head.expect_continue)
-        {
-            return;
-        }
-        *continued = true;
         let conn = &mut state.conns[key];
-        conn.out
-            .push_unbounded(bytes::Bytes::from_static(http::CONTINUE));
-        self.mark_dirty(state, key);
+        conn.partial = if fresh { buf.to_vec() } else { gathered };
+        if let Phase::Handshake { awaiting_body, .. } = &mut conn.phase {
+            *awaiting_body = awaiting;
+        }
     }
 
-    /// The request at the front of `buf`, once its head and body have arrived: the head,
-    /// the head's length and the length with the body. `Err` is the HTTP refusal.
-    fn complete_request(&self, buf: &[u8]) -> Result<Option<Request>, (u16, &'static str)> {
-        let (request, head_len) = match http::parse_head(buf) {
+    /// Parses the request head at the front of `buf` and decides, before any of its body
+    /// is read, whether the request may go on; `Ok(None)` while the head is incomplete.
+    /// Only API calls take a body, and only from a caller the API accepts: anyone else
+    /// is answered at once, so the hub never holds a body for them (nor says
+    /// `100 Continue`).
+    fn accept_head(&self, buf: &[u8], remote: IpAddr) -> Result<Option<Request>, ApiError> {
+        let (head, head_len) = match http::parse_head(buf) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Ok(None),
-            Err(HeadError::TooLarge) => return Err((431, "request line or headers too large")),
-            Err(HeadError::Malformed) => return Err((400, "malformed HTTP request")),
+            Err(HeadError::TooLarge) => {
+                let why = "request line or headers too large";
+                return Err(ApiError::new(431, "head_too_large", why));
+            }
+            Err(HeadError::Malformed) => {
+                let why = "malformed HTTP request";
+                return Err(ApiError::new(400, "bad_request", why));
+            }
         };
-        if request.chunked {
-            return Err((411, "chunked bodies are not accepted: send Content-Length"));
+        let body_len = head.content_length.unwrap_or(0);
+        if !self.is_api_call(&head.path) {
+            if head.chunked || body_len > 0 {
+                let why = "this request takes no body";
+                return Err(ApiError::new(400, "bad_request", why));
+            }
+        } else {
+            let config = &self.hub.config;
+            // Checked before any body is taken, so that only a caller with the key can
+            // make the hub hold one.
+            api::authorize(&head, config.api.key.as_deref(), remote)?;
+            if head.chunked {
+                let why = "chunked bodies are not accepted: send Content-Length";
+                return Err(ApiError::new(411, "length_required", why));
+            }
+            if body_len > config.api_body_limit() {
+                let why = "request body too large";
+                return Err(ApiError::new(413, "body_too_large", why));
+            }
         }
-        let body_len = request.content_length.unwrap_or(0);
-        if body_len > self.hub.config.api.max_body {
-            return Err((413, "request body too large"));
-        }
-        let total = head_len + body_len;
-        Ok((buf.len() >= total).then_some(Request {
-            head: request,
+        Ok(Some(Request {
+            head,
             head_len,
-            total,
+            total: head_len + body_len,
         }))
+    }
+
+    /// A call to the HTTP API. The upgrade path is never one, even under `/api/`.
+    fn is_api_call(&self, path: &str) -> bool {
+        path.starts_with("/api/") && path != self.hub.config.path
     }
 
     /// Routes a complete request with its `body`. `rest` holds whatever the client sent
@@ -135,7 +189,7 @@ impl Shard {
         let path = request.path.as_str();
         if path == config.path {
             self.on_upgrade(state, key, request, rest);
-        } else if path.starts_with("/api/") {
+        } else if self.is_api_call(path) {
             self.on_api(state, key, &request, body);
         } else if request.method != "GET" {
             self.respond_error(state, key, 405, "method not allowed");
