@@ -401,7 +401,9 @@ async fn a_body_no_send_queue_could_hold_is_refused_and_cuts_nobody() {
     let fits = format!(r#"{{"pad":"{}"}}"#, "x".repeat(60 * 1024));
     let r = call(&h, "POST", "/api/broadcast", &fits).await;
     assert_eq!(r.json()["queued"], 1, "{r:?}");
-    let got = reader.expect("the broadcast that fits", |m| m["pad"].is_string()).await;
+    let got = reader
+        .expect("the broadcast that fits", |m| m["pad"].is_string())
+        .await;
     assert_eq!(got["pad"].as_str().map(str::len), Some(60 * 1024));
     reader.ping_pong().await;
 }
