@@ -175,11 +175,6 @@ fn mistakes_stop_the_server_with_a_message_naming_the_key() {
             &["allowed_origins"],
         ),
         (
-            vec![],
-            Some("[api]\nmax_body = \"8MiB\"\n"),
-            &["api.max_body", "hub.send_queue_bytes"],
-        ),
-        (
             vec![("NEONEX_LOG_LEVEL", "neonex=loud")],
             None,
             &["log.level", "loud"],

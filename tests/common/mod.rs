@@ -1130,13 +1130,31 @@ impl Drop for Server {
 
 /// Runs `neonex` with `args` and `env` to completion: exit code, stdout, stderr.
 pub fn run_neonex(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_neonex"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_neonex"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().copied())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run neonex");
+    // A run expected to end (a refused setting, `neonex config`) that serves instead must
+    // fail the test, not hang it.
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(Duration::from_secs(20)) {
+        Ok(output) => output.expect("run neonex"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+            panic!("neonex {args:?} {env:?} was still running after 20 s");
+        }
+    };
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
