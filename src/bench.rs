@@ -28,15 +28,25 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// A room of `n` members and a 100-byte chat frame.
+    /// A room of `n` members and a 100-byte chat frame. The members are being sent to
+    /// steadily: their queues have been drained since the housekeeping's last tick.
     pub fn new(n: usize) -> Self {
+        let frame = encode::text_frame(&"x".repeat(100));
+        let limits = SendQueueLimits::default();
+        let active = || {
+            let mut queue = Outbound::default();
+            queue.push_unbounded(frame.clone());
+            queue.wrote_everything();
+            queue.tick();
+            queue
+        };
         Self {
-            queues: (0..n).map(|_| Outbound::default()).collect(),
+            queues: (0..n).map(|_| active()).collect(),
             members: (0..n).collect(),
             dirty: Vec::with_capacity(n),
             listed: vec![false; n],
-            frame: encode::text_frame(&"x".repeat(100)),
-            limits: SendQueueLimits::default(),
+            frame,
+            limits,
         }
     }
 
@@ -58,10 +68,11 @@ impl Fanout {
         delivered
     }
 
-    /// Empties the queues, as a flush pass would.
-    pub fn reset(&mut self) {
+    /// Empties the queues as a flush pass does when every socket takes all it is
+    /// offered: the queue goes through the same drain as after a completed write.
+    pub fn flush(&mut self) {
         for key in self.dirty.drain(..) {
-            self.queues[key].discard_unsent();
+            self.queues[key].wrote_everything();
             self.listed[key] = false;
         }
     }

@@ -150,10 +150,16 @@ impl Shard {
 
     /// Drops connections past a deadline: silent beyond the pong timeout, writes stuck
     /// beyond the write timeout, handshakes and closing handshakes that took too long.
+    /// Also ticks the outbound queues: one drained since the previous tick keeps its
+    /// memory for the next flush pass while the connection is being sent to; an idle one
+    /// gives it back, within two ticks of its last write. (This is here rather than in the
+    /// sweep, which runs only every `cleanup_interval`, and costs little more than this
+    /// loop over the connections already does.)
     fn enforce_deadlines(&self, now: Instant) {
         let config = &self.hub.config;
         let mut state = self.state.borrow_mut();
         for (_, conn) in state.conns.iter_mut() {
+            conn.out.tick();
             let stuck = conn
                 .write_blocked_since
                 .is_some_and(|since| now.duration_since(since) >= config.write_timeout);

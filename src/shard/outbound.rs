@@ -15,6 +15,12 @@ use crate::config::SendQueueLimits;
 
 /// Frames handed to the kernel in one call at most (Linux's IOV_MAX is 1024).
 const MAX_IOV: usize = 256;
+/// Slots a drained queue keeps for the next flush pass while its connection is being sent
+/// to steadily, so that it does not allocate and free its queue on every pass. A queue
+/// grown past this by a burst gives its memory back once drained, and so does the queue
+/// of a connection that is not active (see [`Outbound::tick`]): an idle connection holds
+/// no queue memory.
+const KEEP_CAPACITY: usize = 16;
 
 /// The queue would exceed its bounds: the client is not keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +46,21 @@ pub(crate) struct Outbound {
     /// Frames at the front that must go out even if the rest is discarded: the HTTP
     /// response to the upgrade, without which nothing after it means anything.
     protected: usize,
+    /// Drained since the last [`Outbound::tick`].
+    drained_lately: bool,
+    /// Drained between the last two ticks: a drained queue keeps its memory.
+    active: bool,
 }
 
 impl Outbound {
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.frames.capacity()
     }
 
     /// Queues a frame, unless that would pass `limits`.
@@ -119,10 +134,48 @@ impl Outbound {
                 return Ok(written);
             }
         }
-        // An empty queue holds no memory: most connections are idle most of the time.
-        self.frames = VecDeque::new();
+        self.after_drain();
         written.drained = true;
         Ok(written)
+    }
+
+    /// What [`Outbound::write_to`] does to the queue when the kernel takes every queued
+    /// byte, without the system call: for the benchmarks.
+    pub fn wrote_everything(&mut self) {
+        self.consume(self.bytes);
+        self.after_drain();
+    }
+
+    /// The queue has just been written out completely.
+    fn after_drain(&mut self) {
+        self.drained_lately = true;
+        // A connection that just came (the handshake, a join) or that is sent to now and
+        // then gives the memory back at once: thousands of connections opening together
+        // would otherwise all hold a queue at the same time, and the allocator keeps the
+        // pages they used.
+        if !self.active || self.frames.capacity() > KEEP_CAPACITY {
+            self.frames = VecDeque::new();
+        }
+    }
+
+    /// Frees the queue's memory if it holds nothing. Returns whether memory was freed.
+    pub fn shrink_if_empty(&mut self) -> bool {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            self.frames = VecDeque::new();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Called periodically (every housekeeping tick): a queue drained since the previous
+    /// call is active and keeps its memory when drained until the next call; one that was
+    /// not is idle and its memory, if it is empty, is freed now (most connections are idle
+    /// most of the time, and an idle one must hold no buffers). Returns whether memory
+    /// was freed.
+    pub fn tick(&mut self) -> bool {
+        self.active = std::mem::take(&mut self.drained_lately);
+        !self.active && self.shrink_if_empty()
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -178,6 +231,54 @@ mod tests {
         let mut got = Vec::new();
         b.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"HTTP/1.1 101close");
+    }
+
+    #[test]
+    fn an_active_queue_keeps_a_little_room_until_idle() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let roomy = SendQueueLimits {
+            max_bytes: 1 << 20,
+            max_frames: 1000,
+        };
+        let mut sent = 0;
+        let send = |q: &mut Outbound, frame: &'static [u8]| {
+            q.push(Bytes::from_static(frame), &roomy).unwrap();
+            assert!(q.write_to(a.as_raw_fd()).unwrap().drained);
+            frame.len()
+        };
+        let mut q = Outbound::default();
+        sent += send(&mut q, b"zero");
+        assert_eq!(q.capacity(), 0, "a new connection's queue keeps nothing");
+        assert!(!q.tick(), "drained since the last tick: active");
+        sent += send(&mut q, b"one");
+        let kept = q.capacity();
+        assert!(kept > 0 && kept <= KEEP_CAPACITY, "kept {kept} slots");
+        q.push(Bytes::from_static(b"two"), &roomy).unwrap();
+        sent += 3;
+        assert_eq!(q.capacity(), kept, "the next pass reuses the queue");
+        assert!(!q.shrink_if_empty(), "a queue with frames keeps its memory");
+        assert!(q.write_to(a.as_raw_fd()).unwrap().drained);
+        assert!(!q.tick(), "drained since the last tick: still active");
+        assert_eq!(q.capacity(), kept);
+        assert!(q.tick(), "not drained since: idle");
+        assert_eq!(q.capacity(), 0);
+        assert!(!q.shrink_if_empty());
+        assert!(!q.tick());
+
+        // Idle, a drain gives the memory back at once.
+        sent += send(&mut q, b"three");
+        assert_eq!(q.capacity(), 0);
+        assert!(!q.tick(), "active again");
+
+        // Active, a burst beyond the kept room gives its memory back once drained.
+        for _ in 0..KEEP_CAPACITY + 1 {
+            q.push(Bytes::from_static(b"x"), &roomy).unwrap();
+            sent += 1;
+        }
+        assert!(q.write_to(a.as_raw_fd()).unwrap().drained);
+        assert_eq!(q.capacity(), 0);
+        let mut got = vec![0u8; sent];
+        b.read_exact(&mut got).unwrap();
     }
 
     #[test]
