@@ -137,9 +137,8 @@ impl Shard {
             })
             .collect();
         let conn = &mut state.conns[key];
-        conn.phase = Phase::Closing {
+        conn.phase = Phase::Answering {
             deadline: Instant::now() + REPLY_TIMEOUT * 2,
-            fin_sent: false,
         };
         let task = answer_disconnect(self.clone(), key, conn.stream.clone(), what, answers);
         monoio::spawn(task);

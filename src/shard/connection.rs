@@ -39,6 +39,9 @@ pub(crate) enum Phase {
     },
     /// Upgraded and serving protocol messages.
     Open,
+    /// An HTTP call whose answer waits for another shard; the answer moves it to
+    /// `Closing`. Nothing is shut before the answer is queued, whatever drains first.
+    Answering { deadline: Instant },
     /// A close frame or final HTTP response is queued. Once it is written the write side
     /// is shut; the connection ends at the client's end of stream or at `deadline`.
     Closing { deadline: Instant, fin_sent: bool },

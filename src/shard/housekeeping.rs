@@ -164,9 +164,9 @@ impl Shard {
                 .write_blocked_since
                 .is_some_and(|since| now.duration_since(since) >= config.write_timeout);
             let expired = match &conn.phase {
-                Phase::Handshake { deadline, .. } | Phase::Closing { deadline, .. } => {
-                    now >= *deadline
-                }
+                Phase::Handshake { deadline, .. }
+                | Phase::Answering { deadline }
+                | Phase::Closing { deadline, .. } => now >= *deadline,
                 Phase::Open => now.duration_since(conn.last_heard) >= config.pong_timeout,
                 Phase::Dead => false,
             };

@@ -189,7 +189,7 @@ impl Shard {
                     conn.begin_close(close_code::GOING_AWAY, "server shutdown", deadline, false);
                     self.mark_dirty(&mut state, key);
                 }
-                Phase::Handshake { .. } => conn.kill(),
+                Phase::Handshake { .. } | Phase::Answering { .. } => conn.kill(),
                 Phase::Closing { .. } | Phase::Dead => {}
             }
         }

@@ -142,7 +142,8 @@ impl Shard {
             Phase::Handshake { .. } => self.on_handshake_bytes(&mut state, key, data),
             Phase::Open => self.on_frame_bytes(&mut state, key, data),
             Phase::Closing { .. } => close_on_reply(&mut state.conns[key], data),
-            Phase::Dead => {}
+            // An HTTP caller has nothing more to say while its answer is on the way.
+            Phase::Answering { .. } | Phase::Dead => {}
         }
     }
 
