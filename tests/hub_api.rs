@@ -312,9 +312,7 @@ async fn counts_follow_connects_joins_leaves_and_drops() {
     c.join("side").await;
     assert_eq!(h.hub.room("side").unwrap().members, 1);
     assert_eq!(h.hub.room_count(), 3);
-    c.send_json(&json!({"type": "leave_room", "room": "general"}))
-        .await;
-    c.expect_type("left").await;
+    c.leave("general").await;
     assert_eq!(h.hub.room("general").unwrap().members, 2);
     assert!(!h.hub.room_has_member("general", c.id));
 
@@ -394,9 +392,7 @@ async fn create_room_and_remove_room() {
     c.join("temp").await;
     assert_eq!(h.hub.create_room("temp"), Ok(false));
     assert!(h.hub.room("temp").unwrap().persistent);
-    c.send_json(&json!({"type": "leave_room", "room": "temp"}))
-        .await;
-    let left = c.expect_type("left").await;
+    let left = c.leave("temp").await;
     assert_eq!(left, json!({"type": "left", "room": "temp", "count": 0}));
     assert_eq!(
         h.hub.room("temp"),

@@ -164,9 +164,7 @@ async fn leave_room_answers_left_and_tells_the_others() {
     assert_eq!(alice.join("hall").await, 1);
     assert_eq!(bob.join("hall").await, 2);
 
-    bob.send_json(&json!({"type": "leave_room", "room": "hall"}))
-        .await;
-    let left = bob.expect_type("left").await;
+    let left = bob.leave("hall").await;
     assert_eq!(left, json!({"type": "left", "room": "hall", "count": 1}));
     let notice = alice
         .expect("user_left hall", |m| {
@@ -195,10 +193,7 @@ async fn leave_room_answers_left_and_tells_the_others() {
     }
 
     // The last member leaves: a room created by join disappears.
-    alice
-        .send_json(&json!({"type": "leave_room", "room": "hall"}))
-        .await;
-    let left = alice.expect_type("left").await;
+    let left = alice.leave("hall").await;
     assert_eq!(left, json!({"type": "left", "room": "hall", "count": 0}));
     assert!(
         h.hub.room("hall").is_none(),

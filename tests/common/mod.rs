@@ -500,6 +500,16 @@ impl Client {
             .unwrap_or_else(|| panic!("joined without integer count: {joined}"))
     }
 
+    /// Leaves `room` and returns the `left` answer.
+    pub async fn leave(&mut self, room: &str) -> Value {
+        self.send_json(&json!({"type": "leave_room", "room": room}))
+            .await;
+        self.expect(&format!("left {room}"), |m| {
+            m["type"] == "left" && m["room"] == room
+        })
+        .await
+    }
+
     /// Sends a chat message with text to `room`.
     pub async fn say(&mut self, room: &str, text: &str) {
         self.send_json(&json!({"type": "message", "room": room, "message": text}))
