@@ -214,15 +214,40 @@ async fn the_server_logs_connections_at_debug_and_stats_periodically() {
     assert_eq!(stats["level"], "INFO");
     assert!(stats["fields"]["connections"].is_number(), "{stats}");
 
-    // At info level nothing is logged per connection or per message.
-    let (quiet, quiet_addr) = Server::spawn(&[], &[("NEONEX_LOG_STATS_INTERVAL", "1h")]).await;
+    // At info level nothing is logged per connection or per message. The periodic stats
+    // lines tell when the hub has seen the client come and go, so the log is read only
+    // once everything it could have said about the client is in it.
+    let (quiet, quiet_addr) = Server::spawn(
+        &["--log-format", "json"],
+        &[("NEONEX_LOG_STATS_INTERVAL", "200ms")],
+    )
+    .await;
+    let connections_logged = |log: &str| -> Vec<u64> {
+        log.lines()
+            .filter_map(parse)
+            .filter(|v| v["fields"]["message"] == "stats")
+            .filter_map(|v| v["fields"]["connections"].as_u64())
+            .collect()
+    };
     let mut c = Client::connect(quiet_addr, Some("q"), &["general".to_owned()]).await;
     for _ in 0..5 {
         c.send_json(&json!({"type": "message", "room": "general", "message": "x"}))
             .await;
     }
     c.expect_type("chat_message").await;
+    wait_until("a stats line with the client connected", TIMEOUT, || {
+        connections_logged(&quiet.log()).contains(&1)
+    })
+    .await;
     c.close().await;
+    wait_until("a stats line after the client left", TIMEOUT, || {
+        let counts = connections_logged(&quiet.log());
+        counts
+            .iter()
+            .position(|&n| n == 1)
+            .is_some_and(|i| counts[i..].contains(&0))
+    })
+    .await;
     let log = quiet.log();
     assert!(
         !log.contains("connection opened") && !log.contains("chat"),
