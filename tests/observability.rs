@@ -285,3 +285,87 @@ async fn the_grafana_dashboard_uses_only_metrics_that_exist() {
     }
     assert!(used >= 10, "the dashboard should chart the hub's metrics");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cause_of_a_close_is_counted_as_itself() {
+    let h = TestHub::start(HubConfig {
+        max_message_size: 1024,
+        ..config()
+    });
+    // One connection ended each way, each waited for until the hub has forgotten it.
+    let cases: [(&str, &[u8]); 3] = [
+        ("protocol_error", &frame(true, 0, 0x1, b"unmasked", None)),
+        ("invalid_data", &masked(0x1, b"caf\xc3")),
+        ("too_big", &masked(0x1, &[b' '; 2048])),
+    ];
+    for (user, bytes) in cases {
+        let mut raw = RawClient::upgraded(h.addr, &format!("/ws?user={user}")).await;
+        let id = raw.recv_json().await["connection_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        raw.write(bytes).await;
+        raw.read_until_eof(TIMEOUT)
+            .await
+            .expect("the hub closes it");
+        drop(raw);
+        h.wait_gone(id).await;
+    }
+    let gone = RawClient::upgraded(h.addr, "/ws?user=gone").await;
+    h.wait_connections(1).await;
+    drop(gone);
+    h.wait_connections(0).await;
+    let polite = h.connect("polite").await;
+    let id = polite.id;
+    polite.close().await;
+    h.wait_gone(id).await;
+    let mut kicked = h.connect("kicked").await;
+    let r = http_call(
+        h.addr,
+        "DELETE",
+        &format!("/api/connections/{}", kicked.id),
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(kicked.expect_close().await.0, 1008);
+    let id = kicked.id;
+    kicked.finish_close().await;
+    h.wait_gone(id).await;
+
+    let expected = [
+        ("protocol_error", 1),
+        ("invalid_data", 1),
+        ("too_big", 1),
+        ("client_gone", 1),
+        ("client_closed", 1),
+        ("disconnected", 1),
+        ("slow_consumer", 0),
+        ("timeout", 0),
+    ];
+    let stats = get(&h, "/stats").await.json();
+    let scrape = Scrape::parse(
+        get(&h, "/metrics")
+            .await
+            .body
+            .lines()
+            .map(|l| Ok(l.to_owned())),
+    )
+    .expect("the exposition format parses");
+    for (cause, n) in expected {
+        assert_eq!(stats["closes"][cause], n, "{cause} in /stats: {stats}");
+        let in_metrics: f64 = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "neonex_connections_closed_total")
+            .filter(|s| s.labels.get("reason") == Some(cause))
+            .map(|s| match s.value {
+                Metric::Counter(v) => v,
+                _ => panic!("neonex_connections_closed_total is a counter"),
+            })
+            .sum();
+        assert_eq!(in_metrics, n as f64, "{cause} in /metrics");
+    }
+}
