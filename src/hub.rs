@@ -534,9 +534,11 @@ impl Hub {
     }
 
     fn user_publish(&self, user: &str, encode: impl FnOnce() -> Bytes) -> Result<usize, HubError> {
-        let count = self.shared.registry.user_connections(user).len();
+        let ids = self.shared.registry.user_connections(user);
+        let count = ids.len();
         if count > 0 {
-            self.shared.publish(Target::User(user.into()), encode())?;
+            self.shared
+                .publish(Target::Connections(ids.into()), encode())?;
         }
         Ok(count)
     }

@@ -65,10 +65,11 @@ impl Shard {
             }
             Route::UserSend { user } => {
                 let text = api::json_body(body)?;
-                let queued = hub.registry.user_connections(&user).len();
+                let ids = hub.registry.user_connections(&user);
+                let queued = ids.len();
                 if queued > 0 {
                     let frame = hub.encode_text(text);
-                    self.publish(state, Target::User(user.into()), frame);
+                    self.publish(state, Target::Connections(ids.into()), frame);
                 }
                 json!({ "queued": queued })
             }

@@ -90,12 +90,10 @@ impl Shard {
                     }
                 }
             }
-            Target::User(user) => {
-                for id in self.hub.registry.user_connections(user) {
-                    if id.shard() == self.index {
-                        if let Some(&key) = state.by_seq.get(&id.seq()) {
-                            fanout.offer(key, &mut conns[key]);
-                        }
+            Target::Connections(ids) => {
+                for id in ids.iter().filter(|id| id.shard() == self.index) {
+                    if let Some(&key) = state.by_seq.get(&id.seq()) {
+                        fanout.offer(key, &mut conns[key]);
                     }
                 }
             }
@@ -215,13 +213,8 @@ impl Target {
                 shards.dedup();
                 shards
             }
-            Target::User(user) => {
-                let mut shards: SmallVec<[usize; 8]> = hub
-                    .registry
-                    .user_connections(user)
-                    .iter()
-                    .map(|c| c.shard())
-                    .collect();
+            Target::Connections(ids) => {
+                let mut shards: SmallVec<[usize; 8]> = ids.iter().map(|c| c.shard()).collect();
                 shards.sort_unstable();
                 shards.dedup();
                 shards

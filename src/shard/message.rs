@@ -23,8 +23,9 @@ pub(crate) enum Target {
         rooms: Arc<[Arc<Room>]>,
         except: Option<ConnectionId>,
     },
-    /// Every connection of a user.
-    User(Arc<str>),
+    /// These connections: a user's, looked up once when it was published, so no shard
+    /// looks the user up again.
+    Connections(Arc<[ConnectionId]>),
     /// One connection.
     Connection(ConnectionId),
 }
