@@ -91,16 +91,9 @@ async fn flood_past_a_stalled_client(h: &TestHub, n: usize, pad: usize) -> Flood
         }
         let message =
             json!({"type": "message", "room": "flood", "message": text, "data": {"i": i}});
-        match tokio::time::timeout(TIMEOUT, sink.send(Message::text(message.to_string()))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                send_error = Some(format!("sending message {i} failed: {e}"));
-                break;
-            }
-            Err(_) => {
-                send_error = Some(format!("sending message {i} timed out"));
-                break;
-            }
+        if let Err(e) = send_json_within(&mut sink, &message).await {
+            send_error = Some(format!("message {i}: {e}"));
+            break;
         }
     }
     let (reader, reader_result) = tokio::time::timeout(Duration::from_secs(15), reader_task)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use neonex::config::LimitsConfig;
 use neonex::{ConnectionId, HubConfig, SendQueueLimits};
 use serde_json::json;
@@ -168,12 +168,9 @@ async fn stalled_clients_are_cut_while_readers_get_everything() {
             break;
         }
         let text = json!({"type": "message", "room": "flood", "message": pad, "data": {"i": i}});
-        match tokio::time::timeout(TIMEOUT, sink.send(Message::text(text.to_string()))).await {
-            Ok(Ok(())) => {}
-            other => {
-                failure = Some(format!("sending message {i}: {other:?}"));
-                break;
-            }
+        if let Err(e) = send_json_within(&mut sink, &text).await {
+            failure = Some(format!("message {i}: {e}"));
+            break;
         }
     }
     let mut results = Vec::new();

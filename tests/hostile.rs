@@ -27,7 +27,7 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use neonex::config::LimitsConfig;
 use neonex::HubConfig;
 use serde_json::{json, Value};
@@ -127,12 +127,11 @@ async fn send_watch<S>(sink: &mut S, data: Value) -> Result<(), String>
 where
     S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
-    let text = json!({"type": "message", "room": "watch", "data": data});
-    match tokio::time::timeout(TIMEOUT, sink.send(Message::text(text.to_string()))).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("sending failed: {e}")),
-        Err(_) => Err("sending timed out".to_owned()),
-    }
+    send_json_within(
+        sink,
+        &json!({"type": "message", "room": "watch", "data": data}),
+    )
+    .await
 }
 
 impl Watch {

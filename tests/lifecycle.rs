@@ -322,16 +322,9 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_reader_gets_everything() {
             break;
         }
         let text = json!({"type": "message", "room": "flood", "message": pad, "data": {"i": i}});
-        match tokio::time::timeout(TIMEOUT, sink.send(Message::text(text.to_string()))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                send_error = Some(format!("sending message {i} failed: {e}"));
-                break;
-            }
-            Err(_) => {
-                send_error = Some(format!("sending message {i} timed out"));
-                break;
-            }
+        if let Err(e) = send_json_within(&mut sink, &text).await {
+            send_error = Some(format!("message {i}: {e}"));
+            break;
         }
     }
     let (mut fast, fast_result) = tokio::time::timeout(Duration::from_secs(30), fast_task)

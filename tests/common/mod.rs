@@ -189,6 +189,19 @@ pub fn vm_rss_kib() -> u64 {
         .expect("a VmRSS line in /proc/self/status")
 }
 
+/// Sends `value` as a text message on the write half of a client, within [`TIMEOUT`]
+/// (a hub that stops reading shows up as a timeout, not a hang).
+pub async fn send_json_within<S>(sink: &mut S, value: &Value) -> Result<(), String>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    match tokio::time::timeout(TIMEOUT, sink.send(Message::text(value.to_string()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("sending failed: {e}")),
+        Err(_) => Err("sending timed out".to_owned()),
+    }
+}
+
 /// The next `chat_message` for `room` on the read half of a client, skipping every other
 /// message. The error says what came instead: a close, an error, the end of the stream,
 /// or nothing for `timeout`.
