@@ -17,11 +17,10 @@
 //! With `api.key` set, a call needs `Authorization: Bearer KEY` or `X-API-Key: KEY`;
 //! without one, only clients on a loopback address may call.
 
-use std::net::IpAddr;
-
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
+use crate::forwarded::ClientAddress;
 use crate::http::RequestHead;
 use crate::ids::{is_valid_room_name, is_valid_user_id, ConnectionId};
 
@@ -117,16 +116,22 @@ impl ApiError {
     }
 }
 
-/// Checks that the caller may use the API.
-pub fn authorize(request: &RequestHead, key: Option<&str>, remote: IpAddr) -> Result<(), ApiError> {
+/// Checks that the caller may use the API. Without a key, only a `client` on this host
+/// may ([`ClientAddress::local`]: a request relayed by a proxy never is, unless the proxy
+/// is trusted and names a loopback client).
+pub fn authorize(
+    request: &RequestHead,
+    key: Option<&str>,
+    client: &ClientAddress,
+) -> Result<(), ApiError> {
     let Some(key) = key else {
-        if remote.is_loopback() || remote.to_canonical().is_loopback() {
+        if client.local {
             return Ok(());
         }
         return Err(ApiError::new(
             403,
             "forbidden",
-            "no api.key is configured, so the API answers loopback clients only",
+            "no api.key is configured, so the API answers loopback clients only (and no request relayed by an untrusted proxy)",
         ));
     };
     let offered = request
@@ -378,8 +383,14 @@ mod tests {
 
     #[test]
     fn the_key_or_loopback_is_required() {
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
-        let remote: IpAddr = "10.1.2.3".parse().unwrap();
+        let loopback = &ClientAddress {
+            addr: "127.0.0.1:5000".parse().unwrap(),
+            local: true,
+        };
+        let remote = &ClientAddress {
+            addr: "10.1.2.3:5000".parse().unwrap(),
+            local: false,
+        };
         let bare = request("GET", "/api/rooms");
         assert!(authorize(&bare, None, loopback).is_ok());
         assert_eq!(authorize(&bare, None, remote).unwrap_err().status, 403);

@@ -60,6 +60,17 @@ pub struct HubConfig {
     pub api: ApiConfig,
     /// Period of the stats line logged at info level (`log.stats_interval`).
     pub stats_log_interval: Duration,
+    /// Reverse proxies, as addresses or networks, whose `X-Forwarded-For` or `Forwarded`
+    /// headers name the real client (`http.trusted_proxies`). Empty: the TCP peer is the
+    /// client, always.
+    pub trusted_proxies: Vec<String>,
+    /// WebSocket subprotocols the server answers when a client offers them
+    /// (`hub.subprotocols`).
+    pub subprotocols: Vec<String>,
+    /// Test-only: a `{"type":"__panic__"}` message panics in its handler, so tests can see
+    /// a bug contained to one connection. Never set it in a server.
+    #[doc(hidden)]
+    pub fault_injection: bool,
 }
 
 /// JWT authentication. With neither a secret nor a public key, anyone may connect and
@@ -156,6 +167,9 @@ impl Default for HubConfig {
             limits: LimitsConfig::default(),
             api: ApiConfig::default(),
             stats_log_interval: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            subprotocols: vec!["neonex.v1".to_owned()],
+            fault_injection: false,
         }
     }
 }
@@ -293,6 +307,12 @@ impl HubConfig {
             }
         }
         crate::origin::OriginPolicy::new(&self.allowed_origins)?;
+        crate::forwarded::TrustedProxies::new(&self.trusted_proxies)?;
+        if let Some(name) = self.subprotocols.iter().find(|p| !crate::http::is_token(p)) {
+            return Err(format!(
+                "hub.subprotocols: {name:?} is not a valid subprotocol name (letters, digits and !#$%&'*+-.^_`|~)"
+            ));
+        }
         crate::auth::Authenticator::new(&self.auth)?;
         if self.api.max_body == 0 {
             return Err("api.max_body must be greater than zero".to_owned());

@@ -1,6 +1,8 @@
 //! The HTTP/1.1 side of a connection: parsing the request head (httparse), recognising a
 //! WebSocket upgrade (RFC 6455 section 4.2), and writing the few responses the hub gives.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use bytes::Bytes;
 
@@ -40,6 +42,17 @@ pub struct RequestHead {
     pub chunked: bool,
     /// `Expect: 100-continue`: the client waits for a go-ahead before sending its body.
     pub expect_continue: bool,
+    /// The minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub minor_version: u8,
+    /// `Sec-WebSocket-Protocol`, every header's value joined with commas.
+    pub websocket_protocols: Option<String>,
+    /// `X-Forwarded-For`, every header's value joined with commas, in order.
+    pub x_forwarded_for: Option<String>,
+    /// `Forwarded` (RFC 7239), every header's value joined with commas, in order.
+    pub forwarded: Option<String>,
+    /// Any header a reverse proxy adds (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `Via`):
+    /// the request may have been relayed for someone else.
+    pub relayed: bool,
 }
 
 impl RequestHead {
@@ -83,7 +96,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
     if consumed > MAX_HEAD_BYTES {
         return Err(HeadError::TooLarge);
     }
-    let target = req.path.unwrap_or("/");
+    let target = origin_form(req.path.unwrap_or("/"));
+    let target = target.as_ref();
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q.to_owned())),
         None => (target, None),
@@ -92,6 +106,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
         method: req.method.unwrap_or_default().to_owned(),
         path: path.to_owned(),
         query,
+        minor_version: req.version.unwrap_or(1),
         ..RequestHead::default()
     };
     for h in req.headers.iter() {
@@ -124,9 +139,60 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
             head.expect_continue |= value.eq_ignore_ascii_case("100-continue");
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked |= has_token(value, "chunked");
+        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            append_list(&mut head.websocket_protocols, value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            append_list(&mut head.x_forwarded_for, value);
+            head.relayed = true;
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            append_list(&mut head.forwarded, value);
+            head.relayed = true;
+        } else if RELAY_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            head.relayed = true;
         }
     }
     Ok(Some((head, consumed)))
+}
+
+/// Headers besides `Forwarded` and `X-Forwarded-For` by which proxies mark a request they
+/// relay.
+const RELAY_HEADERS: [&str; 4] = ["x-real-ip", "x-forwarded-host", "x-forwarded-proto", "via"];
+
+/// The path and query of a request target: absolute form (`http://host:port/ws?x`, which
+/// RFC 9112 section 3.2.2 says a server must accept) is reduced to its origin form.
+fn origin_form(target: &str) -> Cow<'_, str> {
+    if target.starts_with('/') {
+        return Cow::Borrowed(target);
+    }
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return Cow::Borrowed(target);
+    };
+    let is_scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    };
+    if !is_scheme(scheme) {
+        return Cow::Borrowed(target);
+    }
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => Cow::Borrowed(&rest[i..]),
+        // An empty path stands for `/` (RFC 9110 section 4.2.3); the query stays.
+        Some(i) => Cow::Owned(format!("/{}", &rest[i..])),
+        None => Cow::Borrowed("/"),
+    }
+}
+
+/// Appends one header line's list to what earlier lines of the same header gave: RFC 9110
+/// section 5.3 makes several lines one comma-separated list.
+fn append_list(list: &mut Option<String>, value: &str) {
+    match list {
+        Some(list) => {
+            list.push_str(", ");
+            list.push_str(value);
+        }
+        None => *list = Some(value.to_owned()),
+    }
 }
 
 fn has_token(value: &str, token: &str) -> bool {
@@ -139,6 +205,9 @@ fn has_token(value: &str, token: &str) -> bool {
 pub fn accept_key(head: &RequestHead) -> Result<String, &'static str> {
     if head.method != "GET" {
         return Err("WebSocket upgrades use GET");
+    }
+    if head.minor_version < 1 {
+        return Err("WebSocket upgrades need HTTP/1.1 (RFC 6455 section 4.1)");
     }
     if !head.connection_upgrade {
         return Err("missing Connection: upgrade");
@@ -162,11 +231,35 @@ pub fn accept_key(head: &RequestHead) -> Result<String, &'static str> {
     Ok(base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes()))
 }
 
-/// `101 Switching Protocols` completing the upgrade.
-pub fn switching_protocols(accept: &str) -> Bytes {
+/// The subprotocol to answer: the first the client offers that the server speaks, in the
+/// client's order of preference. `None` when it offers none of them, and then the answer
+/// carries no `Sec-WebSocket-Protocol` (RFC 6455 section 4.2.2).
+pub fn choose_subprotocol<'a>(head: &RequestHead, spoken: &'a [String]) -> Option<&'a str> {
+    let offered = head.websocket_protocols.as_deref()?;
+    offered
+        .split(',')
+        .map(str::trim)
+        .find_map(|name| spoken.iter().find(|s| *s == name))
+        .map(String::as_str)
+}
+
+/// `101 Switching Protocols` completing the upgrade, with the chosen subprotocol if any.
+pub fn switching_protocols(accept: &str, subprotocol: Option<&str>) -> Bytes {
+    let protocol = match subprotocol {
+        Some(name) => format!("Sec-WebSocket-Protocol: {name}\r\n"),
+        None => String::new(),
+    };
     Bytes::from(format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
     ))
+}
+
+/// A valid token (RFC 9110 section 5.6.2), the form subprotocol names take.
+pub fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The interim response that tells a client to go on with its body.
@@ -248,6 +341,63 @@ mod tests {
         assert!(accept_key(&head).is_err());
         head.websocket_key = None;
         assert!(accept_key(&head).is_err());
+    }
+
+    #[test]
+    fn absolute_form_targets_are_reduced_to_their_path() {
+        for (target, path, query) in [
+            ("http://h:3000/ws?user=a", "/ws", Some("user=a")),
+            ("HTTPS://h/api/rooms", "/api/rooms", None),
+            ("http://h:3000", "/", None),
+            ("http://h?x=1", "/", Some("x=1")),
+            ("/ws", "/ws", None),
+        ] {
+            let request = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let (head, _) = parse_head(request.as_bytes()).unwrap().unwrap();
+            assert_eq!(
+                (head.path.as_str(), head.query.as_deref()),
+                (path, query),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn subprotocols_follow_the_clients_order_among_those_spoken() {
+        let spoken = ["neonex.v1".to_owned(), "neonex.v2".to_owned()];
+        let request = "GET /ws HTTP/1.1\r\nSec-WebSocket-Protocol: chat, neonex.v2\r\nSec-WebSocket-Protocol: neonex.v1\r\n\r\n";
+        let (head, _) = parse_head(request.as_bytes()).unwrap().unwrap();
+        assert_eq!(choose_subprotocol(&head, &spoken), Some("neonex.v2"));
+        assert_eq!(choose_subprotocol(&head, &spoken[..1]), Some("neonex.v1"));
+        assert_eq!(choose_subprotocol(&head, &[]), None);
+        let (bare, _) = parse_head(UPGRADE).unwrap().unwrap();
+        assert_eq!(choose_subprotocol(&bare, &spoken), None);
+        assert!(is_token("neonex.v1") && !is_token("a b") && !is_token(""));
+    }
+
+    #[test]
+    fn http_1_0_upgrades_are_refused() {
+        let request = String::from_utf8(UPGRADE.to_vec())
+            .unwrap()
+            .replace("HTTP/1.1", "HTTP/1.0");
+        let (head, _) = parse_head(request.as_bytes()).unwrap().unwrap();
+        assert_eq!(head.minor_version, 0);
+        assert!(accept_key(&head).unwrap_err().contains("HTTP/1.1"));
+    }
+
+    #[test]
+    fn forwarding_headers_are_gathered_in_order() {
+        let request = "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\nForwarded: for=3.3.3.3\r\n\r\n";
+        let (head, _) = parse_head(request.as_bytes()).unwrap().unwrap();
+        assert_eq!(head.x_forwarded_for.as_deref(), Some("1.1.1.1, 2.2.2.2"));
+        assert_eq!(head.forwarded.as_deref(), Some("for=3.3.3.3"));
+        assert!(head.relayed);
+        let (plain, _) = parse_head(b"GET / HTTP/1.1\r\nX-Real-IP: 4.4.4.4\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(plain.relayed && plain.x_forwarded_for.is_none());
+        let (direct, _) = parse_head(UPGRADE).unwrap().unwrap();
+        assert!(!direct.relayed);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::config::HubConfig;
+use crate::forwarded::TrustedProxies;
 use crate::ids::{is_valid_room_name, ConnectionId};
 use crate::mailbox::{Mailbox, PostError};
 use crate::origin::OriginPolicy;
@@ -128,6 +129,8 @@ pub(crate) struct HubShared {
     /// Verifies tokens when authentication is configured.
     pub authenticator: Option<Authenticator>,
     pub origins: OriginPolicy,
+    /// Decides who a request comes from.
+    pub proxies: TrustedProxies,
     pub admission: Admission,
     pub mailboxes: Box<[Mailbox]>,
     pub counters: Counters,
@@ -227,6 +230,8 @@ impl Hub {
         if authenticator.is_none() {
             tracing::warn!("no JWT secret or key: clients choose their user id with ?user=");
         }
+        let proxies = TrustedProxies::new(&config.trusted_proxies).map_err(HubError::Config)?;
+        log_api_guard(&config, &proxies);
         let admission = Admission::new(&config.limits);
         let shards = config.shards;
         let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| Mailbox::new()).unzip();
@@ -239,6 +244,7 @@ impl Hub {
             registry,
             authenticator,
             origins,
+            proxies,
             admission,
             mailboxes: mailboxes.into_boxed_slice(),
             counters: Counters::new(shards),
@@ -291,12 +297,15 @@ impl Hub {
     /// Listens on `addr` (port 0 picks a free port) and returns the bound address.
     ///
     /// Each shard gets its own socket bound to that address with `SO_REUSEPORT`, and the
-    /// kernel balances new connections between them.
+    /// kernel balances new connections between them. Fails with
+    /// [`std::io::ErrorKind::AddrInUse`] if another socket, of this process or another,
+    /// already listens on `addr`.
     pub fn listen(&self, addr: impl ToSocketAddrs) -> std::io::Result<SocketAddr> {
         let addr = addr
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| std::io::Error::other("no address to listen on"))?;
+        refuse_if_taken(addr)?;
         let first = reuse_port_listener(addr)?;
         let bound = first.local_addr()?;
         let mut listeners = vec![first];
@@ -590,6 +599,50 @@ fn checked_room_name(room: &str) -> Result<String, HubError> {
         Ok(room.to_owned())
     } else {
         Err(HubError::InvalidRoomName)
+    }
+}
+
+/// Says once, at start, who may call `/api/*`, since a hub behind a proxy on its own host
+/// must not take the proxy's requests for local ones.
+fn log_api_guard(config: &HubConfig, proxies: &TrustedProxies) {
+    if !proxies.is_empty() {
+        tracing::info!(
+            trusted_proxies = ?config.trusted_proxies,
+            "client addresses are taken from X-Forwarded-For or Forwarded on requests from these proxies"
+        );
+    }
+    if config.api.key.is_some() {
+        tracing::info!("HTTP API: every /api/* call needs api.key");
+    } else if proxies.is_empty() {
+        tracing::warn!(
+            "HTTP API: no api.key, so /api/* answers loopback clients only, and no request that carries proxy headers; behind a reverse proxy set api.key (or http.trusted_proxies)"
+        );
+    } else {
+        tracing::warn!(
+            "HTTP API: no api.key, so /api/* answers loopback clients only: direct ones, or those a trusted proxy names as loopback"
+        );
+    }
+}
+
+/// Fails if another socket already listens on `addr`. The shards bind with SO_REUSEPORT,
+/// and the kernel would let a second hub of the same user bind beside the first and split
+/// new connections between two hubs that share nothing. A socket bound without
+/// SO_REUSEPORT is refused while any other listens there, so one is bound and dropped
+/// first. A port of 0 is a fresh port and needs no check.
+fn refuse_if_taken(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Connections of an earlier hub lingering in TIME_WAIT must not count as a listener.
+    probe.set_reuse_address(true)?;
+    match probe.bind(&addr.into()) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(std::io::Error::new(
+            e.kind(),
+            format!("address already in use: another process listens on {addr}"),
+        )),
+        other => other,
     }
 }
 

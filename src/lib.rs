@@ -21,7 +21,8 @@
 //! - [`protocol`]: protocol v1, what clients send and what the server answers.
 //! - [`ws`]: WebSocket framing: decode client frames from a shared buffer, reassemble
 //!   messages, encode server frames once.
-//! - [`http`]: the HTTP request that precedes the upgrade, and plain responses.
+//! - [`http`]: the HTTP request that precedes the upgrade, and plain responses;
+//!   [`forwarded`]: who a request comes from, through trusted reverse proxies.
 //! - Who gets in and how much they may do: [`auth`] (JWT), [`origin`] (allow-list),
 //!   `admission` (connection caps), `shard::ratelimit` (per-connection token bucket).
 //! - [`api`]: the HTTP API for backends: routes, key check, errors.
@@ -36,6 +37,7 @@ pub mod auth;
 #[doc(hidden)]
 pub mod bench;
 pub mod config;
+pub mod forwarded;
 pub mod http;
 pub mod hub;
 pub mod ids;

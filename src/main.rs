@@ -1,11 +1,12 @@
 //! `neonex`: the hub server.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use neonex::settings::{LogFormat, Overrides, Settings, SettingsError};
+use neonex::settings::{log_filter, LogFormat, Overrides, Settings, SettingsError};
 use neonex::Hub;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -116,11 +117,13 @@ fn main() -> ExitCode {
 
 fn init_logging(log: &neonex::settings::LogSection) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .or_else(|_| log_filter(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match log.format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .with_ansi(log.color.use_ansi(std::io::stdout().is_terminal()))
+            .init(),
         LogFormat::Json => builder.json().init(),
     }
 }
@@ -146,9 +149,12 @@ fn serve(settings: &Settings) -> ExitCode {
     match hub.listen(settings.listen) {
         Ok(addr) => tracing::info!(%addr, path = %hub.config().path, "neonex is serving"),
         Err(e) => {
+            // Said on standard error too: a second start under a service manager must
+            // say why it stopped even where the log goes elsewhere.
+            eprintln!("neonex: cannot listen on {}: {e}", settings.listen);
             tracing::error!(listen = %settings.listen, error = %e, "cannot listen");
             hub.close();
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     }
     if let Some(signal) = signals.forever().next() {

@@ -45,6 +45,8 @@ pub struct Settings {
     pub limits: LimitsSection,
     /// `[api]`.
     pub api: ApiSection,
+    /// `[http]`.
+    pub http: HttpSection,
     /// `[shutdown]`.
     pub shutdown: ShutdownSection,
     /// `[log]`.
@@ -82,6 +84,8 @@ pub struct HubSection {
     pub path: String,
     /// I/O driver: `auto` (io_uring, else epoll) or `epoll`.
     pub driver: Driver,
+    /// WebSocket subprotocols answered when a client offers them.
+    pub subprotocols: Vec<String>,
 }
 
 /// `[rooms]`.
@@ -162,6 +166,14 @@ pub struct ApiSection {
     pub max_body: Size,
 }
 
+/// `[http]`: the HTTP side of the listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Proxies (addresses or CIDRs) whose forwarding headers name the real client.
+    pub trusted_proxies: Vec<String>,
+}
+
 /// `[shutdown]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -182,6 +194,8 @@ pub struct LogSection {
     /// Period of the stats line at info level.
     #[serde(with = "duration_text")]
     pub stats_interval: Duration,
+    /// Colours in text logs: `auto` (only on a terminal), `always` or `never`.
+    pub color: LogColor,
 }
 
 /// `hub.driver`.
@@ -202,6 +216,29 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// `log.color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogColor {
+    /// Colours when standard output is a terminal and `NO_COLOR` is not set.
+    Auto,
+    /// Always colours.
+    Always,
+    /// Never colours.
+    Never,
+}
+
+impl LogColor {
+    /// Whether text logs get ANSI colours, given where they go.
+    pub fn use_ansi(self, stdout_is_terminal: bool) -> bool {
+        match self {
+            LogColor::Always => true,
+            LogColor::Never => false,
+            LogColor::Auto => stdout_is_terminal && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
 }
 
 /// A size in bytes, written `512KiB`, `1MiB` or plain bytes.
@@ -227,6 +264,7 @@ impl Default for Settings {
                 socket_unsent_bytes: Size(hub.socket_unsent_bytes),
                 path: hub.path.clone(),
                 driver: Driver::Auto,
+                subprotocols: hub.subprotocols.clone(),
             },
             rooms: RoomsSection {
                 create: hub.rooms.create.clone(),
@@ -257,6 +295,9 @@ impl Default for Settings {
                 key: None,
                 max_body: Size(hub.api.max_body),
             },
+            http: HttpSection {
+                trusted_proxies: hub.trusted_proxies.clone(),
+            },
             shutdown: ShutdownSection {
                 timeout: hub.shutdown_timeout,
             },
@@ -264,6 +305,7 @@ impl Default for Settings {
                 format: LogFormat::Text,
                 level: "info".to_owned(),
                 stats_interval: hub.stats_log_interval,
+                color: LogColor::Auto,
             },
         }
     }
@@ -286,6 +328,7 @@ section_defaults!(
     AuthSection => auth,
     LimitsSection => limits,
     ApiSection => api,
+    HttpSection => http,
     ShutdownSection => shutdown,
     LogSection => log,
 );
@@ -315,6 +358,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("hub.socket_unsent_bytes", Kind::Text),
     ("hub.path", Kind::Text),
     ("hub.driver", Kind::Text),
+    ("hub.subprotocols", Kind::List),
     ("rooms.create", Kind::List),
     ("rooms.autojoin", Kind::List),
     ("rooms.create_on_join", Kind::Boolean),
@@ -334,10 +378,12 @@ const KEYS: &[(&str, Kind)] = &[
     ("limits.max_connections", Kind::Integer),
     ("api.key", Kind::Text),
     ("api.max_body", Kind::Text),
+    ("http.trusted_proxies", Kind::List),
     ("shutdown.timeout", Kind::Text),
     ("log.format", Kind::Text),
     ("log.level", Kind::Text),
     ("log.stats_interval", Kind::Text),
+    ("log.color", Kind::Text),
 ];
 
 /// The environment variable for key `path`.
@@ -397,9 +443,7 @@ impl Settings {
             settings.hub.driver = Driver::Epoll;
         }
         settings.hub_config()?;
-        // RUST_LOG, when set, replaces it; a wrong level must not quietly become `info`.
-        tracing_subscriber::EnvFilter::try_new(&settings.log.level)
-            .map_err(|e| SettingsError(format!("log.level {:?}: {e}", settings.log.level)))?;
+        log_filter(&settings.log.level)?;
         Ok(settings)
     }
 
@@ -464,6 +508,9 @@ impl Settings {
                 max_body: self.api.max_body.0,
             },
             stats_log_interval: self.log.stats_interval,
+            trusted_proxies: self.http.trusted_proxies.clone(),
+            subprotocols: self.hub.subprotocols.clone(),
+            fault_injection: false,
         };
         config.validate().map_err(SettingsError)?;
         Ok(config)
@@ -482,6 +529,25 @@ impl Settings {
         }
         toml::to_string(&shown).expect("settings serialize")
     }
+}
+
+/// The level filter `log.level` describes. Stricter than the `RUST_LOG` syntax it
+/// follows: there a bare word is a target to log at every level, so a misspelt level
+/// (`warning`, `verbose`) silences every other line, the start-up warnings included. Here
+/// each directive is a level, or `target=level`.
+pub fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, SettingsError> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let wrong = |why: String| SettingsError(format!("log.level {level:?}: {why}"));
+    for directive in level.split(',').map(str::trim) {
+        let named = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.iter().any(|l| named.eq_ignore_ascii_case(l)) {
+            return Err(wrong(format!(
+                "{named:?} is not a level; write one of {} or target=level (e.g. \"neonex=debug,info\")",
+                LEVELS.join(", ")
+            )));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| wrong(e.to_string()))
 }
 
 /// The `NEONEX_*` variables as a TOML table. A variable naming no key is an error.
@@ -692,6 +758,30 @@ mod tests {
                 .unwrap_err()
                 .0;
             assert!(err.contains(expect), "{err}");
+        }
+    }
+
+    #[test]
+    fn log_levels_must_be_levels() {
+        for good in [
+            "info",
+            "WARN",
+            "neonex=debug,info",
+            "off",
+            "neonex::shard=trace",
+        ] {
+            assert!(log_filter(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "warning",
+            "verbose",
+            "neonex",
+            "info,chatty",
+            "neonex=loud",
+            "",
+        ] {
+            let err = log_filter(bad).unwrap_err().0;
+            assert!(err.starts_with("log.level"), "{err}");
         }
     }
 

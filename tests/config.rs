@@ -180,6 +180,31 @@ fn mistakes_stop_the_server_with_a_message_naming_the_key() {
             &["log.level", "loud"],
         ),
         (
+            vec![],
+            Some("[log]\nlevel = \"warning\"\n"),
+            &["log.level", "\"warning\" is not a level"],
+        ),
+        (
+            vec![("NEONEX_LOG_LEVEL", "verbose")],
+            None,
+            &["log.level", "verbose"],
+        ),
+        (
+            vec![],
+            Some("[log]\ncolor = \"sometimes\"\n"),
+            &["line 2", "color"],
+        ),
+        (
+            vec![("NEONEX_HTTP_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/40")],
+            None,
+            &["http.trusted_proxies", "10.0.0.0/40"],
+        ),
+        (
+            vec![],
+            Some("[hub]\nsubprotocols = [\"neonex v1\"]\n"),
+            &["hub.subprotocols", "neonex v1"],
+        ),
+        (
             vec![("NEONEX_HUB_PING", "1s")],
             None,
             &["NEONEX_HUB_PING", "no such setting"],

@@ -272,3 +272,98 @@ async fn a_call_with_the_key_gets_100_continue_and_its_body_may_come_in_pieces()
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
     listener.expect("the broadcast", |m| *m == message).await;
 }
+
+/// Connects with a real client offering `offered` and returns the subprotocol answered.
+async fn subprotocol_answered(h: &TestHub, offered: &str) -> Option<String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = h.url(Some("proto")).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", offered.parse().unwrap());
+    let (_ws, response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connect timed out")
+        .unwrap_or_else(|e| panic!("offering {offered:?}: {e}"));
+    response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn the_neonex_subprotocol_is_answered_when_offered_alone_or_among_others() {
+    let h = TestHub::default_hub();
+    for offered in [
+        "neonex.v1",
+        "chat, neonex.v1",
+        "graphql-ws, neonex.v1, chat",
+    ] {
+        assert_eq!(
+            subprotocol_answered(&h, offered).await.as_deref(),
+            Some("neonex.v1"),
+            "offered {offered:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn offers_of_only_unknown_subprotocols_are_answered_without_the_header() {
+    let h = TestHub::default_hub();
+    let headers = "Sec-WebSocket-Protocol: chat, superchat\r\n";
+    let mut raw = RawClient::connect(h.addr).await;
+    let response = raw
+        .exchange(&upgrade_request_with("/ws?user=picky", headers))
+        .await;
+    assert_eq!(response.status, 101, "{response:?}");
+    assert_eq!(
+        response.header("sec-websocket-protocol"),
+        None,
+        "{response:?}"
+    );
+    assert_eq!(raw.recv_json().await["type"], "welcome");
+    // Without any offer, no header either.
+    let mut plain = RawClient::connect(h.addr).await;
+    let response = plain.exchange(&upgrade_request("/ws?user=plain")).await;
+    assert_eq!(
+        response.header("sec-websocket-protocol"),
+        None,
+        "{response:?}"
+    );
+}
+
+#[tokio::test]
+async fn subprotocols_come_from_the_configuration() {
+    let h = TestHub::start(neonex::HubConfig {
+        subprotocols: vec!["chat.v2".into()],
+        ..config()
+    });
+    assert_eq!(
+        subprotocol_answered(&h, "neonex.v1, chat.v2")
+            .await
+            .as_deref(),
+        Some("chat.v2")
+    );
+}
+
+#[tokio::test]
+async fn an_upgrade_in_absolute_form_is_served() {
+    let h = TestHub::default_hub();
+    let target = format!("http://{}/ws?user=absolute", h.addr);
+    let mut raw = RawClient::connect(h.addr).await;
+    let response = raw.exchange(&upgrade_request(&target)).await;
+    assert_eq!(response.status, 101, "{response:?}");
+    let welcome = raw.recv_json().await;
+    assert_eq!(welcome["user_id"], "absolute", "{welcome}");
+    let health = RawClient::http(h.addr, &get(&format!("http://{}/health", h.addr))).await;
+    assert_eq!(health.status, 200, "{health:?}");
+}
+
+#[tokio::test]
+async fn an_http_1_0_upgrade_answers_400() {
+    let h = TestHub::default_hub();
+    let request = upgrade_request("/ws?user=old").replace("HTTP/1.1", "HTTP/1.0");
+    let response = RawClient::http(h.addr, &request).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    assert!(response.body.contains("HTTP/1.1"), "{response:?}");
+    assert_eq!(h.hub.connection_count(), 0);
+}

@@ -493,3 +493,44 @@ async fn the_binary_shuts_down_gracefully_on_sigterm() {
     };
     assert!(status.success(), "neonex exited with {status}");
 }
+
+// ---------------------------------------------------------------------------------------
+// One hub per address
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_a_busy_address_exits_2_and_the_first_keeps_serving() {
+    let (first, addr) = Server::spawn(&["--shards", "2"], &[]).await;
+    let mut member = Client::connect(addr, Some("stays"), &["general".to_owned()]).await;
+    let listen = addr.to_string();
+    let (code, out, err) =
+        blocking(move || run_neonex(&["serve", "--listen", &listen, "--shards", "2"], &[])).await;
+    assert_eq!(
+        code, 2,
+        "the second server must refuse to start:\n{out}\n{err}"
+    );
+    assert!(
+        err.contains("address already in use") && err.contains(&addr.to_string()),
+        "the message names the cause and the address:\n{err}"
+    );
+    // Every new connection still reaches the one hub, which still has its members.
+    for i in 0..8 {
+        let mut newcomer =
+            Client::connect(addr, Some(&format!("new{i}")), &["general".to_owned()]).await;
+        newcomer.say("general", &format!("hello {i}")).await;
+        let heard = member.expect_type("chat_message").await;
+        assert_eq!(heard["message"], format!("hello {i}"), "{heard}");
+    }
+    drop(first);
+}
+
+#[test]
+fn a_hub_refuses_an_address_another_hub_listens_on() {
+    let first = neonex::Hub::new(config()).unwrap();
+    let addr = first.listen("127.0.0.1:0").unwrap();
+    let second = neonex::Hub::new(config()).unwrap();
+    let err = second.listen(addr).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    second.close();
+    first.close();
+}

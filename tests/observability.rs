@@ -369,3 +369,46 @@ async fn every_cause_of_a_close_is_counted_as_itself() {
         assert_eq!(in_metrics, n as f64, "{cause} in /metrics");
     }
 }
+
+#[tokio::test]
+async fn text_logs_have_colours_only_on_a_terminal_or_when_asked() {
+    // The test reads the log through a pipe, as a file or a log collector would.
+    let (piped, _) = Server::spawn(&[], &[]).await;
+    let line = piped
+        .wait_for_log("serving", |l| l.contains("neonex is serving"))
+        .await;
+    assert!(
+        !piped.log().contains('\u{1b}'),
+        "escape codes in a piped log: {line:?}"
+    );
+    let (asked, _) = Server::spawn(&[], &[("NEONEX_LOG_COLOR", "always")]).await;
+    asked
+        .wait_for_log("serving", |l| l.contains("serving"))
+        .await;
+    assert!(
+        asked.log().contains("\u{1b}["),
+        "log.color = always: {}",
+        asked.log()
+    );
+}
+
+#[tokio::test]
+async fn the_start_says_once_how_the_api_is_guarded() {
+    let (open, _) = Server::spawn(&[], &[]).await;
+    open.wait_for_log("the API guard", |l| l.contains("HTTP API: no api.key"))
+        .await;
+    let said = open.log().matches("HTTP API:").count();
+    assert_eq!(said, 1, "said once, not per shard:\n{}", open.log());
+    let (keyed, _) = Server::spawn(&[], &[("NEONEX_API_KEY", "k")]).await;
+    keyed
+        .wait_for_log("the API guard", |l| {
+            l.contains("every /api/* call needs api.key")
+        })
+        .await;
+    let (proxied, _) = Server::spawn(&[], &[("NEONEX_HTTP_TRUSTED_PROXIES", "127.0.0.2")]).await;
+    proxied
+        .wait_for_log("the trusted proxies", |l| {
+            l.contains("trusted_proxies") && l.contains("127.0.0.2")
+        })
+        .await;
+}

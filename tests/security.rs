@@ -504,7 +504,10 @@ async fn slow_oversize_and_malformed_handshakes_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bug_in_one_connections_handling_closes_only_that_connection_with_1011() {
-    let h = TestHub::default_hub();
+    let h = TestHub::start(HubConfig {
+        fault_injection: true,
+        ..config()
+    });
     // Everyone on one shard, so the shard that hit the bug is the one that must live on.
     let listener = h.connect_on_shard("listener", 0).await;
     let publisher = h.connect_on_shard("publisher", 0).await;
@@ -521,4 +524,18 @@ async fn a_bug_in_one_connections_handling_closes_only_that_connection_with_1011
     bystander.still_served().await;
     let mut newcomer = h.connect_on_shard("newcomer", 0).await;
     newcomer.ping_pong().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_as_an_application_builds_it_has_no_fault_to_inject() {
+    // The embedding example's configuration: `HubConfig::default()` and additions.
+    let h = TestHub::start(HubConfig {
+        shards: 1,
+        ..HubConfig::default()
+    });
+    let mut client = h.connect("curious").await;
+    client.send_text(r#"{"type":"__panic__"}"#).await;
+    let error = client.expect_type("error").await;
+    assert_eq!(error["code"], "unknown_type", "{error}");
+    client.ping_pong().await;
 }

@@ -19,10 +19,7 @@ static PONG: Bytes = Bytes::from_static(b"\x81\x0f{\"type\":\"pong\"}");
 
 impl Shard {
     pub(super) fn on_text(&self, state: &mut ShardState, key: usize, text: &mut [u8]) {
-        // Tests build neonex with this feature to check that a bug in handling one
-        // client's message is contained to that client.
-        #[cfg(feature = "fault-injection")]
-        if text == br#"{"type":"__panic__"}"# {
+        if self.hub.config.fault_injection && text == br#"{"type":"__panic__"}"# {
             panic!("fault injected by a test");
         }
         let outcome = match parse_client_message(text) {

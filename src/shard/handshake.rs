@@ -8,7 +8,7 @@
 //! Only API calls have a body, and it is read only once the head has passed the API's
 //! key check: a request that may not send one is answered as soon as its head is in.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use super::state::ShardState;
 use super::Shard;
 use crate::admission::Refusal;
 use crate::api::{self, ApiError};
+use crate::forwarded::ClientAddress;
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::ids::is_valid_user_id;
 
@@ -25,6 +26,8 @@ use crate::ids::is_valid_user_id;
 #[derive(Debug)]
 pub(crate) struct Request {
     head: RequestHead,
+    /// Who sent it, through any trusted proxies.
+    client: ClientAddress,
     /// Bytes of the head; the body follows.
     head_len: usize,
     /// Bytes of head and body.
@@ -68,7 +71,7 @@ impl Shard {
             return;
         };
         let awaited = awaiting_body.take();
-        let remote = conn.remote.ip();
+        let peer = conn.remote;
         // Usually the whole request comes in one read and is handled where it landed;
         // only a request that arrives in pieces is gathered in the connection, and never
         // more of it than the size bounds (head, then the body it announces).
@@ -88,7 +91,7 @@ impl Shard {
         let progress = match awaited {
             // The head was parsed and accepted by an earlier read: only its length counts.
             Some(request) => Progress::of(request, buf.len()),
-            None => match self.accept_head(buf, remote) {
+            None => match self.accept_head(buf, peer) {
                 Ok(None) => Progress::NeedHead,
                 Ok(Some(request)) => {
                     let progress = Progress::of(Box::new(request), buf.len());
@@ -108,9 +111,13 @@ impl Shard {
             Progress::Complete(request) => {
                 let Request {
                     head,
+                    client,
                     head_len,
                     total,
                 } = *request;
+                // From here on the connection is known by its client's address: in
+                // caps, logs and what the hub tells of it.
+                state.conns[key].remote = client.addr;
                 let (head_and_body, after) = buf.split_at_mut(total);
                 let body = &head_and_body[head_len..];
                 return self.on_request(state, key, head, body, [after, unread]);
@@ -130,7 +137,7 @@ impl Shard {
     /// Only API calls take a body, and only from a caller the API accepts: anyone else
     /// is answered at once, so the hub never holds a body for them (nor says
     /// `100 Continue`).
-    fn accept_head(&self, buf: &[u8], remote: IpAddr) -> Result<Option<Request>, ApiError> {
+    fn accept_head(&self, buf: &[u8], peer: SocketAddr) -> Result<Option<Request>, ApiError> {
         let (head, head_len) = match http::parse_head(buf) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Ok(None),
@@ -143,6 +150,7 @@ impl Shard {
                 return Err(ApiError::new(400, "bad_request", why));
             }
         };
+        let client = self.hub.proxies.client(peer, &head);
         let body_len = head.content_length.unwrap_or(0);
         if !self.is_api_call(&head.path) {
             if head.chunked || body_len > 0 {
@@ -153,7 +161,7 @@ impl Shard {
             let config = &self.hub.config;
             // Checked before any body is taken, so that only a caller with the key can
             // make the hub hold one.
-            api::authorize(&head, config.api.key.as_deref(), remote)?;
+            api::authorize(&head, config.api.key.as_deref(), &client)?;
             if head.chunked {
                 let why = "chunked bodies are not accepted: send Content-Length";
                 return Err(ApiError::new(411, "length_required", why));
@@ -165,6 +173,7 @@ impl Shard {
         }
         Ok(Some(Request {
             head,
+            client,
             head_len,
             total: head_len + body_len,
         }))
@@ -238,9 +247,10 @@ impl Shard {
             return self.refuse(state, key, Refusal::TooManyForUser);
         };
         self.counters().count_response(101);
+        let subprotocol = http::choose_subprotocol(&request, &self.hub.config.subprotocols);
         state.conns[key]
             .out
-            .push_protected(http::switching_protocols(&accept));
+            .push_protected(http::switching_protocols(&accept, subprotocol));
         self.open(state, key, user, first);
         for bytes in rest {
             if !bytes.is_empty() && state.conns[key].is_open() {

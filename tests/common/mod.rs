@@ -656,8 +656,13 @@ pub fn masked_close(code: u16, reason: &str) -> Vec<u8> {
 
 /// The HTTP upgrade request for `target` (path and query).
 pub fn upgrade_request(target: &str) -> String {
+    upgrade_request_with(target, "")
+}
+
+/// The HTTP upgrade request for `target`, with extra `headers` (each ending in CRLF).
+pub fn upgrade_request_with(target: &str, headers: &str) -> String {
     format!(
-        "GET {target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
     )
 }
 
@@ -773,6 +778,19 @@ impl RawClient {
         )
     }
 
+    /// Connects from `source`, another address of the loopback range (127.0.0.2, ...), so
+    /// the hub sees a peer other than 127.0.0.1.
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let stream = tokio::time::timeout(TIMEOUT, socket.connect(addr)).await;
+        RawClient::over(
+            stream
+                .expect("TCP connect timed out")
+                .expect("TCP connect failed"),
+        )
+    }
+
     fn over(stream: TcpStream) -> RawClient {
         stream.set_nodelay(true).unwrap();
         RawClient {
@@ -854,7 +872,13 @@ impl RawClient {
 
     /// Sends `request` and reads the response (body by Content-Length).
     pub async fn http(addr: SocketAddr, request: &str) -> HttpResponse {
-        let mut raw = RawClient::connect(addr).await;
+        RawClient::connect(addr).await.exchange(request).await
+    }
+
+    /// Sends `request` on this connection and reads the response (body by
+    /// Content-Length); after a 101 the connection goes on with frames.
+    pub async fn exchange(&mut self, request: &str) -> HttpResponse {
+        let raw = self;
         raw.write(request.as_bytes()).await;
         let head = raw.read_head().await;
         let status = head
@@ -879,7 +903,10 @@ impl RawClient {
                 Err(e) => panic!("reading the body: {e}"),
             }
         }
-        response.body = String::from_utf8_lossy(&raw.buf).into_owned();
+        // After a 101 what follows is frames, left buffered for `next_frame`.
+        if status != 101 {
+            response.body = String::from_utf8_lossy(&std::mem::take(&mut raw.buf)).into_owned();
+        }
         response
     }
 
