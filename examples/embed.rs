@@ -1,11 +1,11 @@
 //! Embedding the hub in an application.
 //!
-//! Starts a hub on 127.0.0.1:3000 with two rooms of its own, publishes a clock tick to
-//! room `clock` every second from an ordinary thread, and prints the hub's stats every
+//! Starts a hub on 127.0.0.1:3000 with a room of its own, `clock`, beside the default
+//! `general` and `random`, publishes a clock tick to it every second from an ordinary thread, and prints the hub's stats every
 //! five seconds. Try it with a browser console:
 //!
 //! ```js
-//! const ws = new WebSocket("ws://127.0.0.1:3000/ws?user=me");
+//! const ws = new WebSocket("ws://127.0.0.1:3000/ws?user=me", "neonex.v1");
 //! ws.onmessage = (e) => console.log(e.data);
 //! ws.onopen = () => ws.send(JSON.stringify({ type: "join_room", room: "clock" }));
 //! ```
