@@ -88,7 +88,8 @@ pub struct ConnectionInfo {
     pub id: ConnectionId,
     /// The authenticated (or anonymous) user of the connection.
     pub user_id: Arc<str>,
-    /// The client's address.
+    /// The client's address: the TCP peer's, or, when the peer is a trusted proxy
+    /// (`http.trusted_proxies`), the client it names (port 0 when it gives none).
     pub remote_addr: SocketAddr,
     /// When the WebSocket upgrade completed.
     pub connected_at: std::time::SystemTime,
