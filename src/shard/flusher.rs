@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use super::connection::Phase;
+use super::connection::{Connection, Phase};
 use super::Shard;
 use crate::stats::{self, CloseCause};
 
@@ -22,15 +22,41 @@ pub(crate) async fn run(shard: Rc<Shard>) {
     }
 }
 
+/// What writing one connection's queue came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    /// Everything queued is with the kernel.
+    Drained,
+    /// The socket is full; the rest waits for it to be writable.
+    Blocked,
+    /// The socket failed; the connection is dead.
+    Failed,
+}
+
+/// One pass of writes: its clock, read once, and what it wrote, counted once at its end.
+struct Pass {
+    now_us: u32,
+    calls: u64,
+    bytes: u64,
+    slow: u64,
+}
+
+impl Pass {
+    fn begin(shard: &Shard) -> Pass {
+        Pass {
+            now_us: shard.hub.now_us(),
+            calls: 0,
+            bytes: 0,
+            slow: 0,
+        }
+    }
+}
+
 impl Shard {
     fn flush_dirty(self: &Rc<Self>) {
         let mut state = self.state.borrow_mut();
         let mut dirty = std::mem::take(&mut state.dirty);
-        let (mut calls, mut bytes, mut slow) = (0, 0, 0);
-        let limits = self.hub.config.send_queue;
-        let now_us = self.hub.now_us();
-        let mut latency = self.latency.borrow_mut();
-        let close_deadline = Instant::now() + self.hub.config.write_timeout;
+        let mut pass = Pass::begin(self);
         for key in dirty.drain(..) {
             let Some(conn) = state.conns.get_mut(key) else {
                 continue;
@@ -39,44 +65,51 @@ impl Shard {
             if conn.write_blocked_since.is_some() || matches!(conn.phase, Phase::Dead) {
                 continue;
             }
-            match conn.out.write_to(conn.fd) {
-                Ok(written) => {
-                    calls += written.calls;
-                    bytes += written.bytes;
-                    if written.drained {
-                        if let Some(waited) = conn.after_drain(now_us) {
-                            latency.saturating_record(u64::from(waited.max(1)));
-                        }
-                    } else {
-                        slow += u64::from(conn.close_if_slow(&limits, close_deadline));
-                        conn.write_blocked_since = Some(Instant::now());
-                        let task = write_when_ready(self.clone(), key, conn.stream.clone());
-                        monoio::spawn(task);
-                    }
-                }
-                Err(_) => {
-                    conn.blame(CloseCause::IoError);
-                    conn.kill();
-                }
+            if self.write_queued(conn, &mut pass) == Flushed::Blocked {
+                conn.write_blocked_since = Some(Instant::now());
+                monoio::spawn(write_when_ready(self.clone(), key, conn.stream.clone()));
             }
         }
         // Keep the list's allocation for the next pass.
         state.dirty = dirty;
         drop(state);
-        drop(latency);
-        self.count_writes(calls, bytes);
-        if slow > 0 {
-            stats::add(&self.counters().slow_consumers, slow);
-        }
+        self.count(pass);
     }
 
-    fn count_writes(&self, calls: u64, bytes: u64) {
-        if calls > 0 {
-            let counters = self.counters();
-            stats::add(&counters.write_calls, calls);
-            stats::add(&counters.bytes_out, bytes);
+    /// The one write path: hands the kernel what `conn` has queued, in vectored calls,
+    /// and settles the outcome. Drained: the fan-out latency is recorded (and a closing
+    /// connection's write side shut). Blocked: a client over its queue's bounds is closed
+    /// as a slow consumer. Failed: the connection is killed.
+    fn write_queued(&self, conn: &mut Connection, pass: &mut Pass) -> Flushed {
+        let Ok(written) = conn.out.write_to(conn.fd) else {
+            conn.blame(CloseCause::IoError);
+            conn.kill();
+            return Flushed::Failed;
+        };
+        pass.calls += written.calls;
+        pass.bytes += written.bytes;
+        if written.drained {
+            if let Some(waited) = conn.after_drain(pass.now_us) {
+                let waited = u64::from(waited.max(1));
+                self.latency.borrow_mut().saturating_record(waited);
+            }
+            return Flushed::Drained;
         }
-        if bytes > 0 {
+        let deadline = Instant::now() + self.hub.config.write_timeout;
+        pass.slow += u64::from(conn.close_if_slow(&self.hub.config.send_queue, deadline));
+        Flushed::Blocked
+    }
+
+    fn count(&self, pass: Pass) {
+        let counters = self.counters();
+        if pass.calls > 0 {
+            stats::add(&counters.write_calls, pass.calls);
+            stats::add(&counters.bytes_out, pass.bytes);
+        }
+        if pass.slow > 0 {
+            stats::add(&counters.slow_consumers, pass.slow);
+        }
+        if pass.bytes > 0 {
             self.note_activity();
         }
     }
@@ -99,33 +132,15 @@ async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
             conn.kill();
             return;
         }
-        match conn.out.write_to(conn.fd) {
-            Ok(written) => {
-                let done = written.drained;
-                if done {
-                    conn.write_blocked_since = None;
-                    if let Some(waited) = conn.after_drain(shard.hub.now_us()) {
-                        let waited = u64::from(waited.max(1));
-                        shard.latency.borrow_mut().saturating_record(waited);
-                    }
-                } else {
-                    let limits = shard.hub.config.send_queue;
-                    let deadline = Instant::now() + shard.hub.config.write_timeout;
-                    if conn.close_if_slow(&limits, deadline) {
-                        stats::add(&shard.counters().slow_consumers, 1);
-                    }
-                }
-                drop(state);
-                shard.count_writes(written.calls, written.bytes);
-                if done {
-                    return;
-                }
-            }
-            Err(_) => {
-                conn.blame(CloseCause::IoError);
-                conn.kill();
-                return;
-            }
+        let mut pass = Pass::begin(&shard);
+        let flushed = shard.write_queued(conn, &mut pass);
+        if flushed == Flushed::Drained {
+            conn.write_blocked_since = None;
+        }
+        drop(state);
+        shard.count(pass);
+        if flushed != Flushed::Blocked {
+            return;
         }
     }
 }
