@@ -19,7 +19,6 @@ use super::ratelimit::TokenBucket;
 use super::sys;
 use crate::config::SendQueueLimits;
 use crate::ids::ConnectionId;
-use crate::room::Room;
 use crate::stats::CloseCause;
 use crate::ws::assemble::Assembler;
 use crate::ws::{close_code, encode};
@@ -60,7 +59,6 @@ pub(crate) struct Connection {
     pub phase: Phase,
     /// Set when the upgrade completes; until then the connection is in no directory.
     pub user: Option<Arc<str>>,
-    pub rooms: Vec<Arc<Room>>,
     pub out: Outbound,
     /// Bytes of a frame that has not fully arrived (during the handshake: of the request).
     pub partial: Vec<u8>,
@@ -100,7 +98,6 @@ impl Connection {
                 awaiting_body: None,
             },
             user: None,
-            rooms: Vec::new(),
             out: Outbound::default(),
             partial: Vec::new(),
             assembler: Assembler::default(),

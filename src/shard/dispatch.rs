@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::membership::{JoinRefused, Joined};
 use super::message::Target;
 use super::state::ShardState;
 use super::Shard;
@@ -55,31 +56,25 @@ impl Shard {
             conn.id,
             conn.user.clone().expect("open connections have a user"),
         );
-        if let Some(room) = conn.rooms.iter().find(|r| &*r.name == name) {
-            let count = room.count();
-            let joined = encode::json_frame(&ServerMessage::Joined { room: name, count });
-            self.send_to(state, key, joined);
-            return Ok(count);
-        }
-        let cap = self.hub.config.limits.rooms_per_connection;
-        if conn.rooms.len() >= cap {
-            let why = format!("Room limit reached ({cap} rooms per connection)");
-            return Err(ProtocolError {
+        let config = &self.hub.config;
+        let joined = state.membership.join(
+            &self.hub.registry,
+            key,
+            id,
+            name,
+            config.rooms.create_on_join,
+            config.limits.rooms_per_connection,
+        );
+        let Joined { room, count, new } = joined.map_err(|refused| match refused {
+            JoinRefused::AtCap(cap) => ProtocolError {
                 code: ErrorCode::LimitExceeded,
-                text: why.into(),
-            });
-        }
-        let create = self.hub.config.rooms.create_on_join;
-        let (room, count, _) = self
-            .hub
-            .registry
-            .join(name, id, create)
-            .map_err(|_| room_not_found())?;
-        state.conns[key].rooms.push(room.clone());
-        state.add_room_member(&room, key);
-        let joined = encode::json_frame(&ServerMessage::Joined { room: name, count });
-        self.send_to(state, key, joined);
-        if self.hub.config.rooms.notify_join_leave {
+                text: format!("Room limit reached ({cap} rooms per connection)").into(),
+            },
+            JoinRefused::NoSuchRoom => room_not_found(),
+        })?;
+        let answer = encode::json_frame(&ServerMessage::Joined { room: name, count });
+        self.send_to(state, key, answer);
+        if new && config.rooms.notify_join_leave {
             let notice = self.hub.encode(&ServerMessage::UserJoined {
                 room: name,
                 user_id: &user,
@@ -105,37 +100,30 @@ impl Shard {
         key: usize,
         name: &str,
     ) -> Result<usize, ProtocolError> {
-        let Some(room) = self.take_membership(state, key, name) else {
+        let id = state.conns[key].id;
+        let Some((room, count)) = state.membership.leave(&self.hub.registry, key, id, name) else {
             return Err(self.why_not_member(name));
         };
-        let count = self.leave_and_notify(state, key, &room);
+        self.notify_left(state, key, &room, count);
         let left = encode::json_frame(&ServerMessage::Left { room: name, count });
         self.send_to(state, key, left);
         Ok(count)
     }
 
-    /// Removes `room` from the connection's own list of rooms.
-    fn take_membership(&self, state: &mut ShardState, key: usize, name: &str) -> Option<Arc<Room>> {
-        let rooms = &mut state.conns[key].rooms;
-        let at = rooms.iter().position(|r| &*r.name == name)?;
-        Some(rooms.swap_remove(at))
-    }
-
-    /// Leaves `room` in the registry and the shard's index, and sends `user_left` to the
-    /// remaining members. Returns the count after.
-    pub(super) fn leave_and_notify(
+    /// Sends `user_left` to the members that remain in `room` after connection `key` left
+    /// it, `count` of them.
+    pub(super) fn notify_left(
         &self,
         state: &mut ShardState,
         key: usize,
         room: &Arc<Room>,
-    ) -> usize {
+        count: usize,
+    ) {
         let conn = &state.conns[key];
         let (id, user) = (
             conn.id,
             conn.user.clone().expect("open connections have a user"),
         );
-        let count = self.hub.registry.leave(room, id).unwrap_or(0);
-        state.remove_room_member(room.id, key);
         if self.hub.config.rooms.notify_join_leave && count > 0 && !self.is_stopping() {
             let notice = self.hub.encode(&ServerMessage::UserLeft {
                 room: &room.name,
@@ -148,7 +136,6 @@ impl Shard {
             };
             self.publish(state, target, notice);
         }
-        count
     }
 
     fn chat(
@@ -196,9 +183,8 @@ impl Shard {
         key: usize,
         name: &str,
     ) -> Result<(Arc<Room>, Arc<str>), ProtocolError> {
-        let conn = &state.conns[key];
-        match conn.rooms.iter().find(|r| &*r.name == name) {
-            Some(room) => Ok((room.clone(), conn.user.clone().expect("open"))),
+        match state.membership.room_of(key, name) {
+            Some(room) => Ok((room.clone(), state.conns[key].user.clone().expect("open"))),
             None => Err(self.why_not_member(name)),
         }
     }

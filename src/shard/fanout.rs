@@ -63,12 +63,10 @@ impl Shard {
                 }
             }
             Target::Room { room, except } => {
-                if let Some(local) = state.rooms.get(&room.id) {
-                    for &key in &local.members {
-                        match conns.get_mut(key) {
-                            Some(conn) if Some(conn.id) != *except => fanout.offer(key, conn),
-                            _ => {}
-                        }
+                for key in state.membership.local_members(room.id) {
+                    match conns.get_mut(key) {
+                        Some(conn) if Some(conn.id) != *except => fanout.offer(key, conn),
+                        _ => {}
                     }
                 }
             }
@@ -77,9 +75,7 @@ impl Shard {
                 let keys = &mut state.scratch;
                 keys.clear();
                 for room in rooms.iter() {
-                    if let Some(local) = state.rooms.get(&room.id) {
-                        keys.extend(local.members.iter().copied());
-                    }
+                    keys.extend(state.membership.local_members(room.id));
                 }
                 keys.sort_unstable();
                 keys.dedup();

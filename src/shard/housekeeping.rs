@@ -195,7 +195,7 @@ impl Shard {
             }
         }
         state.by_seq.shrink_to(state.by_seq.len() * 2);
-        state.rooms.shrink_to(state.rooms.len() * 2);
+        state.membership.shrink();
         let dirty_len = state.dirty.len();
         state.dirty.shrink_to(dirty_len.max(64));
     }

@@ -92,7 +92,7 @@ impl Shard {
             }
         }
         if first {
-            let rooms: Arc<[Arc<Room>]> = state.conns[key].rooms.clone().into();
+            let rooms: Arc<[Arc<Room>]> = state.membership.rooms_of(key).into();
             self.announce_presence(state, id, &user, PresenceStatus::Online, rooms);
         }
     }
@@ -126,10 +126,12 @@ impl Shard {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         state.conns[key].kill();
-        let rooms = std::mem::take(&mut state.conns[key].rooms);
-        for room in &rooms {
-            self.leave_and_notify(state, key, room);
+        let id = state.conns[key].id;
+        let left = state.membership.leave_all(&self.hub.registry, key, id);
+        for (room, count) in &left {
+            self.notify_left(state, key, room, *count);
         }
+        let rooms: Vec<Arc<Room>> = left.into_iter().map(|(room, _)| room).collect();
         let conn = *state.conns.remove(key);
         state.by_seq.remove(&conn.id.seq());
         let Some(user) = conn.user else {
@@ -151,15 +153,15 @@ impl Shard {
 
     /// A room was removed through the hub: its local members leave it, with a `left`.
     pub(crate) fn forget_room(&self, state: &mut ShardState, room: &Arc<Room>) {
-        let Some(local) = state.rooms.remove(&room.id) else {
+        let members = state.membership.forget_room(room);
+        if members.is_empty() {
             return;
-        };
+        }
         let left = encode::json_frame(&ServerMessage::Left {
             room: &room.name,
             count: 0,
         });
-        for key in local.members {
-            state.conns[key].rooms.retain(|r| !Arc::ptr_eq(r, room));
+        for key in members {
             self.send_to(state, key, left.clone());
         }
     }

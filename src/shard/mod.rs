@@ -23,6 +23,7 @@ pub(crate) mod handshake;
 pub(crate) mod housekeeping;
 pub(crate) mod inbox;
 pub(crate) mod lifecycle;
+pub(crate) mod membership;
 pub(crate) mod message;
 pub(crate) mod outbound;
 pub(crate) mod ratelimit;

@@ -1,27 +1,20 @@
-//! Everything a shard owns: its connections and its index of local room members.
+//! Everything a shard owns: its connections, who is in which room, what waits to be
+//! written.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-
-use indexmap::IndexSet;
 use slab::Slab;
+use std::collections::{HashMap, VecDeque};
 
 use super::connection::Connection;
+use super::membership::Membership;
 use super::message::ShardMessage;
-use crate::room::Room;
-
-/// The members of one room that live on this shard, by slab key.
-pub(crate) struct LocalRoom {
-    pub members: IndexSet<usize>,
-}
 
 pub(crate) struct ShardState {
     /// Boxed, so the slab's spare capacity costs a pointer per slot, not a connection.
     pub conns: Slab<Box<Connection>>,
     /// Connection sequence number to slab key, for commands naming a `ConnectionId`.
     pub by_seq: HashMap<u64, usize>,
-    /// Room id to local members: the fan-out index.
-    pub rooms: HashMap<u64, LocalRoom>,
+    /// Rooms and their members, every view of it.
+    pub membership: Membership,
     /// Connections with frames queued since the last flush pass.
     pub dirty: Vec<usize>,
     /// Messages for other shards whose inboxes were full, in order, per shard.
@@ -36,7 +29,7 @@ impl ShardState {
         Self {
             conns: Slab::new(),
             by_seq: HashMap::new(),
-            rooms: HashMap::new(),
+            membership: Membership::default(),
             dirty: Vec::new(),
             held_back: (0..shards).map(|_| VecDeque::new()).collect(),
             next_seq: 1,
@@ -47,25 +40,6 @@ impl ShardState {
     /// The slab key of connection `seq`, if it is still here.
     pub fn key_of(&self, seq: u64) -> Option<usize> {
         self.by_seq.get(&seq).copied()
-    }
-
-    pub fn add_room_member(&mut self, room: &Arc<Room>, key: usize) {
-        self.rooms
-            .entry(room.id)
-            .or_insert_with(|| LocalRoom {
-                members: IndexSet::new(),
-            })
-            .members
-            .insert(key);
-    }
-
-    pub fn remove_room_member(&mut self, room_id: u64, key: usize) {
-        if let Some(local) = self.rooms.get_mut(&room_id) {
-            local.members.swap_remove(&key);
-            if local.members.is_empty() {
-                self.rooms.remove(&room_id);
-            }
-        }
     }
 
     /// True while messages for some other shard are held back.
