@@ -12,8 +12,11 @@ use monoio::net::TcpStream;
 use serde_json::{json, Value};
 
 use super::connection::Phase;
+use super::context::Ctx;
+use super::fanout::{post, publish};
+use super::handshake::respond;
+use super::lifecycle::forget_room;
 use super::message::{ShardMessage, Target, REPLY_TIMEOUT};
-use super::state::ShardState;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
 use crate::http::RequestHead;
@@ -21,157 +24,143 @@ use crate::hub::{HubError, RoomInfo};
 use crate::ids::ConnectionId;
 use crate::stats::CloseCause;
 
-impl Shard {
-    pub(super) fn on_api(
-        self: &Rc<Self>,
-        state: &mut ShardState,
-        key: usize,
-        request: &RequestHead,
-        body: &[u8],
-    ) {
-        // The caller's key was checked with the request head, before its body.
-        let outcome =
-            api::route(request).and_then(|route| self.serve_route(state, key, route, body));
-        match outcome {
-            Ok(Some((status, body))) => {
-                self.respond(state, key, status, "application/json", &body.to_string())
-            }
-            Ok(None) => {} // answered later, by a task waiting for another shard
-            Err(e) => self.respond(state, key, e.status, "application/json", &e.body()),
+pub(super) fn on_api(cx: &mut Ctx, key: usize, request: &RequestHead, body: &[u8]) {
+    // The caller's key was checked with the request head, before its body.
+    let outcome = api::route(request).and_then(|route| serve_route(cx, key, route, body));
+    match outcome {
+        Ok(Some((status, body))) => respond(cx, key, status, "application/json", &body.to_string()),
+        Ok(None) => {} // answered later, by a task waiting for another shard
+        Err(e) => respond(cx, key, e.status, "application/json", &e.body()),
+    }
+}
+
+/// Runs one API call. `Ok(None)` means the answer comes later.
+fn serve_route(
+    cx: &mut Ctx,
+    key: usize,
+    route: Route,
+    body: &[u8],
+) -> Result<Option<(u16, Value)>, ApiError> {
+    let hub = cx.hub();
+    let answer = match route {
+        Route::Broadcast => {
+            let frame = hub.encode_text(api::json_body(body)?);
+            publish(cx, Target::All { except: None }, frame);
+            json!({ "queued": hub.admission.open() })
         }
-    }
-
-    /// Runs one API call. `Ok(None)` means the answer comes later.
-    fn serve_route(
-        self: &Rc<Self>,
-        state: &mut ShardState,
-        key: usize,
-        route: Route,
-        body: &[u8],
-    ) -> Result<Option<(u16, Value)>, ApiError> {
-        let hub = &self.hub;
-        let answer = match route {
-            Route::Broadcast => {
-                let frame = hub.encode_text(api::json_body(body)?);
-                self.publish(state, Target::All { except: None }, frame);
-                json!({ "queued": hub.admission.open() })
-            }
-            Route::RoomBroadcast { room, except } => {
-                let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
-                let frame = hub.encode_text(api::json_body(body)?);
-                let queued = room.recipients(except);
-                self.publish(state, Target::Room { room, except }, frame);
-                json!({ "queued": queued })
-            }
-            Route::UserSend { user } => {
-                let text = api::json_body(body)?;
-                let ids = hub.registry.user_connections(&user);
-                let queued = ids.len();
-                if queued > 0 {
-                    let frame = hub.encode_text(text);
-                    self.publish(state, Target::Connections(ids.into()), frame);
-                }
-                json!({ "queued": queued })
-            }
-            Route::ListRooms => json!({ "rooms": RoomInfo::all(&hub.registry) }),
-            Route::CreateRoom { room } => {
-                let created = hub.registry.create_room(&room);
-                let info = hub.registry.room(&room).map(|r| RoomInfo::of(&r));
-                let status = if created { 201 } else { 200 };
-                return Ok(Some((status, json!({ "room": info, "created": created }))));
-            }
-            Route::RemoveRoom { room } => {
-                let (room, _) = hub.registry.remove_room(&room).ok_or_else(room_not_found)?;
-                for shard in 0..hub.config.shards {
-                    if shard == self.index {
-                        self.forget_room(state, &room);
-                    } else {
-                        self.post(state, shard, ShardMessage::RoomRemoved(room.clone()));
-                    }
-                }
-                json!({ "removed": room.name.as_ref() })
-            }
-            Route::RoomMembers { room } => {
-                let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
-                let mut members = room.members();
-                members.sort();
-                json!({ "room": room.name.as_ref(), "members": members })
-            }
-            Route::UserConnections { user } => {
-                let mut connections = hub.registry.user_connections(&user);
-                connections.sort();
-                json!({ "user_id": user, "connections": connections })
-            }
-            Route::DisconnectUser { user, close } => {
-                // The registry still lists connections that are closing; only the shards
-                // know which of them this call closes, so the answer waits for theirs.
-                let ids = hub.registry.user_connections(&user);
-                self.disconnect_and_answer(state, key, &ids, &close, Disconnecting::User);
-                return Ok(None);
-            }
-            Route::DisconnectConnection { id, close } => {
-                if id.shard() >= hub.config.shards {
-                    return Err(connection_not_found(id));
-                }
-                self.disconnect_and_answer(state, key, &[id], &close, Disconnecting::One(id));
-                return Ok(None);
-            }
-        };
-        Ok(Some((200, answer)))
-    }
-
-    /// Closes connections `ids` and answers the call `key` once their shards have acted.
-    fn disconnect_and_answer(
-        self: &Rc<Self>,
-        state: &mut ShardState,
-        key: usize,
-        ids: &[ConnectionId],
-        close: &CloseRequest,
-        what: Disconnecting,
-    ) {
-        let answers = ids
-            .iter()
-            .map(|&id| {
-                let (reply, answer) = oneshot::channel();
-                self.disconnect(state, id, close, reply);
-                answer
-            })
-            .collect();
-        let conn = &mut state.conns[key];
-        conn.phase = Phase::Answering {
-            deadline: Instant::now() + REPLY_TIMEOUT * 2,
-        };
-        let task = answer_disconnect(self.clone(), key, conn.stream.clone(), what, answers);
-        monoio::spawn(task);
-    }
-
-    /// Closes connection `id`, here or on its shard; the outcome goes to `reply`.
-    fn disconnect(
-        &self,
-        state: &mut ShardState,
-        id: ConnectionId,
-        close: &CloseRequest,
-        reply: super::message::Reply<()>,
-    ) {
-        if id.shard() != self.index {
-            let msg = ShardMessage::Disconnect {
-                conn: id,
-                code: close.code,
-                reason: close.reason.clone(),
-                reply,
-            };
-            return self.post(state, id.shard(), msg);
+        Route::RoomBroadcast { room, except } => {
+            let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+            let frame = hub.encode_text(api::json_body(body)?);
+            let queued = room.recipients(except);
+            publish(cx, Target::Room { room, except }, frame);
+            json!({ "queued": queued })
         }
-        let outcome = match state.key_of(id.seq()) {
-            Some(key) if state.conns[key].is_open() => {
-                let cause = CloseCause::Disconnected;
-                self.close_connection(state, key, close.code, &close.reason, false, cause);
-                Ok(())
+        Route::UserSend { user } => {
+            let text = api::json_body(body)?;
+            let ids = hub.registry.user_connections(&user);
+            let queued = ids.len();
+            if queued > 0 {
+                let frame = hub.encode_text(text);
+                publish(cx, Target::Connections(ids.into()), frame);
             }
-            _ => Err(HubError::UnknownConnection(id)),
+            json!({ "queued": queued })
+        }
+        Route::ListRooms => json!({ "rooms": RoomInfo::all(&hub.registry) }),
+        Route::CreateRoom { room } => {
+            let created = hub.registry.create_room(&room);
+            let info = hub.registry.room(&room).map(|r| RoomInfo::of(&r));
+            let status = if created { 201 } else { 200 };
+            return Ok(Some((status, json!({ "room": info, "created": created }))));
+        }
+        Route::RemoveRoom { room } => {
+            let (room, _) = hub.registry.remove_room(&room).ok_or_else(room_not_found)?;
+            for shard in 0..hub.config.shards {
+                if shard == cx.shard.index {
+                    forget_room(cx, &room);
+                } else {
+                    post(cx, shard, ShardMessage::RoomRemoved(room.clone()));
+                }
+            }
+            json!({ "removed": room.name.as_ref() })
+        }
+        Route::RoomMembers { room } => {
+            let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+            let mut members = room.members();
+            members.sort();
+            json!({ "room": room.name.as_ref(), "members": members })
+        }
+        Route::UserConnections { user } => {
+            let mut connections = hub.registry.user_connections(&user);
+            connections.sort();
+            json!({ "user_id": user, "connections": connections })
+        }
+        Route::DisconnectUser { user, close } => {
+            // The registry still lists connections that are closing; only the shards
+            // know which of them this call closes, so the answer waits for theirs.
+            let ids = hub.registry.user_connections(&user);
+            disconnect_and_answer(cx, key, &ids, &close, Disconnecting::User);
+            return Ok(None);
+        }
+        Route::DisconnectConnection { id, close } => {
+            if id.shard() >= hub.config.shards {
+                return Err(connection_not_found(id));
+            }
+            disconnect_and_answer(cx, key, &[id], &close, Disconnecting::One(id));
+            return Ok(None);
+        }
+    };
+    Ok(Some((200, answer)))
+}
+
+/// Closes connections `ids` and answers the call `key` once their shards have acted.
+fn disconnect_and_answer(
+    cx: &mut Ctx,
+    key: usize,
+    ids: &[ConnectionId],
+    close: &CloseRequest,
+    what: Disconnecting,
+) {
+    let answers = ids
+        .iter()
+        .map(|&id| {
+            let (reply, answer) = oneshot::channel();
+            disconnect(cx, id, close, reply);
+            answer
+        })
+        .collect();
+    let conn = &mut cx.state.conns[key];
+    conn.phase = Phase::Answering {
+        deadline: Instant::now() + REPLY_TIMEOUT * 2,
+    };
+    let task = answer_disconnect(cx.shard.clone(), key, conn.stream.clone(), what, answers);
+    monoio::spawn(task);
+}
+
+/// Closes connection `id`, here or on its shard; the outcome goes to `reply`.
+fn disconnect(
+    cx: &mut Ctx,
+    id: ConnectionId,
+    close: &CloseRequest,
+    reply: super::message::Reply<()>,
+) {
+    if id.shard() != cx.shard.index {
+        let msg = ShardMessage::Disconnect {
+            conn: id,
+            code: close.code,
+            reason: close.reason.clone(),
+            reply,
         };
-        let _ = reply.send(outcome);
+        return post(cx, id.shard(), msg);
     }
+    let outcome = match cx.state.key_of(id.seq()) {
+        Some(key) if cx.state.conns[key].is_open() => {
+            let cause = CloseCause::Disconnected;
+            cx.close_connection(key, close.code, &close.reason, false, cause);
+            Ok(())
+        }
+        _ => Err(HubError::UnknownConnection(id)),
+    };
+    let _ = reply.send(outcome);
 }
 
 /// What a disconnect call asked to close.
@@ -206,12 +195,6 @@ async fn answer_disconnect(
     .await
     .ok()
     .flatten();
-    let mut state = shard.state.borrow_mut();
-    // The caller may have hung up, and its slot may hold a newer connection.
-    match state.conns.get(key) {
-        Some(conn) if Rc::ptr_eq(&conn.stream, &stream) => {}
-        _ => return,
-    }
     let (status, body) = match (closed, what) {
         (None, _) => {
             let e = ApiError::new(503, "unavailable", "a connection's shard did not answer");
@@ -223,7 +206,14 @@ async fn answer_disconnect(
         }
         (Some(n), _) => (200, json!({ "disconnected": n }).to_string()),
     };
-    shard.respond(&mut state, key, status, "application/json", &body);
+    Ctx::with(&shard, |cx| {
+        // The caller may have hung up, and its slot may hold a newer connection.
+        match cx.state.conns.get(key) {
+            Some(conn) if Rc::ptr_eq(&conn.stream, &stream) => {}
+            _ => return,
+        }
+        respond(cx, key, status, "application/json", &body);
+    });
 }
 
 fn room_not_found() -> ApiError {

@@ -18,7 +18,7 @@ use crate::stats::{self, CloseCause};
 pub(crate) async fn run(shard: Rc<Shard>) {
     loop {
         shard.flush.wait().await;
-        shard.flush_dirty();
+        flush_dirty(&shard);
     }
 }
 
@@ -52,66 +52,64 @@ impl Pass {
     }
 }
 
-impl Shard {
-    fn flush_dirty(self: &Rc<Self>) {
-        let mut state = self.state.borrow_mut();
-        let mut dirty = std::mem::take(&mut state.dirty);
-        let mut pass = Pass::begin(self);
-        for key in dirty.drain(..) {
-            let Some(conn) = state.conns.get_mut(key) else {
-                continue;
-            };
-            conn.dirty = false;
-            if conn.write_blocked_since.is_some() || matches!(conn.phase, Phase::Dead) {
-                continue;
-            }
-            if self.write_queued(conn, &mut pass) == Flushed::Blocked {
-                conn.write_blocked_since = Some(Instant::now());
-                monoio::spawn(write_when_ready(self.clone(), key, conn.stream.clone()));
-            }
-        }
-        // Keep the list's allocation for the next pass.
-        state.dirty = dirty;
-        drop(state);
-        self.count(pass);
-    }
-
-    /// The one write path: hands the kernel what `conn` has queued, in vectored calls,
-    /// and settles the outcome. Drained: the fan-out latency is recorded (and a closing
-    /// connection's write side shut). Blocked: a client over its queue's bounds is closed
-    /// as a slow consumer. Failed: the connection is killed.
-    fn write_queued(&self, conn: &mut Connection, pass: &mut Pass) -> Flushed {
-        let Ok(written) = conn.out.write_to(conn.fd) else {
-            conn.blame(CloseCause::IoError);
-            conn.kill();
-            return Flushed::Failed;
+fn flush_dirty(shard: &Rc<Shard>) {
+    let mut state = shard.state.borrow_mut();
+    let mut dirty = std::mem::take(&mut state.dirty);
+    let mut pass = Pass::begin(shard);
+    for key in dirty.drain(..) {
+        let Some(conn) = state.conns.get_mut(key) else {
+            continue;
         };
-        pass.calls += written.calls;
-        pass.bytes += written.bytes;
-        if written.drained {
-            if let Some(waited) = conn.after_drain(pass.now_us) {
-                let waited = u64::from(waited.max(1));
-                self.latency.borrow_mut().saturating_record(waited);
-            }
-            return Flushed::Drained;
+        conn.dirty = false;
+        if conn.write_blocked_since.is_some() || matches!(conn.phase, Phase::Dead) {
+            continue;
         }
-        let deadline = Instant::now() + self.hub.config.write_timeout;
-        pass.slow += u64::from(conn.close_if_slow(&self.hub.config.send_queue, deadline));
-        Flushed::Blocked
+        if write_queued(shard, conn, &mut pass) == Flushed::Blocked {
+            conn.write_blocked_since = Some(Instant::now());
+            monoio::spawn(write_when_ready(shard.clone(), key, conn.stream.clone()));
+        }
     }
+    // Keep the list's allocation for the next pass.
+    state.dirty = dirty;
+    drop(state);
+    count(shard, pass);
+}
 
-    fn count(&self, pass: Pass) {
-        let counters = self.counters();
-        if pass.calls > 0 {
-            stats::add(&counters.write_calls, pass.calls);
-            stats::add(&counters.bytes_out, pass.bytes);
+/// The one write path: hands the kernel what `conn` has queued, in vectored calls,
+/// and settles the outcome. Drained: the fan-out latency is recorded (and a closing
+/// connection's write side shut). Blocked: a client over its queue's bounds is closed
+/// as a slow consumer. Failed: the connection is killed.
+fn write_queued(shard: &Shard, conn: &mut Connection, pass: &mut Pass) -> Flushed {
+    let Ok(written) = conn.out.write_to(conn.fd) else {
+        conn.blame(CloseCause::IoError);
+        conn.kill();
+        return Flushed::Failed;
+    };
+    pass.calls += written.calls;
+    pass.bytes += written.bytes;
+    if written.drained {
+        if let Some(waited) = conn.after_drain(pass.now_us) {
+            let waited = u64::from(waited.max(1));
+            shard.latency.borrow_mut().saturating_record(waited);
         }
-        if pass.slow > 0 {
-            stats::add(&counters.slow_consumers, pass.slow);
-        }
-        if pass.bytes > 0 {
-            self.note_activity();
-        }
+        return Flushed::Drained;
+    }
+    let deadline = Instant::now() + shard.hub.config.write_timeout;
+    pass.slow += u64::from(conn.close_if_slow(&shard.hub.config.send_queue, deadline));
+    Flushed::Blocked
+}
+
+fn count(shard: &Shard, pass: Pass) {
+    let counters = shard.counters();
+    if pass.calls > 0 {
+        stats::add(&counters.write_calls, pass.calls);
+        stats::add(&counters.bytes_out, pass.bytes);
+    }
+    if pass.slow > 0 {
+        stats::add(&counters.slow_consumers, pass.slow);
+    }
+    if pass.bytes > 0 {
+        shard.note_activity();
     }
 }
 
@@ -133,12 +131,12 @@ async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
             return;
         }
         let mut pass = Pass::begin(&shard);
-        let flushed = shard.write_queued(conn, &mut pass);
+        let flushed = write_queued(&shard, conn, &mut pass);
         if flushed == Flushed::Drained {
             conn.write_blocked_since = None;
         }
         drop(state);
-        shard.count(pass);
+        count(&shard, pass);
         if flushed != Flushed::Blocked {
             return;
         }

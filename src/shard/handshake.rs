@@ -9,17 +9,20 @@
 //! key check: a request that may not send one is answered as soon as its head is in.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::api::on_api;
 use super::connection::Phase;
-use super::state::ShardState;
-use super::Shard;
+use super::context::Ctx;
+use super::lifecycle::open;
+use super::reader::on_frame_bytes;
 use crate::admission::Refusal;
 use crate::api::{self, ApiError};
+use crate::config::HubConfig;
 use crate::forwarded::ClientAddress;
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
+use crate::hub::HubShared;
 use crate::ids::is_valid_user_id;
 
 /// A request whose head has arrived and been accepted.
@@ -59,250 +62,218 @@ impl Progress {
 /// How long a client has to read a final HTTP response and hang up.
 const RESPONSE_LINGER: Duration = Duration::from_secs(5);
 
-impl Shard {
-    pub(super) fn on_handshake_bytes(
-        self: &Rc<Self>,
-        state: &mut ShardState,
-        key: usize,
-        data: &mut [u8],
-    ) {
-        let conn = &mut state.conns[key];
-        let Phase::Handshake { awaiting_body, .. } = &mut conn.phase else {
-            return;
-        };
-        let awaited = awaiting_body.take();
-        let peer = conn.remote;
-        // Usually the whole request comes in one read and is handled where it landed;
-        // only a request that arrives in pieces is gathered in the connection, and never
-        // more of it than the size bounds (head, then the body it announces).
-        let mut gathered = std::mem::take(&mut conn.partial);
-        let fresh = gathered.is_empty();
-        let (buf, unread): (&mut [u8], &mut [u8]) = if fresh {
-            (data, &mut [])
-        } else {
-            let bound = awaited.as_ref().map_or_else(
-                || MAX_HEAD_BYTES + self.hub.config.api_body_limit(),
-                |request| request.total,
-            );
-            let taken = data.len().min(bound.saturating_sub(gathered.len()));
-            gathered.extend_from_slice(&data[..taken]);
-            (gathered.as_mut_slice(), &mut data[taken..])
-        };
-        let progress = match awaited {
-            // The head was parsed and accepted by an earlier read: only its length counts.
-            Some(request) => Progress::of(request, buf.len()),
-            None => match self.accept_head(buf, peer) {
-                Ok(None) => Progress::NeedHead,
-                Ok(Some(request)) => {
-                    let progress = Progress::of(Box::new(request), buf.len());
-                    if matches!(&progress, Progress::NeedBody(r) if r.head.expect_continue) {
-                        // The head is parsed once, so this is sent at most once.
-                        let conn = &mut state.conns[key];
-                        conn.out
-                            .push_unbounded(bytes::Bytes::from_static(http::CONTINUE));
-                        self.mark_dirty(state, key);
-                    }
-                    progress
+pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
+    let conn = &mut cx.state.conns[key];
+    let Phase::Handshake { awaiting_body, .. } = &mut conn.phase else {
+        return;
+    };
+    let awaited = awaiting_body.take();
+    let peer = conn.remote;
+    // Usually the whole request comes in one read and is handled where it landed;
+    // only a request that arrives in pieces is gathered in the connection, and never
+    // more of it than the size bounds (head, then the body it announces).
+    let mut gathered = std::mem::take(&mut conn.partial);
+    let fresh = gathered.is_empty();
+    let (buf, unread): (&mut [u8], &mut [u8]) = if fresh {
+        (data, &mut [])
+    } else {
+        let bound = awaited.as_ref().map_or_else(
+            || MAX_HEAD_BYTES + cx.config().api_body_limit(),
+            |request| request.total,
+        );
+        let taken = data.len().min(bound.saturating_sub(gathered.len()));
+        gathered.extend_from_slice(&data[..taken]);
+        (gathered.as_mut_slice(), &mut data[taken..])
+    };
+    let progress = match awaited {
+        // The head was parsed and accepted by an earlier read: only its length counts.
+        Some(request) => Progress::of(request, buf.len()),
+        None => match accept_head(cx.hub(), buf, peer) {
+            Ok(None) => Progress::NeedHead,
+            Ok(Some(request)) => {
+                let progress = Progress::of(Box::new(request), buf.len());
+                if matches!(&progress, Progress::NeedBody(r) if r.head.expect_continue) {
+                    // The head is parsed once, so this is sent at most once.
+                    let conn = &mut cx.state.conns[key];
+                    conn.out
+                        .push_unbounded(bytes::Bytes::from_static(http::CONTINUE));
+                    cx.mark_dirty(key);
                 }
-                Err(e) => return self.respond(state, key, e.status, "application/json", &e.body()),
-            },
-        };
-        let awaiting = match progress {
-            Progress::Complete(request) => {
-                let Request {
-                    head,
-                    client,
-                    head_len,
-                    total,
-                } = *request;
-                // From here on the connection is known by its client's address: in
-                // caps, logs and what the hub tells of it.
-                state.conns[key].remote = client.addr;
-                let (head_and_body, after) = buf.split_at_mut(total);
-                let body = &head_and_body[head_len..];
-                return self.on_request(state, key, head, body, [after, unread]);
+                progress
             }
-            Progress::NeedHead => None,
-            Progress::NeedBody(request) => Some(request),
-        };
-        let conn = &mut state.conns[key];
-        conn.partial = if fresh { buf.to_vec() } else { gathered };
-        if let Phase::Handshake { awaiting_body, .. } = &mut conn.phase {
-            *awaiting_body = awaiting;
+            Err(e) => return respond(cx, key, e.status, "application/json", &e.body()),
+        },
+    };
+    let awaiting = match progress {
+        Progress::Complete(request) => {
+            let Request {
+                head,
+                client,
+                head_len,
+                total,
+            } = *request;
+            // From here on the connection is known by its client's address: in
+            // caps, logs and what the hub tells of it.
+            cx.state.conns[key].remote = client.addr;
+            let (head_and_body, after) = buf.split_at_mut(total);
+            let body = &head_and_body[head_len..];
+            return on_request(cx, key, head, body, [after, unread]);
         }
+        Progress::NeedHead => None,
+        Progress::NeedBody(request) => Some(request),
+    };
+    let conn = &mut cx.state.conns[key];
+    conn.partial = if fresh { buf.to_vec() } else { gathered };
+    if let Phase::Handshake { awaiting_body, .. } = &mut conn.phase {
+        *awaiting_body = awaiting;
     }
+}
 
-    /// Parses the request head at the front of `buf` and decides, before any of its body
-    /// is read, whether the request may go on; `Ok(None)` while the head is incomplete.
-    /// Only API calls take a body, and only from a caller the API accepts: anyone else
-    /// is answered at once, so the hub never holds a body for them (nor says
-    /// `100 Continue`).
-    fn accept_head(&self, buf: &[u8], peer: SocketAddr) -> Result<Option<Request>, ApiError> {
-        let (head, head_len) = match http::parse_head(buf) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return Ok(None),
-            Err(HeadError::TooLarge) => {
-                let why = "request line or headers too large";
-                return Err(ApiError::new(431, "head_too_large", why));
-            }
-            Err(HeadError::Malformed) => {
-                let why = "malformed HTTP request";
-                return Err(ApiError::new(400, "bad_request", why));
-            }
-        };
-        let client = self.hub.proxies.client(peer, &head);
-        let body_len = head.content_length.unwrap_or(0);
-        if !self.is_api_call(&head.path) {
-            if head.chunked || body_len > 0 {
-                let why = "this request takes no body";
-                return Err(ApiError::new(400, "bad_request", why));
-            }
-        } else {
-            let config = &self.hub.config;
-            // Checked before any body is taken, so that only a caller with the key can
-            // make the hub hold one.
-            api::authorize(&head, config.api.key.as_deref(), &client)?;
-            if head.chunked {
-                let why = "chunked bodies are not accepted: send Content-Length";
-                return Err(ApiError::new(411, "length_required", why));
-            }
-            if body_len > config.api_body_limit() {
-                let why = "request body too large";
-                return Err(ApiError::new(413, "body_too_large", why));
-            }
+/// Parses the request head at the front of `buf` and decides, before any of its body
+/// is read, whether the request may go on; `Ok(None)` while the head is incomplete.
+/// Only API calls take a body, and only from a caller the API accepts: anyone else
+/// is answered at once, so the hub never holds a body for them (nor says
+/// `100 Continue`).
+fn accept_head(hub: &HubShared, buf: &[u8], peer: SocketAddr) -> Result<Option<Request>, ApiError> {
+    let (head, head_len) = match http::parse_head(buf) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Ok(None),
+        Err(HeadError::TooLarge) => {
+            let why = "request line or headers too large";
+            return Err(ApiError::new(431, "head_too_large", why));
         }
-        Ok(Some(Request {
-            head,
-            client,
-            head_len,
-            total: head_len + body_len,
-        }))
+        Err(HeadError::Malformed) => {
+            let why = "malformed HTTP request";
+            return Err(ApiError::new(400, "bad_request", why));
+        }
+    };
+    let client = hub.proxies.client(peer, &head);
+    let body_len = head.content_length.unwrap_or(0);
+    if !is_api_call(&hub.config, &head.path) {
+        if head.chunked || body_len > 0 {
+            let why = "this request takes no body";
+            return Err(ApiError::new(400, "bad_request", why));
+        }
+    } else {
+        let config = &hub.config;
+        // Checked before any body is taken, so that only a caller with the key can
+        // make the hub hold one.
+        api::authorize(&head, config.api.key.as_deref(), &client)?;
+        if head.chunked {
+            let why = "chunked bodies are not accepted: send Content-Length";
+            return Err(ApiError::new(411, "length_required", why));
+        }
+        if body_len > config.api_body_limit() {
+            let why = "request body too large";
+            return Err(ApiError::new(413, "body_too_large", why));
+        }
     }
+    Ok(Some(Request {
+        head,
+        client,
+        head_len,
+        total: head_len + body_len,
+    }))
+}
 
-    /// A call to the HTTP API. The upgrade path is never one, even under `/api/`.
-    fn is_api_call(&self, path: &str) -> bool {
-        path.starts_with("/api/") && path != self.hub.config.path
-    }
+/// A call to the HTTP API. The upgrade path is never one, even under `/api/`.
+fn is_api_call(config: &HubConfig, path: &str) -> bool {
+    path.starts_with("/api/") && path != config.path
+}
 
-    /// Routes a complete request with its `body`. `rest` holds whatever the client sent
-    /// after it (in up to two pieces), which after an upgrade is already WebSocket frames.
-    fn on_request(
-        self: &Rc<Self>,
-        state: &mut ShardState,
-        key: usize,
-        request: RequestHead,
-        body: &[u8],
-        rest: [&mut [u8]; 2],
-    ) {
-        let config = &self.hub.config;
-        let path = request.path.as_str();
-        if path == config.path {
-            self.on_upgrade(state, key, request, rest);
-        } else if self.is_api_call(path) {
-            self.on_api(state, key, &request, body);
-        } else if request.method != "GET" {
-            self.respond_error(state, key, 405, "method not allowed");
-        } else if path == "/health" {
-            self.respond(state, key, 200, "application/json", r#"{"status":"ok"}"#);
-        } else if path == "/stats" {
-            let stats = serde_json::to_string(&self.hub.stats()).expect("stats serialize");
-            self.respond(state, key, 200, "application/json", &stats);
-        } else if path == "/metrics" {
-            let text = crate::metrics::render(&self.hub.stats());
-            self.respond(state, key, 200, crate::metrics::CONTENT_TYPE, &text);
-        } else {
-            self.respond_error(state, key, 404, "not found");
-        }
+/// Routes a complete request with its `body`. `rest` holds whatever the client sent
+/// after it (in up to two pieces), which after an upgrade is already WebSocket frames.
+fn on_request(cx: &mut Ctx, key: usize, request: RequestHead, body: &[u8], rest: [&mut [u8]; 2]) {
+    let config = cx.config();
+    let path = request.path.as_str();
+    if path == config.path {
+        on_upgrade(cx, key, request, rest);
+    } else if is_api_call(config, path) {
+        on_api(cx, key, &request, body);
+    } else if request.method != "GET" {
+        respond_error(cx, key, 405, "method not allowed");
+    } else if path == "/health" {
+        respond(cx, key, 200, "application/json", r#"{"status":"ok"}"#);
+    } else if path == "/stats" {
+        let stats = serde_json::to_string(&cx.hub().stats()).expect("stats serialize");
+        respond(cx, key, 200, "application/json", &stats);
+    } else if path == "/metrics" {
+        let text = crate::metrics::render(&cx.hub().stats());
+        respond(cx, key, 200, crate::metrics::CONTENT_TYPE, &text);
+    } else {
+        respond_error(cx, key, 404, "not found");
     }
+}
 
-    fn on_upgrade(
-        &self,
-        state: &mut ShardState,
-        key: usize,
-        request: RequestHead,
-        rest: [&mut [u8]; 2],
-    ) {
-        if !request.wants_upgrade() {
-            let body = "This endpoint speaks WebSocket: send an upgrade request.";
-            return self.respond(state, key, 426, "text/plain", body);
-        }
-        let accept = match http::accept_key(&request) {
-            Ok(accept) => accept,
-            Err(why) => return self.respond_error(state, key, 400, why),
-        };
-        if !self.hub.origins.allows(request.origin.as_deref()) {
-            return self.respond_error(state, key, 403, "origin not allowed");
-        }
-        let user = match self.identify(state, key, &request) {
-            Ok(user) => user,
-            Err((status, why)) => return self.respond_error(state, key, status, &why),
-        };
-        let (id, ip) = (state.conns[key].id, state.conns[key].remote.ip());
-        if let Err(refusal) = self.hub.admission.admit(ip) {
-            return self.refuse(state, key, refusal);
-        }
-        let per_user = self.hub.config.limits.connections_per_user;
-        let Ok(first) = self.hub.registry.add_connection(id, &user, per_user) else {
-            self.hub.admission.release(ip);
-            return self.refuse(state, key, Refusal::TooManyForUser);
-        };
-        self.counters().count_response(101);
-        let subprotocol = http::choose_subprotocol(&request, &self.hub.config.subprotocols);
-        state.conns[key]
-            .out
-            .push_protected(http::switching_protocols(&accept, subprotocol));
-        self.open(state, key, user, first);
-        for bytes in rest {
-            if !bytes.is_empty() && state.conns[key].is_open() {
-                self.on_frame_bytes(state, key, bytes);
-            }
+fn on_upgrade(cx: &mut Ctx, key: usize, request: RequestHead, rest: [&mut [u8]; 2]) {
+    if !request.wants_upgrade() {
+        let body = "This endpoint speaks WebSocket: send an upgrade request.";
+        return respond(cx, key, 426, "text/plain", body);
+    }
+    let accept = match http::accept_key(&request) {
+        Ok(accept) => accept,
+        Err(why) => return respond_error(cx, key, 400, why),
+    };
+    if !cx.hub().origins.allows(request.origin.as_deref()) {
+        return respond_error(cx, key, 403, "origin not allowed");
+    }
+    let user = match identify(cx, key, &request) {
+        Ok(user) => user,
+        Err((status, why)) => return respond_error(cx, key, status, &why),
+    };
+    let (id, ip) = (cx.state.conns[key].id, cx.state.conns[key].remote.ip());
+    if let Err(refusal) = cx.hub().admission.admit(ip) {
+        return refuse(cx, key, refusal);
+    }
+    let per_user = cx.config().limits.connections_per_user;
+    let Ok(first) = cx.hub().registry.add_connection(id, &user, per_user) else {
+        cx.hub().admission.release(ip);
+        return refuse(cx, key, Refusal::TooManyForUser);
+    };
+    cx.counters().count_response(101);
+    let subprotocol = http::choose_subprotocol(&request, &cx.config().subprotocols);
+    cx.state.conns[key]
+        .out
+        .push_protected(http::switching_protocols(&accept, subprotocol));
+    open(cx, key, user, first);
+    for bytes in rest {
+        if !bytes.is_empty() && cx.state.conns[key].is_open() {
+            on_frame_bytes(cx, key, bytes);
         }
     }
+}
 
-    /// The user of an upgrade request: from its token when authentication is on, else
-    /// from `?user=`, else anonymous. On failure: the HTTP status and reason.
-    fn identify(
-        &self,
-        state: &ShardState,
-        key: usize,
-        request: &RequestHead,
-    ) -> Result<Arc<str>, (u16, String)> {
-        if let Some(auth) = &self.hub.authenticator {
-            return auth
-                .authenticate(request)
-                .map(Arc::from)
-                .map_err(|e| (401, e.to_string()));
-        }
-        match request.query_param("user") {
-            Some(user) if is_valid_user_id(&user) => Ok(user.into()),
-            Some(_) => Err((400, "user must be 1 to 128 bytes".to_owned())),
-            None => Ok(format!("anon-{}", state.conns[key].id).into()),
-        }
+/// The user of an upgrade request: from its token when authentication is on, else
+/// from `?user=`, else anonymous. On failure: the HTTP status and reason.
+fn identify(cx: &Ctx, key: usize, request: &RequestHead) -> Result<Arc<str>, (u16, String)> {
+    if let Some(auth) = &cx.hub().authenticator {
+        return auth
+            .authenticate(request)
+            .map(Arc::from)
+            .map_err(|e| (401, e.to_string()));
     }
+    match request.query_param("user") {
+        Some(user) if is_valid_user_id(&user) => Ok(user.into()),
+        Some(_) => Err((400, "user must be 1 to 128 bytes".to_owned())),
+        None => Ok(format!("anon-{}", cx.state.conns[key].id).into()),
+    }
+}
 
-    fn refuse(&self, state: &mut ShardState, key: usize, refusal: Refusal) {
-        let (status, why) = refusal.response();
-        self.respond_error(state, key, status, why);
-    }
+fn refuse(cx: &mut Ctx, key: usize, refusal: Refusal) {
+    let (status, why) = refusal.response();
+    respond_error(cx, key, status, why);
+}
 
-    /// Answers with `{"error": why}` and closes.
-    pub(super) fn respond_error(&self, state: &mut ShardState, key: usize, status: u16, why: &str) {
-        let body = serde_json::json!({ "error": why }).to_string();
-        self.respond(state, key, status, "application/json", &body);
-    }
+/// Answers with `{"error": why}` and closes.
+pub(super) fn respond_error(cx: &mut Ctx, key: usize, status: u16, why: &str) {
+    let body = serde_json::json!({ "error": why }).to_string();
+    respond(cx, key, status, "application/json", &body);
+}
 
-    /// Answers the request and closes the connection after the response.
-    pub(super) fn respond(
-        &self,
-        state: &mut ShardState,
-        key: usize,
-        status: u16,
-        content_type: &str,
-        body: &str,
-    ) {
-        self.counters().count_response(status);
-        let response = http::response(status, content_type, body);
-        state.conns[key].respond_and_close(response, Instant::now() + RESPONSE_LINGER);
-        self.mark_dirty(state, key);
-    }
+/// Answers the request and closes the connection after the response.
+pub(super) fn respond(cx: &mut Ctx, key: usize, status: u16, content_type: &str, body: &str) {
+    cx.counters().count_response(status);
+    let response = http::response(status, content_type, body);
+    cx.state.conns[key].respond_and_close(response, Instant::now() + RESPONSE_LINGER);
+    cx.mark_dirty(key);
 }

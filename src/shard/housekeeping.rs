@@ -20,14 +20,14 @@ pub(crate) async fn run(shard: Rc<Shard>) {
         monoio::time::sleep(tick).await;
         let now = Instant::now();
         rates.update(shard.counters(), now);
-        shard.publish_latency();
+        publish_latency(&shard);
         if now >= next_ping {
-            shard.ping_all();
+            ping_all(&shard);
             next_ping = now + config.ping_interval;
         }
-        shard.enforce_deadlines(now);
+        enforce_deadlines(&shard, now);
         if now >= next_sweep {
-            shard.sweep();
+            sweep(&shard);
             next_sweep = now + config.cleanup_interval;
         }
         // One shard speaks for the hub.
@@ -109,94 +109,92 @@ impl RateMeter {
     }
 }
 
-impl Shard {
-    /// Moves the latency measured since the last tick into the shared histogram that
-    /// stats and metrics read, so the shard's own recording never takes a lock.
-    fn publish_latency(&self) {
-        let mut local = self.latency.borrow_mut();
-        if local.is_empty() {
-            return;
-        }
-        let mut shared = self
-            .counters()
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        shared
-            .get_or_insert_with(stats::latency_histogram)
-            .add(&*local)
-            .expect("same bounds");
-        local.reset();
+/// Moves the latency measured since the last tick into the shared histogram that
+/// stats and metrics read, so the shard's own recording never takes a lock.
+fn publish_latency(shard: &Shard) {
+    let mut local = shard.latency.borrow_mut();
+    if local.is_empty() {
+        return;
     }
+    let mut shared = shard
+        .counters()
+        .latency
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    shared
+        .get_or_insert_with(stats::latency_histogram)
+        .add(&*local)
+        .expect("same bounds");
+    local.reset();
+}
 
-    fn ping_all(&self) {
-        let ping = encode::ping_frame();
-        let limits = self.hub.config.send_queue;
-        let now_us = self.hub.now_us();
-        let mut state = self.state.borrow_mut();
-        let state = &mut *state;
-        for (key, conn) in state.conns.iter_mut() {
-            // A queue too full for a ping belongs to a slow consumer; the next fan-out
-            // or the write timeout deals with it.
-            if conn.is_open() && conn.queue(ping.clone(), now_us, &limits).is_ok() && !conn.dirty {
-                conn.dirty = true;
-                state.dirty.push(key);
-            }
-        }
-        if !state.dirty.is_empty() {
-            self.flush.notify();
+fn ping_all(shard: &Shard) {
+    let ping = encode::ping_frame();
+    let limits = shard.hub.config.send_queue;
+    let now_us = shard.hub.now_us();
+    let mut state = shard.state.borrow_mut();
+    let state = &mut *state;
+    for (key, conn) in state.conns.iter_mut() {
+        // A queue too full for a ping belongs to a slow consumer; the next fan-out
+        // or the write timeout deals with it.
+        if conn.is_open() && conn.queue(ping.clone(), now_us, &limits).is_ok() && !conn.dirty {
+            conn.dirty = true;
+            state.dirty.push(key);
         }
     }
+    if !state.dirty.is_empty() {
+        shard.flush.notify();
+    }
+}
 
-    /// Drops connections past a deadline: silent beyond the pong timeout, writes stuck
-    /// beyond the write timeout, handshakes and closing handshakes that took too long.
-    /// Also ticks the outbound queues: one drained since the previous tick keeps its
-    /// memory for the next flush pass while the connection is being sent to; an idle one
-    /// gives it back, within two ticks of its last write. (This is here rather than in the
-    /// sweep, which runs only every `cleanup_interval`, and costs little more than this
-    /// loop over the connections already does.)
-    fn enforce_deadlines(&self, now: Instant) {
-        let config = &self.hub.config;
-        let mut state = self.state.borrow_mut();
-        for (_, conn) in state.conns.iter_mut() {
-            conn.out.tick();
-            let stuck = conn
-                .write_blocked_since
-                .is_some_and(|since| now.duration_since(since) >= config.write_timeout);
-            let expired = match &conn.phase {
-                Phase::Handshake { deadline, .. }
-                | Phase::Answering { deadline }
-                | Phase::Closing { deadline, .. } => now >= *deadline,
-                Phase::Open => now.duration_since(conn.last_heard) >= config.pong_timeout,
-                Phase::Dead => false,
-            };
-            if expired || stuck {
-                if conn.is_open() {
-                    let cause = if stuck {
-                        CloseCause::WriteStalled
-                    } else {
-                        CloseCause::Timeout
-                    };
-                    conn.blame(cause);
-                    tracing::debug!(conn = %conn.id, cause = cause.label(), "dropping dead connection");
-                }
-                conn.kill();
+/// Drops connections past a deadline: silent beyond the pong timeout, writes stuck
+/// beyond the write timeout, handshakes and closing handshakes that took too long.
+/// Also ticks the outbound queues: one drained since the previous tick keeps its
+/// memory for the next flush pass while the connection is being sent to; an idle one
+/// gives it back, within two ticks of its last write. (This is here rather than in the
+/// sweep, which runs only every `cleanup_interval`, and costs little more than this
+/// loop over the connections already does.)
+fn enforce_deadlines(shard: &Shard, now: Instant) {
+    let config = &shard.hub.config;
+    let mut state = shard.state.borrow_mut();
+    for (_, conn) in state.conns.iter_mut() {
+        conn.out.tick();
+        let stuck = conn
+            .write_blocked_since
+            .is_some_and(|since| now.duration_since(since) >= config.write_timeout);
+        let expired = match &conn.phase {
+            Phase::Handshake { deadline, .. }
+            | Phase::Answering { deadline }
+            | Phase::Closing { deadline, .. } => now >= *deadline,
+            Phase::Open => now.duration_since(conn.last_heard) >= config.pong_timeout,
+            Phase::Dead => false,
+        };
+        if expired || stuck {
+            if conn.is_open() {
+                let cause = if stuck {
+                    CloseCause::WriteStalled
+                } else {
+                    CloseCause::Timeout
+                };
+                conn.blame(cause);
+                tracing::debug!(conn = %conn.id, cause = cause.label(), "dropping dead connection");
             }
+            conn.kill();
         }
     }
+}
 
-    /// The periodic sweep: gives back memory that bursts left behind.
-    fn sweep(&self) {
-        let mut state = self.state.borrow_mut();
-        let state = &mut *state;
-        for (_, conn) in state.conns.iter_mut() {
-            if conn.partial.is_empty() && conn.partial.capacity() > 0 {
-                conn.partial = Vec::new();
-            }
+/// The periodic sweep: gives back memory that bursts left behind.
+fn sweep(shard: &Shard) {
+    let mut state = shard.state.borrow_mut();
+    let state = &mut *state;
+    for (_, conn) in state.conns.iter_mut() {
+        if conn.partial.is_empty() && conn.partial.capacity() > 0 {
+            conn.partial = Vec::new();
         }
-        state.by_seq.shrink_to(state.by_seq.len() * 2);
-        state.membership.shrink();
-        let dirty_len = state.dirty.len();
-        state.dirty.shrink_to(dirty_len.max(64));
     }
+    state.by_seq.shrink_to(state.by_seq.len() * 2);
+    state.membership.shrink();
+    let dirty_len = state.dirty.len();
+    state.dirty.shrink_to(dirty_len.max(64));
 }

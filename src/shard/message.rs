@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
-use crate::hub::{ConnectionInfo, HubError};
+use crate::hub::{ConnectionInfo, HubError, HubShared};
 use crate::ids::ConnectionId;
 use crate::room::Room;
 
@@ -28,6 +29,31 @@ pub(crate) enum Target {
     Connections(Arc<[ConnectionId]>),
     /// One connection.
     Connection(ConnectionId),
+}
+
+impl Target {
+    /// The shards with recipients.
+    pub(crate) fn shards(&self, hub: &HubShared) -> SmallVec<[usize; 8]> {
+        let all = hub.config.shards;
+        match self {
+            Target::All { .. } => (0..all).collect(),
+            Target::Room { room, .. } => room.shards_with_members().collect(),
+            Target::Rooms { rooms, .. } => {
+                let mut shards: SmallVec<[usize; 8]> =
+                    rooms.iter().flat_map(|r| r.shards_with_members()).collect();
+                shards.sort_unstable();
+                shards.dedup();
+                shards
+            }
+            Target::Connections(ids) => {
+                let mut shards: SmallVec<[usize; 8]> = ids.iter().map(|c| c.shard()).collect();
+                shards.sort_unstable();
+                shards.dedup();
+                shards
+            }
+            Target::Connection(id) => std::iter::once(id.shard()).collect(),
+        }
+    }
 }
 
 /// A reply channel for a command whose caller waits for the outcome: a thread blocks on

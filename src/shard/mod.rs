@@ -16,6 +16,7 @@
 pub(crate) mod accept;
 pub(crate) mod api;
 pub(crate) mod connection;
+pub(crate) mod context;
 pub(crate) mod dispatch;
 pub(crate) mod fanout;
 pub(crate) mod flusher;

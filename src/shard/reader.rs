@@ -11,10 +11,11 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use super::connection::Phase;
+use super::context::Ctx;
+use super::dispatch::{on_text, send_error};
 use super::ratelimit::Verdict;
 use super::signal::yield_now;
-use super::state::ShardState;
-use super::{sys, Shard};
+use super::{handshake, lifecycle, sys, Shard};
 use crate::protocol::{ErrorCode, ServerMessage};
 use crate::stats::{self, CloseCause};
 use crate::ws::assemble::Message;
@@ -48,7 +49,7 @@ enum Next {
 /// The task of the connection at slab `key`. It alone removes the connection.
 pub(crate) async fn serve(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
     loop {
-        match shard.read_available(key) {
+        match read_available(&shard, key) {
             Next::WaitReadable => {
                 if stream.readable(false).await.is_err() {
                     break;
@@ -59,7 +60,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
             Next::Finish => break,
         }
     }
-    shard.finish(key);
+    lifecycle::finish(&shard, key);
 }
 
 /// While closing, the client's data is dropped; its close frame, the reply to ours,
@@ -75,167 +76,159 @@ fn close_on_reply(conn: &mut super::connection::Connection, data: &mut [u8]) {
     }
 }
 
-impl Shard {
-    fn read_available(self: &Rc<Self>, key: usize) -> Next {
-        let mut buf = self.read_buf.borrow_mut();
-        for _ in 0..READS_PER_TURN {
-            let fd = {
-                let state = self.state.borrow();
-                let conn = &state.conns[key];
-                match conn.phase {
-                    Phase::Dead => return Next::Finish,
-                    Phase::Open if state.is_holding_back() => return Next::Paused,
-                    _ => conn.fd,
-                }
-            };
-            match sys::recv(fd, &mut buf) {
-                Ok(0) => return Next::Finish,
-                Ok(n) => {
-                    self.note_activity();
-                    stats::add(&self.counters().bytes_in, n as u64);
-                    self.on_bytes_contained(key, &mut buf[..n]);
-                    if n < buf.len() {
-                        // Short read: the socket is drained; readiness will say when
-                        // there is more, without a read that fails.
-                        return Next::WaitReadable;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::WaitReadable,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Next::Finish,
+fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
+    let mut buf = shard.read_buf.borrow_mut();
+    for _ in 0..READS_PER_TURN {
+        let fd = {
+            let state = shard.state.borrow();
+            let conn = &state.conns[key];
+            match conn.phase {
+                Phase::Dead => return Next::Finish,
+                Phase::Open if state.is_holding_back() => return Next::Paused,
+                _ => conn.fd,
             }
+        };
+        match sys::recv(fd, &mut buf) {
+            Ok(0) => return Next::Finish,
+            Ok(n) => {
+                shard.note_activity();
+                stats::add(&shard.counters().bytes_in, n as u64);
+                on_bytes_contained(shard, key, &mut buf[..n]);
+                if n < buf.len() {
+                    // Short read: the socket is drained; readiness will say when
+                    // there is more, without a read that fails.
+                    return Next::WaitReadable;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::WaitReadable,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Next::Finish,
         }
-        Next::Yield
     }
+    Next::Yield
+}
 
-    /// Handles what arrived, containing any panic to this connection: a bug triggered by
-    /// one client's input is logged, that client is closed with 1011, and the shard and
-    /// every other connection carry on.
-    fn on_bytes_contained(self: &Rc<Self>, key: usize, data: &mut [u8]) {
-        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.on_bytes(key, data);
-        }));
-        if let Err(panic) = handled {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let mut state = self.state.borrow_mut();
-            let conn = &mut state.conns[key];
+/// Handles what arrived, containing any panic to this connection: a bug triggered by
+/// one client's input is logged, that client is closed with 1011, and the shard and
+/// every other connection carry on.
+fn on_bytes_contained(shard: &Rc<Shard>, key: usize, data: &mut [u8]) {
+    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Ctx::with(shard, |cx| on_bytes(cx, key, data));
+    }));
+    if let Err(panic) = handled {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Ctx::with(shard, |cx| {
+            let conn = &mut cx.state.conns[key];
             tracing::error!(conn = %conn.id, panic = %what, "bug while handling a message; closing the connection with 1011");
             if conn.is_open() {
                 let code = close_code::INTERNAL;
                 let cause = CloseCause::Internal;
-                self.close_connection(&mut state, key, code, "internal error", true, cause);
+                cx.close_connection(key, code, "internal error", true, cause);
             } else {
                 conn.kill();
             }
+        });
+    }
+}
+
+fn on_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
+    let conn = &mut cx.state.conns[key];
+    conn.last_heard = Instant::now();
+    match conn.phase {
+        Phase::Handshake { .. } => handshake::on_handshake_bytes(cx, key, data),
+        Phase::Open => on_frame_bytes(cx, key, data),
+        Phase::Closing { .. } => close_on_reply(&mut cx.state.conns[key], data),
+        // An HTTP caller has nothing more to say while its answer is on the way.
+        Phase::Answering { .. } | Phase::Dead => {}
+    }
+}
+
+/// Handles frame bytes, joining them to a saved partial frame if there is one.
+pub(super) fn on_frame_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
+    let saved = std::mem::take(&mut cx.state.conns[key].partial);
+    if saved.is_empty() {
+        let used = decode_frames(cx, key, data);
+        let rest = &data[used..];
+        let conn = &mut cx.state.conns[key];
+        if !rest.is_empty() && conn.is_open() {
+            // Sized to what arrived, not to what the header announces: memory grows
+            // only as fast as a client actually sends.
+            conn.partial = rest.to_vec();
+        }
+    } else {
+        let mut joined = saved;
+        joined.extend_from_slice(data);
+        let used = decode_frames(cx, key, &mut joined);
+        joined.drain(..used);
+        let conn = &mut cx.state.conns[key];
+        if !joined.is_empty() && conn.is_open() {
+            conn.partial = joined;
         }
     }
+}
 
-    fn on_bytes(self: &Rc<Self>, key: usize, data: &mut [u8]) {
-        let mut state = self.state.borrow_mut();
-        let conn = &mut state.conns[key];
-        conn.last_heard = Instant::now();
-        match conn.phase {
-            Phase::Handshake { .. } => self.on_handshake_bytes(&mut state, key, data),
-            Phase::Open => self.on_frame_bytes(&mut state, key, data),
-            Phase::Closing { .. } => close_on_reply(&mut state.conns[key], data),
-            // An HTTP caller has nothing more to say while its answer is on the way.
-            Phase::Answering { .. } | Phase::Dead => {}
-        }
-    }
-
-    /// Handles frame bytes, joining them to a saved partial frame if there is one.
-    pub(super) fn on_frame_bytes(&self, state: &mut ShardState, key: usize, data: &mut [u8]) {
-        let saved = std::mem::take(&mut state.conns[key].partial);
-        if saved.is_empty() {
-            let used = self.decode_frames(state, key, data);
-            let rest = &data[used..];
-            let conn = &mut state.conns[key];
-            if !rest.is_empty() && conn.is_open() {
-                // Sized to what arrived, not to what the header announces: memory grows
-                // only as fast as a client actually sends.
-                conn.partial = rest.to_vec();
+/// Decodes and handles the whole frames at the front of `buf`; returns the bytes
+/// used. Once the connection stops being open, the rest is dropped as used.
+fn decode_frames(cx: &mut Ctx, key: usize, buf: &mut [u8]) -> usize {
+    let max = cx.config().max_message_size;
+    let mut pos = 0;
+    while cx.state.conns[key].is_open() {
+        match decode_frame(&mut buf[pos..], max) {
+            Ok(Decoded::Frame(header)) => {
+                let payload = pos + header.header_len..pos + header.frame_len();
+                pos += header.frame_len();
+                on_frame(cx, key, header, &mut buf[payload]);
             }
-        } else {
-            let mut joined = saved;
-            joined.extend_from_slice(data);
-            let used = self.decode_frames(state, key, &mut joined);
-            joined.drain(..used);
-            let conn = &mut state.conns[key];
-            if !joined.is_empty() && conn.is_open() {
-                conn.partial = joined;
+            Ok(Decoded::Incomplete { .. }) => return pos,
+            Err(reason) => {
+                let cause = CloseCause::of_code(reason.code);
+                cx.close_connection(key, reason.code, reason.reason, true, cause);
+                break;
             }
         }
     }
+    buf.len()
+}
 
-    /// Decodes and handles the whole frames at the front of `buf`; returns the bytes
-    /// used. Once the connection stops being open, the rest is dropped as used.
-    fn decode_frames(&self, state: &mut ShardState, key: usize, buf: &mut [u8]) -> usize {
-        let max = self.hub.config.max_message_size;
-        let mut pos = 0;
-        while state.conns[key].is_open() {
-            match decode_frame(&mut buf[pos..], max) {
-                Ok(Decoded::Frame(header)) => {
-                    let payload = pos + header.header_len..pos + header.frame_len();
-                    pos += header.frame_len();
-                    self.on_frame(state, key, header, &mut buf[payload]);
+fn on_frame(cx: &mut Ctx, key: usize, header: FrameHeader, payload: &mut [u8]) {
+    let max = cx.config().max_message_size;
+    let message = cx.state.conns[key].assembler.push(header, payload, max);
+    match message {
+        Ok(None) | Ok(Some(Message::Pong)) => {}
+        Ok(Some(Message::Ping(data))) => cx.send_to(key, encode::pong_frame(data)),
+        Ok(Some(Message::Close(code))) => {
+            // Echo the client's code, after anything already queued.
+            let code = code.unwrap_or(close_code::NORMAL);
+            cx.close_connection(key, code, "", false, CloseCause::ClientClosed);
+        }
+        Ok(Some(message @ (Message::Text(_) | Message::Binary))) => {
+            stats::add(&cx.counters().messages_in, 1);
+            let limits = &cx.config().limits;
+            match cx.state.conns[key].limiter.take(limits, cx.shard.now_ms()) {
+                Verdict::Allow => {}
+                Verdict::Refuse => return cx.send_to(key, RATE_LIMITED.clone()),
+                Verdict::Abuse => {
+                    let why = "rate limit exceeded";
+                    let (code, cause) = (close_code::POLICY, CloseCause::RateLimited);
+                    return cx.close_connection(key, code, why, true, cause);
                 }
-                Ok(Decoded::Incomplete { .. }) => return pos,
-                Err(reason) => {
-                    let cause = CloseCause::of_code(reason.code);
-                    self.close_connection(state, key, reason.code, reason.reason, true, cause);
-                    break;
-                }
+            }
+            match message {
+                Message::Text(mut text) => on_text(cx, key, text.as_mut_slice()),
+                _ => send_error(
+                    cx,
+                    key,
+                    ErrorCode::Unsupported,
+                    "Binary messages are not supported",
+                ),
             }
         }
-        buf.len()
-    }
-
-    fn on_frame(
-        &self,
-        state: &mut ShardState,
-        key: usize,
-        header: FrameHeader,
-        payload: &mut [u8],
-    ) {
-        let max = self.hub.config.max_message_size;
-        let message = state.conns[key].assembler.push(header, payload, max);
-        match message {
-            Ok(None) | Ok(Some(Message::Pong)) => {}
-            Ok(Some(Message::Ping(data))) => self.send_to(state, key, encode::pong_frame(data)),
-            Ok(Some(Message::Close(code))) => {
-                // Echo the client's code, after anything already queued.
-                let code = code.unwrap_or(close_code::NORMAL);
-                self.close_connection(state, key, code, "", false, CloseCause::ClientClosed);
-            }
-            Ok(Some(message @ (Message::Text(_) | Message::Binary))) => {
-                stats::add(&self.counters().messages_in, 1);
-                let limits = &self.hub.config.limits;
-                match state.conns[key].limiter.take(limits, self.now_ms()) {
-                    Verdict::Allow => {}
-                    Verdict::Refuse => return self.send_to(state, key, RATE_LIMITED.clone()),
-                    Verdict::Abuse => {
-                        let why = "rate limit exceeded";
-                        let (code, cause) = (close_code::POLICY, CloseCause::RateLimited);
-                        return self.close_connection(state, key, code, why, true, cause);
-                    }
-                }
-                match message {
-                    Message::Text(mut text) => self.on_text(state, key, text.as_mut_slice()),
-                    _ => self.send_error(
-                        state,
-                        key,
-                        ErrorCode::Unsupported,
-                        "Binary messages are not supported",
-                    ),
-                }
-            }
-            Err(CloseReason { code, reason }) => {
-                self.close_connection(state, key, code, reason, true, CloseCause::of_code(code))
-            }
+        Err(CloseReason { code, reason }) => {
+            cx.close_connection(key, code, reason, true, CloseCause::of_code(code))
         }
     }
 }

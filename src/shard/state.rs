@@ -42,6 +42,15 @@ impl ShardState {
         self.by_seq.get(&seq).copied()
     }
 
+    /// Lists connection `key` for the next flush pass, once.
+    pub fn list_dirty(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
     /// True while messages for some other shard are held back.
     pub fn is_holding_back(&self) -> bool {
         self.held_back.iter().any(|q| !q.is_empty())

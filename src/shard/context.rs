@@ -1,0 +1,81 @@
+//! `Ctx`: what one step of a shard's work has in hand, the shard and its state.
+//!
+//! The steps of the pipeline (the handshake, the protocol's dispatch, the API, fan-out,
+//! housekeeping) are functions over a `Ctx`, not methods of the shard: the shard's state
+//! is borrowed once for the step, and every function the step calls sees that the state
+//! is what it may change. The state is borrowed only between awaits, so a step never holds
+//! it across one.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::fanout;
+use super::message::Target;
+use super::state::ShardState;
+use super::Shard;
+use crate::config::HubConfig;
+use crate::hub::HubShared;
+use crate::stats::{CloseCause, ShardCounters};
+
+/// One step's view of a shard.
+pub(crate) struct Ctx<'a> {
+    pub shard: &'a Rc<Shard>,
+    pub state: &'a mut ShardState,
+}
+
+impl<'a> Ctx<'a> {
+    /// Runs `step` with the shard's state borrowed for it.
+    pub fn with<R>(shard: &'a Rc<Shard>, step: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+        let mut state = shard.state.borrow_mut();
+        step(&mut Ctx {
+            shard,
+            state: &mut state,
+        })
+    }
+
+    /// What every shard shares: configuration, directory, mailboxes, counters.
+    pub fn hub(&self) -> &'a HubShared {
+        &self.shard.hub
+    }
+
+    pub fn config(&self) -> &'a HubConfig {
+        &self.shard.hub.config
+    }
+
+    pub fn counters(&self) -> &'a ShardCounters {
+        self.shard.counters()
+    }
+
+    /// Lists connection `key` for the next flush pass, and makes sure the pass runs.
+    pub fn mark_dirty(&mut self, key: usize) {
+        self.state.list_dirty(key);
+        self.shard.flush.notify();
+    }
+
+    /// Queues a frame for one connection of this shard (a reply, not a broadcast).
+    pub fn send_to(&mut self, key: usize, frame: Bytes) {
+        let target = Target::Connection(self.state.conns[key].id);
+        let now_us = self.hub().now_us();
+        fanout::deliver_local(self, &target, &frame, now_us);
+    }
+
+    /// Closes connection `key` with a close frame, for `cause`. `abort` drops what is
+    /// still queued (the client broke a rule); otherwise the close frame follows
+    /// everything queued.
+    pub fn close_connection(
+        &mut self,
+        key: usize,
+        code: u16,
+        reason: &str,
+        abort: bool,
+        cause: CloseCause,
+    ) {
+        let deadline = Instant::now() + self.config().write_timeout;
+        let conn = &mut self.state.conns[key];
+        conn.blame(cause);
+        conn.begin_close(code, reason, deadline, abort);
+        self.mark_dirty(key);
+    }
+}
