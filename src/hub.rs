@@ -24,6 +24,8 @@ use crate::origin::OriginPolicy;
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::registry::Registry;
 use crate::shard::message::{ShardMessage, Target, REPLY_TIMEOUT};
+use crate::shard::operations::{self, Audience};
+use crate::shard::publish::{publish, FromThread};
 use crate::shard::{self, on_shard_thread};
 use crate::stats::{self, Counters, HubStats};
 use crate::ws::encode;
@@ -173,7 +175,7 @@ impl HubShared {
 
     /// Posts to a shard's inbox. Threads that are not shards wait for room if needed;
     /// shards never block on each other.
-    fn post(&self, shard: usize, msg: ShardMessage) -> Result<(), HubError> {
+    pub(crate) fn post(&self, shard: usize, msg: ShardMessage) -> Result<(), HubError> {
         let mailbox = &self.mailboxes[shard];
         let posted = if on_shard_thread() {
             mailbox.try_post(msg)
@@ -184,19 +186,6 @@ impl HubShared {
             PostError::Full(_) => HubError::Overloaded,
             PostError::Closed => HubError::Closed,
         })
-    }
-
-    fn publish(&self, target: Target, frame: Bytes) -> Result<(), HubError> {
-        let published_us = self.now_us();
-        for shard in target.shards(self) {
-            let msg = ShardMessage::Deliver {
-                target: target.clone(),
-                frame: frame.clone(),
-                published_us,
-            };
-            self.post(shard, msg)?;
-        }
-        Ok(())
     }
 }
 
@@ -355,11 +344,9 @@ impl Hub {
             .ok()
     }
 
-    /// The open connections of `user`, on all shards.
+    /// The open connections of `user`, on all shards, sorted.
     pub fn user_connections(&self, user: &str) -> Vec<ConnectionId> {
-        let mut ids = self.shared.registry.user_connections(user);
-        ids.sort();
-        ids
+        operations::user_connections(&self.shared, user)
     }
 
     /// Open WebSocket connections.
@@ -388,15 +375,8 @@ impl Hub {
 
     /// Removes room `name`; its members get `left` with count 0. False if there was none.
     pub fn remove_room(&self, name: &str) -> bool {
-        let Some((room, _)) = self.shared.registry.remove_room(name) else {
-            return false;
-        };
-        for shard in 0..self.shard_count() {
-            let _ = self
-                .shared
-                .post(shard, ShardMessage::RoomRemoved(room.clone()));
-        }
-        true
+        let shared = &*self.shared;
+        operations::remove_room(&mut FromThread(shared), shared, name).is_ok()
     }
 
     /// Every room, by name.
@@ -453,44 +433,32 @@ impl Hub {
 
     /// The connections in room `room`, sorted.
     pub fn room_members(&self, room: &str) -> Vec<ConnectionId> {
-        let mut members = self
-            .shared
-            .registry
-            .room(room)
-            .map(|r| r.members())
-            .unwrap_or_default();
-        members.sort();
-        members
+        operations::room_members(&self.shared, room).map_or_else(Vec::new, |(_, members)| members)
     }
 
     /// Sends `text` (normally JSON) to every connection. Returns the number of open
     /// connections it was queued for.
     pub fn broadcast(&self, text: &str) -> Result<usize, HubError> {
-        let frame = self.shared.encode_text(text);
-        self.shared.publish(Target::All { except: None }, frame)?;
-        Ok(self.connection_count())
+        let audience = operations::everyone(&self.shared, None);
+        self.publish(Some(audience), || self.shared.encode_text(text))
     }
 
     /// Sends `value` as JSON to every connection.
     pub fn broadcast_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<usize, HubError> {
-        let frame = self.shared.encode(value);
-        self.shared.publish(Target::All { except: None }, frame)?;
-        Ok(self.connection_count())
+        let audience = operations::everyone(&self.shared, None);
+        self.publish(Some(audience), || self.shared.encode(value))
     }
 
     /// Sends `text` to every connection but `except` (typically the sender).
     pub fn broadcast_except(&self, text: &str, except: ConnectionId) -> Result<usize, HubError> {
-        let frame = self.shared.encode_text(text);
-        let target = Target::All {
-            except: Some(except),
-        };
-        self.shared.publish(target, frame)?;
-        Ok(self.connection_count().saturating_sub(1))
+        let audience = operations::everyone(&self.shared, Some(except));
+        self.publish(Some(audience), || self.shared.encode_text(text))
     }
 
     /// Sends `text` to every member of `room`. Returns the room's member count.
     pub fn broadcast_to_room(&self, room: &str, text: &str) -> Result<usize, HubError> {
-        self.room_publish(room, None, || self.shared.encode_text(text))
+        let audience = operations::room(&self.shared, room, None)?;
+        self.publish(Some(audience), || self.shared.encode_text(text))
     }
 
     /// Sends `value` as JSON to every member of `room`.
@@ -499,7 +467,8 @@ impl Hub {
         room: &str,
         value: &T,
     ) -> Result<usize, HubError> {
-        self.room_publish(room, None, || self.shared.encode(value))
+        let audience = operations::room(&self.shared, room, None)?;
+        self.publish(Some(audience), || self.shared.encode(value))
     }
 
     /// Sends `text` to every member of `room` but `except`.
@@ -509,29 +478,14 @@ impl Hub {
         text: &str,
         except: ConnectionId,
     ) -> Result<usize, HubError> {
-        self.room_publish(room, Some(except), || self.shared.encode_text(text))
-    }
-
-    fn room_publish(
-        &self,
-        name: &str,
-        except: Option<ConnectionId>,
-        encode: impl FnOnce() -> Bytes,
-    ) -> Result<usize, HubError> {
-        let room = self
-            .shared
-            .registry
-            .room(name)
-            .ok_or(HubError::RoomNotFound)?;
-        let count = room.recipients(except);
-        self.shared
-            .publish(Target::Room { room, except }, encode())?;
-        Ok(count)
+        let audience = operations::room(&self.shared, room, Some(except))?;
+        self.publish(Some(audience), || self.shared.encode_text(text))
     }
 
     /// Sends `text` to every connection of `user`. Returns how many.
     pub fn send_to_user(&self, user: &str, text: &str) -> Result<usize, HubError> {
-        self.user_publish(user, || self.shared.encode_text(text))
+        let audience = operations::user(&self.shared, user);
+        self.publish(audience, || self.shared.encode_text(text))
     }
 
     /// Sends `value` as JSON to every connection of `user`.
@@ -540,16 +494,22 @@ impl Hub {
         user: &str,
         value: &T,
     ) -> Result<usize, HubError> {
-        self.user_publish(user, || self.shared.encode(value))
+        let audience = operations::user(&self.shared, user);
+        self.publish(audience, || self.shared.encode(value))
     }
 
-    fn user_publish(&self, user: &str, encode: impl FnOnce() -> Bytes) -> Result<usize, HubError> {
-        let ids = self.shared.registry.user_connections(user);
-        let count = ids.len();
-        if count > 0 {
-            self.shared
-                .publish(Target::Connections(ids.into()), encode())?;
-        }
+    /// Publishes to `audience` (none: nobody to reach, nothing encoded); returns how many
+    /// connections it reaches.
+    fn publish(
+        &self,
+        audience: Option<Audience>,
+        encode: impl FnOnce() -> Bytes,
+    ) -> Result<usize, HubError> {
+        let Some(Audience { target, count }) = audience else {
+            return Ok(0);
+        };
+        let shared = &*self.shared;
+        publish(&mut FromThread(shared), shared, target, encode())?;
         Ok(count)
     }
 
@@ -559,13 +519,12 @@ impl Hub {
             return Err(HubError::UnknownConnection(id));
         }
         let frame = encode::text_frame(text);
-        self.shared.post(
-            id.shard(),
-            ShardMessage::Deliver {
-                target: Target::Connection(id),
-                frame,
-                published_us: self.shared.now_us(),
-            },
+        let shared = &*self.shared;
+        publish(
+            &mut FromThread(shared),
+            shared,
+            Target::Connection(id),
+            frame,
         )
     }
 

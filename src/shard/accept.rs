@@ -11,6 +11,7 @@ use std::time::Duration;
 use monoio::io::CancelHandle;
 use monoio::net::TcpListener;
 
+use super::context::Ctx;
 use super::{lifecycle, Shard};
 
 /// Pause after an accept error (out of descriptors, most likely) before trying again.
@@ -33,7 +34,7 @@ pub(crate) fn start(shard: &Rc<Shard>, listener: std::net::TcpListener) {
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, cancel: CancelHandle) {
     loop {
         match listener.cancelable_accept(cancel.clone()).await {
-            Ok((stream, remote)) => lifecycle::adopt(&shard, stream, remote),
+            Ok((stream, remote)) => Ctx::with(&shard, |cx| lifecycle::adopt(cx, stream, remote)),
             Err(_) if shard.is_stopping() => break,
             Err(e) => {
                 tracing::warn!(shard = shard.index, error = %e, "accept failed");

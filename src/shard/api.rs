@@ -13,16 +13,15 @@ use serde_json::{json, Value};
 
 use super::connection::Phase;
 use super::context::Ctx;
-use super::fanout::{post, publish};
 use super::handshake::respond;
-use super::lifecycle::forget_room;
-use super::message::{ShardMessage, Target, REPLY_TIMEOUT};
+use super::message::{ShardMessage, REPLY_TIMEOUT};
+use super::operations::{self, Audience};
+use super::publish::Post;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
 use crate::http::RequestHead;
 use crate::hub::{HubError, RoomInfo};
 use crate::ids::ConnectionId;
-use crate::stats::CloseCause;
 
 pub(super) fn on_api(cx: &mut Ctx, key: usize, request: &RequestHead, body: &[u8]) {
     // The caller's key was checked with the request head, before its body.
@@ -45,25 +44,23 @@ fn serve_route(
     let answer = match route {
         Route::Broadcast => {
             let frame = hub.encode_text(api::json_body(body)?);
-            publish(cx, Target::All { except: None }, frame);
-            json!({ "queued": hub.admission.open() })
+            let Audience { target, count } = operations::everyone(hub, None);
+            cx.publish(target, frame);
+            json!({ "queued": count })
         }
         Route::RoomBroadcast { room, except } => {
-            let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+            let audience = operations::room(hub, &room, except).map_err(|_| room_not_found())?;
             let frame = hub.encode_text(api::json_body(body)?);
-            let queued = room.recipients(except);
-            publish(cx, Target::Room { room, except }, frame);
-            json!({ "queued": queued })
+            cx.publish(audience.target, frame);
+            json!({ "queued": audience.count })
         }
         Route::UserSend { user } => {
             let text = api::json_body(body)?;
-            let ids = hub.registry.user_connections(&user);
-            let queued = ids.len();
-            if queued > 0 {
-                let frame = hub.encode_text(text);
-                publish(cx, Target::Connections(ids.into()), frame);
+            let audience = operations::user(hub, &user);
+            if let Some(Audience { target, .. }) = &audience {
+                cx.publish(target.clone(), hub.encode_text(text));
             }
-            json!({ "queued": queued })
+            json!({ "queued": audience.map_or(0, |a| a.count) })
         }
         Route::ListRooms => json!({ "rooms": RoomInfo::all(&hub.registry) }),
         Route::CreateRoom { room } => {
@@ -73,25 +70,16 @@ fn serve_route(
             return Ok(Some((status, json!({ "room": info, "created": created }))));
         }
         Route::RemoveRoom { room } => {
-            let (room, _) = hub.registry.remove_room(&room).ok_or_else(room_not_found)?;
-            for shard in 0..hub.config.shards {
-                if shard == cx.shard.index {
-                    forget_room(cx, &room);
-                } else {
-                    post(cx, shard, ShardMessage::RoomRemoved(room.clone()));
-                }
-            }
+            let room = operations::remove_room(cx, hub, &room).map_err(|_| room_not_found())?;
             json!({ "removed": room.name.as_ref() })
         }
         Route::RoomMembers { room } => {
-            let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
-            let mut members = room.members();
-            members.sort();
+            let (room, members) =
+                operations::room_members(hub, &room).ok_or_else(room_not_found)?;
             json!({ "room": room.name.as_ref(), "members": members })
         }
         Route::UserConnections { user } => {
-            let mut connections = hub.registry.user_connections(&user);
-            connections.sort();
+            let connections = operations::user_connections(hub, &user);
             json!({ "user_id": user, "connections": connections })
         }
         Route::DisconnectUser { user, close } => {
@@ -124,7 +112,14 @@ fn disconnect_and_answer(
         .iter()
         .map(|&id| {
             let (reply, answer) = oneshot::channel();
-            disconnect(cx, id, close, reply);
+            let msg = ShardMessage::Disconnect {
+                conn: id,
+                code: close.code,
+                reason: close.reason.clone(),
+                reply,
+            };
+            // Carried out here, or on the connection's shard; never fails from a shard.
+            let _ = cx.post(id.shard(), msg);
             answer
         })
         .collect();
@@ -134,33 +129,6 @@ fn disconnect_and_answer(
     };
     let task = answer_disconnect(cx.shard.clone(), key, conn.stream.clone(), what, answers);
     monoio::spawn(task);
-}
-
-/// Closes connection `id`, here or on its shard; the outcome goes to `reply`.
-fn disconnect(
-    cx: &mut Ctx,
-    id: ConnectionId,
-    close: &CloseRequest,
-    reply: super::message::Reply<()>,
-) {
-    if id.shard() != cx.shard.index {
-        let msg = ShardMessage::Disconnect {
-            conn: id,
-            code: close.code,
-            reason: close.reason.clone(),
-            reply,
-        };
-        return post(cx, id.shard(), msg);
-    }
-    let outcome = match cx.state.key_of(id.seq()) {
-        Some(key) if cx.state.conns[key].is_open() => {
-            let cause = CloseCause::Disconnected;
-            cx.close_connection(key, close.code, &close.reason, false, cause);
-            Ok(())
-        }
-        _ => Err(HubError::UnknownConnection(id)),
-    };
-    let _ = reply.send(outcome);
 }
 
 /// What a disconnect call asked to close.

@@ -12,11 +12,13 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::fanout;
-use super::message::Target;
+use super::inbox;
+use super::message::{ShardMessage, Target};
+use super::publish::{self, Post};
 use super::state::ShardState;
 use super::Shard;
 use crate::config::HubConfig;
-use crate::hub::HubShared;
+use crate::hub::{HubError, HubShared};
 use crate::stats::{CloseCause, ShardCounters};
 
 /// One step's view of a shard.
@@ -48,6 +50,13 @@ impl<'a> Ctx<'a> {
         self.shard.counters()
     }
 
+    /// Delivers `frame` to every recipient of `target` (see [`publish::publish`]).
+    pub fn publish(&mut self, target: Target, frame: Bytes) {
+        let hub = self.hub();
+        // Posting from a shard never fails: a full inbox holds the message back.
+        let _ = publish::publish(self, hub, target, frame);
+    }
+
     /// Lists connection `key` for the next flush pass, and makes sure the pass runs.
     pub fn mark_dirty(&mut self, key: usize) {
         self.state.list_dirty(key);
@@ -77,5 +86,18 @@ impl<'a> Ctx<'a> {
         conn.blame(cause);
         conn.begin_close(code, reason, deadline, abort);
         self.mark_dirty(key);
+    }
+}
+
+/// A shard's own steps carry out what they post to it in place, and hold back what a
+/// full inbox of another shard cannot take yet.
+impl Post for Ctx<'_> {
+    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), HubError> {
+        if shard == self.shard.index {
+            inbox::apply(self, msg);
+        } else {
+            fanout::post_or_hold(self, shard, msg);
+        }
+        Ok(())
     }
 }

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::context::Ctx;
-use super::fanout::publish;
 use super::membership::{JoinRefused, Joined};
 use super::message::Target;
 use crate::protocol::{
@@ -76,7 +75,7 @@ pub(super) fn join_room(cx: &mut Ctx, key: usize, name: &str) -> Result<usize, P
             count,
         });
         let except = Some(id);
-        publish(cx, Target::Room { room, except }, notice);
+        cx.publish(Target::Room { room, except }, notice);
     }
     Ok(count)
 }
@@ -112,7 +111,7 @@ pub(super) fn notify_left(cx: &mut Ctx, key: usize, room: &Arc<Room>, count: usi
             room: room.clone(),
             except: Some(id),
         };
-        publish(cx, target, notice);
+        cx.publish(target, notice);
     }
 }
 
@@ -131,7 +130,7 @@ fn chat(
         data,
         time: unix_time(),
     });
-    publish(cx, Target::Room { room, except: None }, frame);
+    cx.publish(Target::Room { room, except: None }, frame);
     Ok(())
 }
 
@@ -143,7 +142,7 @@ fn typing(cx: &mut Ctx, key: usize, name: &str, typing: bool) -> Result<(), Prot
         typing,
     });
     let except = Some(cx.state.conns[key].id);
-    publish(cx, Target::Room { room, except }, frame);
+    cx.publish(Target::Room { room, except }, frame);
     Ok(())
 }
 

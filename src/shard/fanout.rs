@@ -15,23 +15,6 @@ use crate::config::SendQueueLimits;
 use crate::mailbox::PostError;
 use crate::stats;
 
-/// Delivers `frame` to every recipient of `target` on every shard.
-pub(crate) fn publish(cx: &mut Ctx, target: Target, frame: Bytes) {
-    let published_us = cx.hub().now_us();
-    for shard in target.shards(cx.hub()) {
-        if shard == cx.shard.index {
-            deliver_local(cx, &target, &frame, published_us);
-        } else {
-            let msg = ShardMessage::Deliver {
-                target: target.clone(),
-                frame: frame.clone(),
-                published_us,
-            };
-            post(cx, shard, msg);
-        }
-    }
-}
-
 /// Queues `frame` on this shard's recipients of `target`. Returns how many.
 pub(crate) fn deliver_local(
     cx: &mut Ctx,
@@ -110,7 +93,7 @@ pub(crate) fn deliver_local(
 
 /// Posts a message to another shard. If its inbox is full the message is held back,
 /// in order, and this shard stops reading from its clients until it is through.
-pub(crate) fn post(cx: &mut Ctx, shard: usize, msg: ShardMessage) {
+pub(crate) fn post_or_hold(cx: &mut Ctx, shard: usize, msg: ShardMessage) {
     let mailboxes = &cx.hub().mailboxes;
     let held = &mut cx.state.held_back[shard];
     if !held.is_empty() {

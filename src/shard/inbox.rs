@@ -48,14 +48,17 @@ pub(crate) async fn run(shard: Rc<Shard>) {
 }
 
 fn drain_inbox(shard: &Rc<Shard>) -> usize {
-    let mut handled = 0;
-    while handled < BATCH {
-        let Ok(msg) = shard.inbox.try_recv() else {
-            break;
-        };
-        handle(shard, msg);
-        handled += 1;
-    }
+    let handled = Ctx::with(shard, |cx| {
+        let mut handled = 0;
+        while handled < BATCH {
+            let Ok(msg) = shard.inbox.try_recv() else {
+                break;
+            };
+            apply(cx, msg);
+            handled += 1;
+        }
+        handled
+    });
     if handled > 0 {
         shard.note_activity();
     }
@@ -104,25 +107,27 @@ fn retry_held_back(shard: &Shard) -> bool {
     clear
 }
 
-fn handle(shard: &Rc<Shard>, msg: ShardMessage) {
+/// Carries out a message to this shard: from its inbox, or posted by one of its own
+/// steps to itself (see [`Post`](super::publish::Post)).
+pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
     match msg {
         ShardMessage::Deliver {
             target,
             frame,
             published_us,
         } => {
-            Ctx::with(shard, |cx| deliver_local(cx, &target, &frame, published_us));
+            deliver_local(cx, &target, &frame, published_us);
         }
-        ShardMessage::Listen(listener) => accept::start(shard, listener),
-        ShardMessage::Adopt(stream) => adopt_std(shard, stream),
+        ShardMessage::Listen(listener) => accept::start(cx.shard, listener),
+        ShardMessage::Adopt(stream) => adopt_std(cx, stream),
         ShardMessage::Join { conn, room, reply } => {
-            let result = on_open_connection(shard, conn, |cx, key| {
+            let result = on_open_connection(cx, conn, |cx, key| {
                 join_room(cx, key, &room).map_err(HubError::from)
             });
             let _ = reply.send(result);
         }
         ShardMessage::Leave { conn, room, reply } => {
-            let result = on_open_connection(shard, conn, |cx, key| {
+            let result = on_open_connection(cx, conn, |cx, key| {
                 leave_room(cx, key, &room).map_err(HubError::from)
             });
             let _ = reply.send(result);
@@ -133,7 +138,7 @@ fn handle(shard: &Rc<Shard>, msg: ShardMessage) {
             reason,
             reply,
         } => {
-            let result = on_open_connection(shard, conn, |cx, key| {
+            let result = on_open_connection(cx, conn, |cx, key| {
                 let cause = CloseCause::Disconnected;
                 cx.close_connection(key, code, &reason, false, cause);
                 Ok(())
@@ -143,7 +148,7 @@ fn handle(shard: &Rc<Shard>, msg: ShardMessage) {
         ShardMessage::Describe { conn: id, reply } => {
             // A connection that is closing still counts until it is gone, so it is
             // described too: the hub's counts and its answers agree.
-            let state = shard.state.borrow();
+            let state = &cx.state;
             let described = state
                 .key_of(id.seq())
                 .map(|key| &state.conns[key])
@@ -157,19 +162,19 @@ fn handle(shard: &Rc<Shard>, msg: ShardMessage) {
                 });
             let _ = reply.send(described.ok_or(HubError::UnknownConnection(id)));
         }
-        ShardMessage::RoomRemoved(room) => Ctx::with(shard, |cx| forget_room(cx, &room)),
-        ShardMessage::Shutdown => Ctx::with(shard, begin_shutdown),
+        ShardMessage::RoomRemoved(room) => forget_room(cx, &room),
+        ShardMessage::Shutdown => begin_shutdown(cx),
     }
 }
 
 /// Runs `f` on connection `conn` if it is here and open.
 fn on_open_connection<T>(
-    shard: &Rc<Shard>,
+    cx: &mut Ctx,
     conn: crate::ids::ConnectionId,
     f: impl FnOnce(&mut Ctx, usize) -> Result<T, HubError>,
 ) -> Result<T, HubError> {
-    Ctx::with(shard, |cx| match cx.state.key_of(conn.seq()) {
+    match cx.state.key_of(conn.seq()) {
         Some(key) if cx.state.conns[key].is_open() => f(cx, key),
         _ => Err(HubError::UnknownConnection(conn)),
-    })
+    }
 }

@@ -10,7 +10,6 @@ use monoio::net::TcpStream;
 use super::connection::{Connection, Phase};
 use super::context::Ctx;
 use super::dispatch::{join_room, notify_left, send_error};
-use super::fanout::publish;
 use super::message::Target;
 use super::ratelimit::TokenBucket;
 use super::{flusher, housekeeping, inbox, reader, Shard};
@@ -35,18 +34,19 @@ pub(crate) async fn run(shard: Rc<Shard>) {
 }
 
 /// Takes an accepted socket; its task starts with the HTTP request.
-pub(crate) fn adopt(shard: &Rc<Shard>, stream: TcpStream, remote: SocketAddr) {
+pub(crate) fn adopt(cx: &mut Ctx, stream: TcpStream, remote: SocketAddr) {
+    let shard = cx.shard;
     if shard.is_stopping() {
         return;
     }
-    let config = &shard.hub.config;
+    let config = cx.config();
     let _ = stream.set_nodelay(true);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     if let Err(e) = super::sys::limit_unsent(fd, config.socket_unsent_bytes) {
         tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
     }
     let now = Instant::now();
-    let mut state = shard.state.borrow_mut();
+    let state = &mut *cx.state;
     let seq = state.next_seq;
     state.next_seq += 1;
     let id = ConnectionId::new(shard.index, seq);
@@ -55,18 +55,18 @@ pub(crate) fn adopt(shard: &Rc<Shard>, stream: TcpStream, remote: SocketAddr) {
     let stream = conn.stream.clone();
     let key = state.conns.insert(Box::new(conn));
     state.by_seq.insert(seq, key);
-    drop(state);
+    // The task runs once this step has given the state back.
     monoio::spawn(reader::serve(shard.clone(), key, stream));
 }
 
 /// Takes a socket accepted by some other thread (`Hub::register`).
-pub(crate) fn adopt_std(shard: &Rc<Shard>, stream: std::net::TcpStream) {
+pub(crate) fn adopt_std(cx: &mut Ctx, stream: std::net::TcpStream) {
     let remote = match stream.peer_addr() {
         Ok(remote) => remote,
         Err(_) => return,
     };
     match TcpStream::from_std(stream) {
-        Ok(stream) => adopt(shard, stream, remote),
+        Ok(stream) => adopt(cx, stream, remote),
         Err(e) => tracing::warn!(error = %e, "cannot adopt socket"),
     }
 }
@@ -119,7 +119,7 @@ fn announce_presence(
         status,
         time: unix_time(),
     });
-    publish(cx, target, frame);
+    cx.publish(target, frame);
 }
 
 /// Removes the connection at `key` for good: out of its rooms (telling the members),

@@ -1,0 +1,48 @@
+//! The one publish path: a frame encoded once goes to every shard with recipients.
+//!
+//! Whoever publishes ends here: a client's message or an API call handled on a shard,
+//! and the `Hub` handle on any other thread. They differ only in how a message reaches
+//! a shard, which the publisher's [`Post`] decides. A shard carries out a message to
+//! itself in place and never blocks on another shard: a full inbox holds the message
+//! back, in order, and the shard stops reading its clients until it is through. Another
+//! thread waits while an inbox is full, up to the write timeout.
+
+use bytes::Bytes;
+
+use super::message::{ShardMessage, Target};
+use crate::hub::{HubError, HubShared};
+
+/// How a publisher hands a message to a shard.
+pub(crate) trait Post {
+    /// Hands `msg` to shard `shard`.
+    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), HubError>;
+}
+
+/// Delivers `frame` to every recipient of `target` on every shard: one handle to the
+/// same bytes for each shard with recipients.
+pub(crate) fn publish(
+    via: &mut impl Post,
+    hub: &HubShared,
+    target: Target,
+    frame: Bytes,
+) -> Result<(), HubError> {
+    let published_us = hub.now_us();
+    for shard in target.shards(hub) {
+        let msg = ShardMessage::Deliver {
+            target: target.clone(),
+            frame: frame.clone(),
+            published_us,
+        };
+        via.post(shard, msg)?;
+    }
+    Ok(())
+}
+
+/// Posting from a thread that is not a shard (a `Hub` handle's caller).
+pub(crate) struct FromThread<'a>(pub &'a HubShared);
+
+impl Post for FromThread<'_> {
+    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), HubError> {
+        self.0.post(shard, msg)
+    }
+}
