@@ -10,8 +10,8 @@ use indexmap::IndexSet;
 
 use crate::config::SendQueueLimits;
 use crate::ids::ConnectionId;
-use crate::mailbox::Mailbox;
 use crate::registry::Registry;
+use crate::shard::mailbox::Mailbox;
 use crate::shard::message::{ShardMessage, Target};
 use crate::shard::outbound::Outbound;
 use crate::ws::encode;

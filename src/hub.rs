@@ -19,16 +19,20 @@ use crate::auth::Authenticator;
 use crate::config::HubConfig;
 use crate::forwarded::TrustedProxies;
 use crate::ids::{is_valid_room_name, ConnectionId};
-use crate::mailbox::{Mailbox, PostError};
 use crate::origin::OriginPolicy;
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::registry::Registry;
+use crate::shard::error::EngineError;
+use crate::shard::mailbox::Mailbox;
 use crate::shard::message::{ShardMessage, Target, REPLY_TIMEOUT};
 use crate::shard::operations::{self, Audience};
 use crate::shard::publish::{publish, FromThread};
+use crate::shard::shared::HubShared;
 use crate::shard::{self, on_shard_thread};
-use crate::stats::{self, Counters, HubStats};
+use crate::stats::{Counters, HubStats};
 use crate::ws::encode;
+
+pub use crate::shard::info::{ConnectionInfo, RoomInfo};
 
 /// Why a hub call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +74,17 @@ pub enum HubError {
     Io(String),
 }
 
+impl From<EngineError> for HubError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::UnknownConnection(id) => HubError::UnknownConnection(id),
+            EngineError::Refused(refusal) => refusal.into(),
+            EngineError::Overloaded => HubError::Overloaded,
+            EngineError::Closed => HubError::Closed,
+        }
+    }
+}
+
 impl From<ProtocolError> for HubError {
     fn from(e: ProtocolError) -> Self {
         match e.code {
@@ -80,112 +95,6 @@ impl From<ProtocolError> for HubError {
                 text: e.text.into_owned(),
             },
         }
-    }
-}
-
-/// What the hub knows of one open connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// The connection's id.
-    pub id: ConnectionId,
-    /// The authenticated (or anonymous) user of the connection.
-    pub user_id: Arc<str>,
-    /// The client's address: the TCP peer's, or, when the peer is a trusted proxy
-    /// (`http.trusted_proxies`), the client it names (port 0 when it gives none).
-    pub remote_addr: SocketAddr,
-    /// When the WebSocket upgrade completed.
-    pub connected_at: std::time::SystemTime,
-}
-
-/// What the hub knows of a room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RoomInfo {
-    /// The room's name.
-    pub name: String,
-    /// Connections in the room.
-    pub members: usize,
-    /// Stays when empty (created at start or with [`Hub::create_room`]).
-    pub persistent: bool,
-}
-
-impl RoomInfo {
-    pub(crate) fn of(room: &Arc<crate::room::Room>) -> RoomInfo {
-        RoomInfo {
-            name: room.name.to_string(),
-            members: room.count(),
-            persistent: room.is_persistent(),
-        }
-    }
-
-    /// Every room of `registry`, by name.
-    pub(crate) fn all(registry: &Registry) -> Vec<RoomInfo> {
-        let mut rooms: Vec<RoomInfo> = registry.rooms().iter().map(RoomInfo::of).collect();
-        rooms.sort_by(|a, b| a.name.cmp(&b.name));
-        rooms
-    }
-}
-
-/// State shared by the `Hub` handles and the shards.
-pub(crate) struct HubShared {
-    pub config: HubConfig,
-    pub registry: Registry,
-    /// Verifies tokens when authentication is configured.
-    pub authenticator: Option<Authenticator>,
-    pub origins: OriginPolicy,
-    /// Decides who a request comes from.
-    pub proxies: TrustedProxies,
-    pub admission: Admission,
-    pub mailboxes: Box<[Mailbox]>,
-    pub counters: Counters,
-    closed: AtomicBool,
-    next_adopter: AtomicUsize,
-    /// Zero of the hub-wide microsecond clock ([`HubShared::now_us`]).
-    epoch: std::time::Instant,
-}
-
-impl HubShared {
-    /// Encodes a message to be fanned out. Counted: one per broadcast, however many
-    /// shards and recipients it reaches.
-    pub fn encode<T: Serialize + ?Sized>(&self, message: &T) -> Bytes {
-        stats::add(&self.counters.frames_encoded, 1);
-        encode::json_frame(message)
-    }
-
-    /// A snapshot of every counter.
-    pub fn stats(&self) -> HubStats {
-        HubStats::collect(
-            &self.counters,
-            self.admission.open() as u64,
-            self.registry.user_count() as u64,
-            self.registry.room_count() as u64,
-        )
-    }
-
-    /// Encodes `text` (JSON from a backend) to be fanned out. Counted like [`Self::encode`].
-    pub fn encode_text(&self, text: &str) -> Bytes {
-        stats::add(&self.counters.frames_encoded, 1);
-        encode::text_frame(text)
-    }
-
-    /// Microseconds since the hub started, wrapping after 71 minutes: the timestamps
-    /// that follow a broadcast to measure fan-out latency, comparable across shards.
-    pub fn now_us(&self) -> u32 {
-        self.epoch.elapsed().as_micros() as u32
-    }
-
-    /// Posts to a shard's inbox. Threads that are not shards wait for room if needed;
-    /// shards never block on each other.
-    pub(crate) fn post(&self, shard: usize, msg: ShardMessage) -> Result<(), HubError> {
-        let mailbox = &self.mailboxes[shard];
-        let posted = if on_shard_thread() {
-            mailbox.try_post(msg)
-        } else {
-            mailbox.post_waiting(msg, self.config.write_timeout)
-        };
-        posted.map_err(|e| match e {
-            PostError::Full(_) => HubError::Overloaded,
-            PostError::Closed => HubError::Closed,
-        })
     }
 }
 
@@ -315,7 +224,7 @@ impl Hub {
     /// reads its HTTP upgrade request and serves it like any other; shards take turns.
     pub fn register(&self, stream: std::net::TcpStream) -> Result<(), HubError> {
         let shard = self.shared.next_adopter.fetch_add(1, Ordering::Relaxed) % self.shard_count();
-        self.shared.post(shard, ShardMessage::Adopt(stream))
+        Ok(self.shared.post(shard, ShardMessage::Adopt(stream))?)
     }
 
     /// Closes a connection normally (1000), the seed's `Unregister`. False if no such
@@ -418,9 +327,10 @@ impl Hub {
         }
         let (reply, answer) = oneshot::channel();
         self.shared.post(id.shard(), command(id, reply))?;
-        answer
+        let answered = answer
             .recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| HubError::Overloaded)?
+            .map_err(|_| HubError::Overloaded)?;
+        Ok(answered?)
     }
 
     /// True if connection `id` is in room `room`.
@@ -520,12 +430,12 @@ impl Hub {
         }
         let frame = encode::text_frame(text);
         let shared = &*self.shared;
-        publish(
+        Ok(publish(
             &mut FromThread(shared),
             shared,
             Target::Connection(id),
             frame,
-        )
+        )?)
     }
 
     /// Counters of the hub and of each shard (the body of `GET /stats`).

@@ -41,7 +41,6 @@ pub mod forwarded;
 pub mod http;
 pub mod hub;
 pub mod ids;
-pub(crate) mod mailbox;
 pub mod metrics;
 pub mod origin;
 pub mod protocol;

@@ -13,14 +13,15 @@ use serde_json::{json, Value};
 
 use super::connection::Phase;
 use super::context::Ctx;
+use super::error::EngineError;
 use super::handshake::respond;
+use super::info::RoomInfo;
 use super::message::{ShardMessage, REPLY_TIMEOUT};
 use super::operations::{self, Audience};
 use super::publish::Post;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
 use crate::http::RequestHead;
-use crate::hub::{HubError, RoomInfo};
 use crate::ids::ConnectionId;
 
 pub(super) fn on_api(cx: &mut Ctx, key: usize, request: &RequestHead, body: &[u8]) {
@@ -147,7 +148,7 @@ async fn answer_disconnect(
     key: usize,
     stream: Rc<TcpStream>,
     what: Disconnecting,
-    answers: Vec<oneshot::Receiver<Result<(), HubError>>>,
+    answers: Vec<oneshot::Receiver<Result<(), EngineError>>>,
 ) {
     let closed = monoio::time::timeout(REPLY_TIMEOUT, async {
         let mut closed = 0;

@@ -11,14 +11,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::error::EngineError;
 use super::fanout;
 use super::inbox;
 use super::message::{ShardMessage, Target};
 use super::publish::{self, Post};
+use super::shared::HubShared;
 use super::state::ShardState;
 use super::Shard;
 use crate::config::HubConfig;
-use crate::hub::{HubError, HubShared};
 use crate::stats::{CloseCause, ShardCounters};
 
 /// One step's view of a shard.
@@ -92,7 +93,7 @@ impl<'a> Ctx<'a> {
 /// A shard's own steps carry out what they post to it in place, and hold back what a
 /// full inbox of another shard cannot take yet.
 impl Post for Ctx<'_> {
-    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), HubError> {
+    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {
         if shard == self.shard.index {
             inbox::apply(self, msg);
         } else {

@@ -171,7 +171,7 @@ pub(super) fn send_error(cx: &mut Ctx, key: usize, code: ErrorCode, text: &str) 
     cx.send_to(key, frame);
 }
 
-fn room_not_found() -> ProtocolError {
+pub(super) fn room_not_found() -> ProtocolError {
     ProtocolError::new(ErrorCode::RoomNotFound, "Room not found")
 }
 

@@ -10,9 +10,9 @@ use bytes::Bytes;
 
 use super::connection::Connection;
 use super::context::Ctx;
+use super::mailbox::PostError;
 use super::message::{ShardMessage, Target};
 use crate::config::SendQueueLimits;
-use crate::mailbox::PostError;
 use crate::stats;
 
 /// Queues `frame` on this shard's recipients of `target`. Returns how many.

@@ -17,12 +17,12 @@ use super::connection::Phase;
 use super::context::Ctx;
 use super::lifecycle::open;
 use super::reader::on_frame_bytes;
+use super::shared::HubShared;
 use crate::admission::Refusal;
 use crate::api::{self, ApiError};
 use crate::config::HubConfig;
 use crate::forwarded::ClientAddress;
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
-use crate::hub::HubShared;
 use crate::ids::is_valid_user_id;
 
 /// A request whose head has arrived and been accepted.

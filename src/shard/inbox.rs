@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use super::context::Ctx;
 use super::dispatch::{join_room, leave_room};
+use super::error::EngineError;
 use super::fanout::deliver_local;
+use super::info::ConnectionInfo;
 use super::lifecycle::{adopt_std, begin_shutdown, forget_room};
+use super::mailbox::PostError;
 use super::message::ShardMessage;
 use super::signal::yield_now;
 use super::{accept, Shard};
-use crate::hub::{ConnectionInfo, HubError};
-use crate::mailbox::PostError;
 use crate::stats::CloseCause;
 
 /// Messages handled before letting other tasks run.
@@ -122,13 +123,13 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
         ShardMessage::Adopt(stream) => adopt_std(cx, stream),
         ShardMessage::Join { conn, room, reply } => {
             let result = on_open_connection(cx, conn, |cx, key| {
-                join_room(cx, key, &room).map_err(HubError::from)
+                join_room(cx, key, &room).map_err(EngineError::from)
             });
             let _ = reply.send(result);
         }
         ShardMessage::Leave { conn, room, reply } => {
             let result = on_open_connection(cx, conn, |cx, key| {
-                leave_room(cx, key, &room).map_err(HubError::from)
+                leave_room(cx, key, &room).map_err(EngineError::from)
             });
             let _ = reply.send(result);
         }
@@ -160,7 +161,7 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
                         connected_at: conn.connected_at,
                     })
                 });
-            let _ = reply.send(described.ok_or(HubError::UnknownConnection(id)));
+            let _ = reply.send(described.ok_or(EngineError::UnknownConnection(id)));
         }
         ShardMessage::RoomRemoved(room) => forget_room(cx, &room),
         ShardMessage::Shutdown => begin_shutdown(cx),
@@ -171,10 +172,10 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
 fn on_open_connection<T>(
     cx: &mut Ctx,
     conn: crate::ids::ConnectionId,
-    f: impl FnOnce(&mut Ctx, usize) -> Result<T, HubError>,
-) -> Result<T, HubError> {
+    f: impl FnOnce(&mut Ctx, usize) -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
     match cx.state.key_of(conn.seq()) {
         Some(key) if cx.state.conns[key].is_open() => f(cx, key),
-        _ => Err(HubError::UnknownConnection(conn)),
+        _ => Err(EngineError::UnknownConnection(conn)),
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::hub::{ConnectionInfo, HubError, HubShared};
+use super::error::EngineError;
+use super::info::ConnectionInfo;
+use super::shared::HubShared;
 use crate::ids::ConnectionId;
 use crate::room::Room;
 
@@ -58,7 +60,7 @@ impl Target {
 
 /// A reply channel for a command whose caller waits for the outcome: a thread blocks on
 /// the receiver, a shard awaits it.
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, HubError>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 /// How long a caller (a `Hub` handle, or an API call on another shard) waits for the
 /// shard that owns a connection to answer.

@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
+use super::dispatch::room_not_found;
+use super::error::EngineError;
 use super::message::{ShardMessage, Target};
 use super::publish::Post;
-use crate::hub::{HubError, HubShared};
+use super::shared::HubShared;
 use crate::ids::ConnectionId;
 use crate::room::Room;
 
@@ -38,8 +40,8 @@ pub(crate) fn room(
     hub: &HubShared,
     name: &str,
     except: Option<ConnectionId>,
-) -> Result<Audience, HubError> {
-    let room = hub.registry.room(name).ok_or(HubError::RoomNotFound)?;
+) -> Result<Audience, EngineError> {
+    let room = hub.registry.room(name).ok_or_else(room_not_found)?;
     // Counted before publishing, under the room's lock, so a leave meanwhile cannot
     // make it wrong.
     let count = room.recipients(except);
@@ -65,11 +67,8 @@ pub(crate) fn remove_room(
     via: &mut impl Post,
     hub: &HubShared,
     name: &str,
-) -> Result<Arc<Room>, HubError> {
-    let (room, _) = hub
-        .registry
-        .remove_room(name)
-        .ok_or(HubError::RoomNotFound)?;
+) -> Result<Arc<Room>, EngineError> {
+    let (room, _) = hub.registry.remove_room(name).ok_or_else(room_not_found)?;
     for shard in 0..hub.config.shards {
         // A shard that cannot be told now learns it from the directory: its members'
         // messages to the room find no room.

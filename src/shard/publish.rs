@@ -9,13 +9,14 @@
 
 use bytes::Bytes;
 
+use super::error::EngineError;
 use super::message::{ShardMessage, Target};
-use crate::hub::{HubError, HubShared};
+use super::shared::HubShared;
 
 /// How a publisher hands a message to a shard.
 pub(crate) trait Post {
     /// Hands `msg` to shard `shard`.
-    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), HubError>;
+    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError>;
 }
 
 /// Delivers `frame` to every recipient of `target` on every shard: one handle to the
@@ -25,7 +26,7 @@ pub(crate) fn publish(
     hub: &HubShared,
     target: Target,
     frame: Bytes,
-) -> Result<(), HubError> {
+) -> Result<(), EngineError> {
     let published_us = hub.now_us();
     for shard in target.shards(hub) {
         let msg = ShardMessage::Deliver {
@@ -42,7 +43,7 @@ pub(crate) fn publish(
 pub(crate) struct FromThread<'a>(pub &'a HubShared);
 
 impl Post for FromThread<'_> {
-    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), HubError> {
+    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {
         self.0.post(shard, msg)
     }
 }

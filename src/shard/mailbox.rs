@@ -13,7 +13,7 @@ use std::time::Duration;
 use atomic_waker::AtomicWaker;
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
-use crate::shard::message::ShardMessage;
+use super::message::ShardMessage;
 
 /// Messages an inbox holds before senders must wait (external threads) or hold them back
 /// (shards).

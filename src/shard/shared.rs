@@ -1,0 +1,89 @@
+//! `HubShared`: what every shard and every `Hub` handle share. Configuration and the
+//! policies built from it, the directory of rooms and users, the connection caps, the
+//! shards' mailboxes, the counters and the hub's clock. Everything here is either
+//! immutable after start or safe to touch from any thread; nothing here is touched per
+//! delivery but the counters.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::error::EngineError;
+use super::mailbox::{Mailbox, PostError};
+use super::message::ShardMessage;
+use super::on_shard_thread;
+use crate::admission::Admission;
+use crate::auth::Authenticator;
+use crate::config::HubConfig;
+use crate::forwarded::TrustedProxies;
+use crate::origin::OriginPolicy;
+use crate::registry::Registry;
+use crate::stats::{self, Counters, HubStats};
+use crate::ws::encode;
+
+/// State shared by the `Hub` handles and the shards.
+pub(crate) struct HubShared {
+    pub config: HubConfig,
+    pub registry: Registry,
+    /// Verifies tokens when authentication is configured.
+    pub authenticator: Option<Authenticator>,
+    pub origins: OriginPolicy,
+    /// Decides who a request comes from.
+    pub proxies: TrustedProxies,
+    pub admission: Admission,
+    pub mailboxes: Box<[Mailbox]>,
+    pub counters: Counters,
+    /// Set once [`Hub::close`](crate::Hub::close) has been called.
+    pub closed: AtomicBool,
+    /// Which shard takes the next socket handed over with `Hub::register`.
+    pub next_adopter: AtomicUsize,
+    /// Zero of the hub-wide microsecond clock ([`HubShared::now_us`]).
+    pub epoch: std::time::Instant,
+}
+
+impl HubShared {
+    /// Encodes a message to be fanned out. Counted: one per broadcast, however many
+    /// shards and recipients it reaches.
+    pub fn encode<T: Serialize + ?Sized>(&self, message: &T) -> Bytes {
+        stats::add(&self.counters.frames_encoded, 1);
+        encode::json_frame(message)
+    }
+
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> HubStats {
+        HubStats::collect(
+            &self.counters,
+            self.admission.open() as u64,
+            self.registry.user_count() as u64,
+            self.registry.room_count() as u64,
+        )
+    }
+
+    /// Encodes `text` (JSON from a backend) to be fanned out. Counted like [`Self::encode`].
+    pub fn encode_text(&self, text: &str) -> Bytes {
+        stats::add(&self.counters.frames_encoded, 1);
+        encode::text_frame(text)
+    }
+
+    /// Microseconds since the hub started, wrapping after 71 minutes: the timestamps
+    /// that follow a broadcast to measure fan-out latency, comparable across shards.
+    pub fn now_us(&self) -> u32 {
+        self.epoch.elapsed().as_micros() as u32
+    }
+
+    /// Posts to a shard's inbox. Threads that are not shards wait for room if needed;
+    /// shards never block on each other.
+    pub(crate) fn post(&self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {
+        let mailbox = &self.mailboxes[shard];
+        let posted = if on_shard_thread() {
+            mailbox.try_post(msg)
+        } else {
+            mailbox.post_waiting(msg, self.config.write_timeout)
+        };
+        posted.map_err(|e| match e {
+            PostError::Full(_) => EngineError::Overloaded,
+            PostError::Closed => EngineError::Closed,
+        })
+    }
+}
