@@ -24,11 +24,12 @@ use crate::protocol::{ErrorCode, ProtocolError};
 use crate::registry::Registry;
 use crate::shard::error::EngineError;
 use crate::shard::mailbox::Mailbox;
-use crate::shard::message::{ShardMessage, Target, REPLY_TIMEOUT};
+use crate::shard::message::{Reply, ShardMessage, Target, REPLY_TIMEOUT};
 use crate::shard::operations::{self, Audience};
 use crate::shard::publish::{publish, FromThread};
 use crate::shard::shared::HubShared;
-use crate::shard::{self, on_shard_thread};
+use crate::shard::spawn::spawn;
+use crate::shard::thread::{allowed_cores, on_shard_thread};
 use crate::stats::{Counters, HubStats};
 use crate::ws::encode;
 
@@ -155,11 +156,11 @@ impl Hub {
             shared: shared.clone(),
             threads: Arc::new(Mutex::new(Vec::new())),
         };
-        let cores = shard::allowed_cores();
+        let cores = allowed_cores();
         let (started_tx, started_rx) = crossbeam_channel::bounded(shards);
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-            match shard::spawn(index, core, shared.clone(), inbox, started_tx.clone()) {
+            match spawn(index, core, shared.clone(), inbox, started_tx.clone()) {
                 Ok(handle) => hub.lock_threads().push(handle),
                 Err(e) => {
                     hub.close();
@@ -317,7 +318,7 @@ impl Hub {
     fn ask<T>(
         &self,
         id: ConnectionId,
-        command: impl FnOnce(ConnectionId, shard::message::Reply<T>) -> ShardMessage,
+        command: impl FnOnce(ConnectionId, Reply<T>) -> ShardMessage,
     ) -> Result<T, HubError> {
         if on_shard_thread() {
             return Err(HubError::OnShardThread);

@@ -1,18 +1,22 @@
-//! Accepting connections on this shard's listener.
+//! Accepting connections on this shard's listener, and adopting sockets accepted
+//! elsewhere: each gets its slot and its reader task, which starts with the HTTP request.
 //!
 //! Every shard binds its own listener on the same address with `SO_REUSEPORT`: the kernel
 //! spreads new connections across the shards by a hash of their addresses, so accepting
 //! needs no hand-off between threads and a connection lives and dies on the shard that
 //! accepted it.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::CancelHandle;
-use monoio::net::TcpListener;
+use monoio::net::{TcpListener, TcpStream};
 
+use super::connection::Connection;
 use super::context::Ctx;
-use super::{lifecycle, Shard};
+use super::{reader, Shard};
+use crate::ids::ConnectionId;
 
 /// Pause after an accept error (out of descriptors, most likely) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -34,12 +38,50 @@ pub(crate) fn start(shard: &Rc<Shard>, listener: std::net::TcpListener) {
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, cancel: CancelHandle) {
     loop {
         match listener.cancelable_accept(cancel.clone()).await {
-            Ok((stream, remote)) => Ctx::with(&shard, |cx| lifecycle::adopt(cx, stream, remote)),
+            Ok((stream, remote)) => Ctx::with(&shard, |cx| adopt(cx, stream, remote)),
             Err(_) if shard.is_stopping() => break,
             Err(e) => {
                 tracing::warn!(shard = shard.index, error = %e, "accept failed");
                 monoio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
+    }
+}
+
+/// Takes an accepted socket; its task starts with the HTTP request.
+pub(crate) fn adopt(cx: &mut Ctx, stream: TcpStream, remote: SocketAddr) {
+    let shard = cx.shard;
+    if shard.is_stopping() {
+        return;
+    }
+    let config = cx.config();
+    let _ = stream.set_nodelay(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    if let Err(e) = super::sys::limit_unsent(fd, config.socket_unsent_bytes) {
+        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+    }
+    let now = Instant::now();
+    let state = &mut *cx.state;
+    let seq = state.next_seq;
+    state.next_seq += 1;
+    let id = ConnectionId::new(shard.index, seq);
+    let deadline = now + config.handshake_timeout;
+    let conn = Connection::new(id, stream, remote, now, deadline);
+    let stream = conn.stream.clone();
+    let key = state.conns.insert(Box::new(conn));
+    state.by_seq.insert(seq, key);
+    // The task runs once this step has given the state back.
+    monoio::spawn(reader::serve(shard.clone(), key, stream));
+}
+
+/// Takes a socket accepted by some other thread (`Hub::register`).
+pub(crate) fn adopt_std(cx: &mut Ctx, stream: std::net::TcpStream) {
+    let remote = match stream.peer_addr() {
+        Ok(remote) => remote,
+        Err(_) => return,
+    };
+    match TcpStream::from_std(stream) {
+        Ok(stream) => adopt(cx, stream, remote),
+        Err(e) => tracing::warn!(error = %e, "cannot adopt socket"),
     }
 }

@@ -13,9 +13,9 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
-use super::handshake::Request;
 use super::outbound::{Outbound, Overflow};
 use super::ratelimit::TokenBucket;
+use super::request::Request;
 use super::sys;
 use crate::config::SendQueueLimits;
 use crate::ids::ConnectionId;

@@ -11,11 +11,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::error::EngineError;
-use super::fanout;
-use super::inbox;
-use super::message::{ShardMessage, Target};
-use super::publish::{self, Post};
+use super::message::Target;
+use super::publish;
 use super::shared::HubShared;
 use super::state::ShardState;
 use super::Shard;
@@ -64,13 +61,6 @@ impl<'a> Ctx<'a> {
         self.shard.flush.notify();
     }
 
-    /// Queues a frame for one connection of this shard (a reply, not a broadcast).
-    pub fn send_to(&mut self, key: usize, frame: Bytes) {
-        let target = Target::Connection(self.state.conns[key].id);
-        let now_us = self.hub().now_us();
-        fanout::deliver_local(self, &target, &frame, now_us);
-    }
-
     /// Closes connection `key` with a close frame, for `cause`. `abort` drops what is
     /// still queued (the client broke a rule); otherwise the close frame follows
     /// everything queued.
@@ -87,18 +77,5 @@ impl<'a> Ctx<'a> {
         conn.blame(cause);
         conn.begin_close(code, reason, deadline, abort);
         self.mark_dirty(key);
-    }
-}
-
-/// A shard's own steps carry out what they post to it in place, and hold back what a
-/// full inbox of another shard cannot take yet.
-impl Post for Ctx<'_> {
-    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {
-        if shard == self.shard.index {
-            inbox::apply(self, msg);
-        } else {
-            fanout::post_or_hold(self, shard, msg);
-        }
-        Ok(())
     }
 }

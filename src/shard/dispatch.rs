@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::context::Ctx;
+use super::fanout::send_to;
 use super::membership::{JoinRefused, Joined};
 use super::message::Target;
 use crate::protocol::{
@@ -32,7 +33,7 @@ pub(super) fn on_text(cx: &mut Ctx, key: usize, text: &mut [u8]) {
         }) => chat(cx, key, &room, message.as_deref(), data),
         Ok(ClientMessage::Typing { room, typing }) => self::typing(cx, key, &room, typing),
         Ok(ClientMessage::Ping) => {
-            cx.send_to(key, PONG.clone());
+            send_to(cx, key, PONG.clone());
             Ok(())
         }
         Err(e) => Err(e),
@@ -67,7 +68,7 @@ pub(super) fn join_room(cx: &mut Ctx, key: usize, name: &str) -> Result<usize, P
         JoinRefused::NoSuchRoom => room_not_found(),
     })?;
     let answer = encode::json_frame(&ServerMessage::Joined { room: name, count });
-    cx.send_to(key, answer);
+    send_to(cx, key, answer);
     if new && config.rooms.notify_join_leave {
         let notice = cx.hub().encode(&ServerMessage::UserJoined {
             room: name,
@@ -89,7 +90,7 @@ pub(super) fn leave_room(cx: &mut Ctx, key: usize, name: &str) -> Result<usize, 
     };
     notify_left(cx, key, &room, count);
     let left = encode::json_frame(&ServerMessage::Left { room: name, count });
-    cx.send_to(key, left);
+    send_to(cx, key, left);
     Ok(count)
 }
 
@@ -168,7 +169,7 @@ fn why_not_member(cx: &Ctx, name: &str) -> ProtocolError {
 /// Tells connection `key` what was wrong with its message; the connection stays.
 pub(super) fn send_error(cx: &mut Ctx, key: usize, code: ErrorCode, text: &str) {
     let frame = encode::json_frame(&ServerMessage::Error { code, error: text });
-    cx.send_to(key, frame);
+    send_to(cx, key, frame);
 }
 
 pub(super) fn room_not_found() -> ProtocolError {

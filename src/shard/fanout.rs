@@ -15,6 +15,13 @@ use super::message::{ShardMessage, Target};
 use crate::config::SendQueueLimits;
 use crate::stats;
 
+/// Queues a frame for one connection of this shard (a reply, not a broadcast).
+pub(crate) fn send_to(cx: &mut Ctx, key: usize, frame: Bytes) {
+    let target = Target::Connection(cx.state.conns[key].id);
+    let now_us = cx.hub().now_us();
+    deliver_local(cx, &target, &frame, now_us);
+}
+
 /// Queues `frame` on this shard's recipients of `target`. Returns how many.
 pub(crate) fn deliver_local(
     cx: &mut Ctx,

@@ -10,57 +10,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::api::on_api;
 use super::connection::Phase;
 use super::context::Ctx;
+use super::frames::on_frame_bytes;
 use super::lifecycle::open;
-use super::reader::on_frame_bytes;
+use super::request::{Progress, Request};
+use super::respond::{respond, respond_error};
 use super::shared::HubShared;
 use crate::admission::Refusal;
 use crate::api::{self, ApiError};
 use crate::config::HubConfig;
-use crate::forwarded::ClientAddress;
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::ids::is_valid_user_id;
-
-/// A request whose head has arrived and been accepted.
-#[derive(Debug)]
-pub(crate) struct Request {
-    head: RequestHead,
-    /// Who sent it, through any trusted proxies.
-    client: ClientAddress,
-    /// Bytes of the head; the body follows.
-    head_len: usize,
-    /// Bytes of head and body.
-    total: usize,
-}
-
-/// How much of a request has arrived.
-enum Progress {
-    /// Not the whole head yet.
-    NeedHead,
-    /// The head, accepted; not the whole body it announced yet. Boxed because it waits
-    /// in the connection, and most connections never wait for a body.
-    NeedBody(Box<Request>),
-    /// Head and body.
-    Complete(Box<Request>),
-}
-
-impl Progress {
-    /// Where `request` stands once `arrived` bytes of it are in.
-    fn of(request: Box<Request>, arrived: usize) -> Progress {
-        if arrived >= request.total {
-            Progress::Complete(request)
-        } else {
-            Progress::NeedBody(request)
-        }
-    }
-}
-
-/// How long a client has to read a final HTTP response and hang up.
-const RESPONSE_LINGER: Duration = Duration::from_secs(5);
 
 pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
     let conn = &mut cx.state.conns[key];
@@ -262,18 +225,4 @@ fn identify(cx: &Ctx, key: usize, request: &RequestHead) -> Result<Arc<str>, (u1
 fn refuse(cx: &mut Ctx, key: usize, refusal: Refusal) {
     let (status, why) = refusal.response();
     respond_error(cx, key, status, why);
-}
-
-/// Answers with `{"error": why}` and closes.
-pub(super) fn respond_error(cx: &mut Ctx, key: usize, status: u16, why: &str) {
-    let body = serde_json::json!({ "error": why }).to_string();
-    respond(cx, key, status, "application/json", &body);
-}
-
-/// Answers the request and closes the connection after the response.
-pub(super) fn respond(cx: &mut Ctx, key: usize, status: u16, content_type: &str, body: &str) {
-    cx.counters().count_response(status);
-    let response = http::response(status, content_type, body);
-    cx.state.conns[key].respond_and_close(response, Instant::now() + RESPONSE_LINGER);
-    cx.mark_dirty(key);
 }

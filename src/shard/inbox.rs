@@ -7,14 +7,16 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::accept::adopt_std;
 use super::context::Ctx;
 use super::dispatch::{join_room, leave_room};
 use super::error::EngineError;
-use super::fanout::deliver_local;
+use super::fanout::{deliver_local, post_or_hold};
 use super::info::ConnectionInfo;
-use super::lifecycle::{adopt_std, begin_shutdown, forget_room};
+use super::lifecycle::{begin_shutdown, forget_room};
 use super::mailbox::PostError;
 use super::message::ShardMessage;
+use super::publish::Post;
 use super::signal::yield_now;
 use super::{accept, Shard};
 use crate::stats::CloseCause;
@@ -177,5 +179,18 @@ fn on_open_connection<T>(
     match cx.state.key_of(conn.seq()) {
         Some(key) if cx.state.conns[key].is_open() => f(cx, key),
         _ => Err(EngineError::UnknownConnection(conn)),
+    }
+}
+
+/// A shard's own steps carry out what they post to it in place, and hold back what a
+/// full inbox of another shard cannot take yet.
+impl Post for Ctx<'_> {
+    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {
+        if shard == self.shard.index {
+            apply(self, msg);
+        } else {
+            post_or_hold(self, shard, msg);
+        }
+        Ok(())
     }
 }

@@ -1,18 +1,16 @@
 //! A shard's life, and each connection's: start, open, close, graceful shutdown.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use monoio::net::TcpStream;
-
-use super::connection::{Connection, Phase};
+use super::connection::Phase;
 use super::context::Ctx;
 use super::dispatch::{join_room, notify_left, send_error};
+use super::fanout::send_to;
 use super::message::Target;
 use super::ratelimit::TokenBucket;
-use super::{flusher, housekeeping, inbox, reader, Shard};
+use super::Shard;
 use crate::config::PresenceScope;
 use crate::ids::ConnectionId;
 use crate::protocol::{unix_time, PresenceStatus, ServerMessage};
@@ -22,54 +20,6 @@ use crate::ws::{close_code, encode};
 
 /// After the shutdown deadline, how long killed connections get to be cleaned up.
 const CLEANUP_GRACE: Duration = Duration::from_secs(1);
-
-/// The shard's main task: starts the others, then waits for shutdown and drains.
-pub(crate) async fn run(shard: Rc<Shard>) {
-    monoio::spawn(inbox::run(shard.clone()));
-    monoio::spawn(flusher::run(shard.clone()));
-    monoio::spawn(housekeeping::run(shard.clone()));
-    shard.stopped.wait().await;
-    drain_connections(&shard).await;
-    tracing::info!(shard = shard.index, "shard stopped");
-}
-
-/// Takes an accepted socket; its task starts with the HTTP request.
-pub(crate) fn adopt(cx: &mut Ctx, stream: TcpStream, remote: SocketAddr) {
-    let shard = cx.shard;
-    if shard.is_stopping() {
-        return;
-    }
-    let config = cx.config();
-    let _ = stream.set_nodelay(true);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    if let Err(e) = super::sys::limit_unsent(fd, config.socket_unsent_bytes) {
-        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
-    }
-    let now = Instant::now();
-    let state = &mut *cx.state;
-    let seq = state.next_seq;
-    state.next_seq += 1;
-    let id = ConnectionId::new(shard.index, seq);
-    let deadline = now + config.handshake_timeout;
-    let conn = Connection::new(id, stream, remote, now, deadline);
-    let stream = conn.stream.clone();
-    let key = state.conns.insert(Box::new(conn));
-    state.by_seq.insert(seq, key);
-    // The task runs once this step has given the state back.
-    monoio::spawn(reader::serve(shard.clone(), key, stream));
-}
-
-/// Takes a socket accepted by some other thread (`Hub::register`).
-pub(crate) fn adopt_std(cx: &mut Ctx, stream: std::net::TcpStream) {
-    let remote = match stream.peer_addr() {
-        Ok(remote) => remote,
-        Err(_) => return,
-    };
-    match TcpStream::from_std(stream) {
-        Ok(stream) => adopt(cx, stream, remote),
-        Err(e) => tracing::warn!(error = %e, "cannot adopt socket"),
-    }
-}
 
 /// The upgrade is done (admitted and registered; `first` if it is the user's first
 /// connection): welcome, auto-join, announce presence.
@@ -166,7 +116,7 @@ pub(crate) fn forget_room(cx: &mut Ctx, room: &Arc<Room>) {
         count: 0,
     });
     for key in members {
-        cx.send_to(key, left.clone());
+        send_to(cx, key, left.clone());
     }
 }
 
@@ -204,7 +154,7 @@ pub(crate) fn begin_shutdown(cx: &mut Ctx) {
 
 /// Waits until every connection has gone, or the shutdown deadline passes and the
 /// rest are cut.
-async fn drain_connections(shard: &Shard) {
+pub(super) async fn drain_connections(shard: &Shard) {
     let deadline = shard.stopping.get().unwrap_or_else(Instant::now);
     let mut killed = false;
     loop {

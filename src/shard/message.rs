@@ -7,7 +7,6 @@ use smallvec::SmallVec;
 
 use super::error::EngineError;
 use super::info::ConnectionInfo;
-use super::shared::HubShared;
 use crate::ids::ConnectionId;
 use crate::room::Room;
 
@@ -34,9 +33,8 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    /// The shards with recipients.
-    pub(crate) fn shards(&self, hub: &HubShared) -> SmallVec<[usize; 8]> {
-        let all = hub.config.shards;
+    /// The shards with recipients, of `all` shards.
+    pub(crate) fn shards(&self, all: usize) -> SmallVec<[usize; 8]> {
         match self {
             Target::All { .. } => (0..all).collect(),
             Target::Room { room, .. } => room.shards_with_members().collect(),

@@ -21,6 +21,7 @@ pub(crate) mod dispatch;
 pub(crate) mod error;
 pub(crate) mod fanout;
 pub(crate) mod flusher;
+pub(crate) mod frames;
 pub(crate) mod handshake;
 pub(crate) mod housekeeping;
 pub(crate) mod inbox;
@@ -34,20 +35,21 @@ pub(crate) mod outbound;
 pub(crate) mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod reader;
+pub(crate) mod request;
+pub(crate) mod respond;
 pub(crate) mod shared;
 pub(crate) mod signal;
+pub(crate) mod spawn;
 pub(crate) mod state;
 pub(crate) mod sys;
+pub(crate) mod thread;
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use monoio::{FusionRuntime, LegacyDriver, RuntimeBuilder};
 
-use crate::config::DriverChoice;
 use crate::stats::ShardCounters;
 use message::ShardMessage;
 use shared::HubShared;
@@ -56,16 +58,6 @@ use state::ShardState;
 
 /// Size of the shard's read buffer: every connection of the shard reads into it.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-
-thread_local! {
-    /// Set on shard threads, which must never block on another shard.
-    static ON_SHARD: Cell<bool> = const { Cell::new(false) };
-}
-
-/// True when the calling thread is a shard.
-pub(crate) fn on_shard_thread() -> bool {
-    ON_SHARD.with(Cell::get)
-}
 
 pub(crate) struct Shard {
     pub index: usize,
@@ -130,79 +122,5 @@ impl Shard {
     /// for per-connection state, compared with wrapping arithmetic.
     pub fn now_ms(&self) -> u32 {
         self.epoch.elapsed().as_millis() as u32
-    }
-}
-
-/// Starts shard `index` on its own thread. `started` receives the outcome of building the
-/// runtime, so the hub can fail cleanly if it cannot.
-pub(crate) fn spawn(
-    index: usize,
-    core: Option<usize>,
-    hub: Arc<HubShared>,
-    inbox: Receiver<ShardMessage>,
-    started: crossbeam_channel::Sender<std::io::Result<()>>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("neonex-shard-{index}"))
-        .spawn(move || {
-            ON_SHARD.with(|s| s.set(true));
-            if let Some(core) = core {
-                if let Err(e) = monoio::utils::bind_to_cpu_set([core]) {
-                    tracing::warn!(shard = index, core, error = %e, "could not pin shard to its core");
-                }
-            }
-            let driver = hub.config.driver;
-            let run = move || async move {
-                let shard = Rc::new(Shard::new(index, hub, inbox));
-                lifecycle::run(shard).await;
-            };
-            match driver {
-                DriverChoice::Auto => {
-                    match RuntimeBuilder::<monoio::FusionDriver>::new()
-                        .enable_timer()
-                        .build()
-                    {
-                        Ok(mut rt) => {
-                            let name = match &rt {
-                                FusionRuntime::Uring(_) => "io_uring",
-                                FusionRuntime::Legacy(_) => "epoll",
-                            };
-                            tracing::info!(shard = index, ?core, driver = name, "shard started");
-                            let _ = started.send(Ok(()));
-                            rt.block_on(run());
-                        }
-                        Err(e) => {
-                            let _ = started.send(Err(e));
-                        }
-                    }
-                }
-                DriverChoice::Epoll => {
-                    match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
-                        Ok(mut rt) => {
-                            tracing::info!(shard = index, ?core, driver = "epoll", "shard started");
-                            let _ = started.send(Ok(()));
-                            rt.block_on(run());
-                        }
-                        Err(e) => {
-                            let _ = started.send(Err(e));
-                        }
-                    }
-                }
-            }
-        })
-}
-
-/// The cores this process may run on, in order; shard `i` is pinned to the `i`-th
-/// (cycling when there are more shards than cores).
-pub(crate) fn allowed_cores() -> Vec<usize> {
-    // SAFETY: `set` is a plain bitmask that sched_getaffinity fills in.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
     }
 }

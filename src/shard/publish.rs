@@ -28,7 +28,7 @@ pub(crate) fn publish(
     frame: Bytes,
 ) -> Result<(), EngineError> {
     let published_us = hub.now_us();
-    for shard in target.shards(hub) {
+    for shard in target.shards(hub.config.shards) {
         let msg = ShardMessage::Deliver {
             target: target.clone(),
             frame: frame.clone(),

@@ -12,27 +12,13 @@ use monoio::net::TcpStream;
 
 use super::connection::Phase;
 use super::context::Ctx;
-use super::dispatch::{on_text, send_error};
-use super::ratelimit::Verdict;
 use super::signal::yield_now;
-use super::{handshake, lifecycle, sys, Shard};
-use crate::protocol::{ErrorCode, ServerMessage};
+use super::{frames, handshake, lifecycle, sys, Shard};
 use crate::stats::{self, CloseCause};
-use crate::ws::assemble::Message;
-use crate::ws::decode::{decode_frame, Decoded, FrameHeader};
-use crate::ws::{close_code, encode, CloseReason};
+use crate::ws::close_code;
 
 /// Reads one connection may do before letting the shard's other tasks run.
 const READS_PER_TURN: usize = 4;
-
-/// The answer to a message over the rate: a flooding client gets many, so it is encoded
-/// once.
-static RATE_LIMITED: std::sync::LazyLock<bytes::Bytes> = std::sync::LazyLock::new(|| {
-    encode::json_frame(&ServerMessage::Error {
-        code: ErrorCode::RateLimited,
-        error: "Rate limit exceeded",
-    })
-});
 
 /// What the connection's task should do next.
 enum Next {
@@ -61,19 +47,6 @@ pub(crate) async fn serve(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
         }
     }
     lifecycle::finish(&shard, key);
-}
-
-/// While closing, the client's data is dropped; its close frame, the reply to ours,
-/// completes the closing handshake and the connection ends at once.
-fn close_on_reply(conn: &mut super::connection::Connection, data: &mut [u8]) {
-    let mut pos = 0;
-    while let Ok(Decoded::Frame(header)) = decode_frame(&mut data[pos..], usize::MAX >> 1) {
-        if header.opcode == fastwebsockets::OpCode::Close {
-            conn.kill();
-            return;
-        }
-        pos += header.frame_len();
-    }
 }
 
 fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
@@ -140,95 +113,9 @@ fn on_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
     conn.last_heard = Instant::now();
     match conn.phase {
         Phase::Handshake { .. } => handshake::on_handshake_bytes(cx, key, data),
-        Phase::Open => on_frame_bytes(cx, key, data),
-        Phase::Closing { .. } => close_on_reply(&mut cx.state.conns[key], data),
+        Phase::Open => frames::on_frame_bytes(cx, key, data),
+        Phase::Closing { .. } => frames::close_on_reply(&mut cx.state.conns[key], data),
         // An HTTP caller has nothing more to say while its answer is on the way.
         Phase::Answering { .. } | Phase::Dead => {}
-    }
-}
-
-/// Handles frame bytes, joining them to a saved partial frame if there is one.
-pub(super) fn on_frame_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
-    let saved = std::mem::take(&mut cx.state.conns[key].partial);
-    if saved.is_empty() {
-        let used = decode_frames(cx, key, data);
-        let rest = &data[used..];
-        let conn = &mut cx.state.conns[key];
-        if !rest.is_empty() && conn.is_open() {
-            // Sized to what arrived, not to what the header announces: memory grows
-            // only as fast as a client actually sends.
-            conn.partial = rest.to_vec();
-        }
-    } else {
-        let mut joined = saved;
-        joined.extend_from_slice(data);
-        let used = decode_frames(cx, key, &mut joined);
-        joined.drain(..used);
-        let conn = &mut cx.state.conns[key];
-        if !joined.is_empty() && conn.is_open() {
-            conn.partial = joined;
-        }
-    }
-}
-
-/// Decodes and handles the whole frames at the front of `buf`; returns the bytes
-/// used. Once the connection stops being open, the rest is dropped as used.
-fn decode_frames(cx: &mut Ctx, key: usize, buf: &mut [u8]) -> usize {
-    let max = cx.config().max_message_size;
-    let mut pos = 0;
-    while cx.state.conns[key].is_open() {
-        match decode_frame(&mut buf[pos..], max) {
-            Ok(Decoded::Frame(header)) => {
-                let payload = pos + header.header_len..pos + header.frame_len();
-                pos += header.frame_len();
-                on_frame(cx, key, header, &mut buf[payload]);
-            }
-            Ok(Decoded::Incomplete { .. }) => return pos,
-            Err(reason) => {
-                let cause = CloseCause::of_code(reason.code);
-                cx.close_connection(key, reason.code, reason.reason, true, cause);
-                break;
-            }
-        }
-    }
-    buf.len()
-}
-
-fn on_frame(cx: &mut Ctx, key: usize, header: FrameHeader, payload: &mut [u8]) {
-    let max = cx.config().max_message_size;
-    let message = cx.state.conns[key].assembler.push(header, payload, max);
-    match message {
-        Ok(None) | Ok(Some(Message::Pong)) => {}
-        Ok(Some(Message::Ping(data))) => cx.send_to(key, encode::pong_frame(data)),
-        Ok(Some(Message::Close(code))) => {
-            // Echo the client's code, after anything already queued.
-            let code = code.unwrap_or(close_code::NORMAL);
-            cx.close_connection(key, code, "", false, CloseCause::ClientClosed);
-        }
-        Ok(Some(message @ (Message::Text(_) | Message::Binary))) => {
-            stats::add(&cx.counters().messages_in, 1);
-            let limits = &cx.config().limits;
-            match cx.state.conns[key].limiter.take(limits, cx.shard.now_ms()) {
-                Verdict::Allow => {}
-                Verdict::Refuse => return cx.send_to(key, RATE_LIMITED.clone()),
-                Verdict::Abuse => {
-                    let why = "rate limit exceeded";
-                    let (code, cause) = (close_code::POLICY, CloseCause::RateLimited);
-                    return cx.close_connection(key, code, why, true, cause);
-                }
-            }
-            match message {
-                Message::Text(mut text) => on_text(cx, key, text.as_mut_slice()),
-                _ => send_error(
-                    cx,
-                    key,
-                    ErrorCode::Unsupported,
-                    "Binary messages are not supported",
-                ),
-            }
-        }
-        Err(CloseReason { code, reason }) => {
-            cx.close_connection(key, code, reason, true, CloseCause::of_code(code))
-        }
     }
 }

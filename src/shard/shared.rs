@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::error::EngineError;
 use super::mailbox::{Mailbox, PostError};
 use super::message::ShardMessage;
-use super::on_shard_thread;
+use super::thread::on_shard_thread;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::config::HubConfig;

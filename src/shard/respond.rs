@@ -1,0 +1,24 @@
+//! The final answer to an HTTP request: the response is queued, and the connection closes
+//! once the client has read it (or at the linger deadline).
+
+use std::time::{Duration, Instant};
+
+use super::context::Ctx;
+use crate::http;
+
+/// How long a client has to read a final HTTP response and hang up.
+const RESPONSE_LINGER: Duration = Duration::from_secs(5);
+
+/// Answers with `{"error": why}` and closes.
+pub(super) fn respond_error(cx: &mut Ctx, key: usize, status: u16, why: &str) {
+    let body = serde_json::json!({ "error": why }).to_string();
+    respond(cx, key, status, "application/json", &body);
+}
+
+/// Answers the request and closes the connection after the response.
+pub(super) fn respond(cx: &mut Ctx, key: usize, status: u16, content_type: &str, body: &str) {
+    cx.counters().count_response(status);
+    let response = http::response(status, content_type, body);
+    cx.state.conns[key].respond_and_close(response, Instant::now() + RESPONSE_LINGER);
+    cx.mark_dirty(key);
+}

@@ -1,0 +1,83 @@
+//! A shard's thread: pinned to its core, running its runtime (io_uring, or epoll where
+//! the kernel refuses it), its tasks started, and drained at shutdown.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use monoio::{FusionRuntime, LegacyDriver, RuntimeBuilder};
+
+use super::message::ShardMessage;
+use super::shared::HubShared;
+use super::thread::mark_shard_thread;
+use super::{flusher, housekeeping, inbox, lifecycle, Shard};
+use crate::config::DriverChoice;
+
+/// Starts shard `index` on its own thread. `started` receives the outcome of building the
+/// runtime, so the hub can fail cleanly if it cannot.
+pub(crate) fn spawn(
+    index: usize,
+    core: Option<usize>,
+    hub: Arc<HubShared>,
+    inbox: Receiver<ShardMessage>,
+    started: crossbeam_channel::Sender<std::io::Result<()>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("neonex-shard-{index}"))
+        .spawn(move || {
+            mark_shard_thread();
+            if let Some(core) = core {
+                if let Err(e) = monoio::utils::bind_to_cpu_set([core]) {
+                    tracing::warn!(shard = index, core, error = %e, "could not pin shard to its core");
+                }
+            }
+            let driver = hub.config.driver;
+            let run = move || async move {
+                let shard = Rc::new(Shard::new(index, hub, inbox));
+                run(shard).await;
+            };
+            match driver {
+                DriverChoice::Auto => {
+                    match RuntimeBuilder::<monoio::FusionDriver>::new()
+                        .enable_timer()
+                        .build()
+                    {
+                        Ok(mut rt) => {
+                            let name = match &rt {
+                                FusionRuntime::Uring(_) => "io_uring",
+                                FusionRuntime::Legacy(_) => "epoll",
+                            };
+                            tracing::info!(shard = index, ?core, driver = name, "shard started");
+                            let _ = started.send(Ok(()));
+                            rt.block_on(run());
+                        }
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                        }
+                    }
+                }
+                DriverChoice::Epoll => {
+                    match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
+                        Ok(mut rt) => {
+                            tracing::info!(shard = index, ?core, driver = "epoll", "shard started");
+                            let _ = started.send(Ok(()));
+                            rt.block_on(run());
+                        }
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                        }
+                    }
+                }
+            }
+        })
+}
+
+/// The shard's main task: starts the others, then waits for shutdown and drains.
+pub(crate) async fn run(shard: Rc<Shard>) {
+    monoio::spawn(inbox::run(shard.clone()));
+    monoio::spawn(flusher::run(shard.clone()));
+    monoio::spawn(housekeeping::run(shard.clone()));
+    shard.stopped.wait().await;
+    lifecycle::drain_connections(&shard).await;
+    tracing::info!(shard = shard.index, "shard stopped");
+}
