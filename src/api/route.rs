@@ -1,26 +1,8 @@
-//! The HTTP API for backends, on the hub's own listener: its routes, who may call it,
-//! and the shape of its errors.
-//!
-//! | route | effect |
-//! | --- | --- |
-//! | `POST /api/broadcast` | the JSON body, as is, to every connection |
-//! | `POST /api/rooms/{room}/broadcast[?except=ID]` | to every member of the room |
-//! | `POST /api/users/{user}/send` | to every connection of the user |
-//! | `GET /api/rooms` | the rooms, with member counts |
-//! | `PUT /api/rooms/{room}` | create the room (it persists when empty) |
-//! | `DELETE /api/rooms/{room}` | remove the room (members get `left`) |
-//! | `GET /api/rooms/{room}/members` | the connections in the room |
-//! | `GET /api/users/{user}/connections` | the user's connections |
-//! | `DELETE /api/connections/{id}[?code=&reason=]` | close one connection (default 1008) |
-//! | `DELETE /api/users/{user}/connections[?code=&reason=]` | close all of a user's |
-//!
-//! With `api.key` set, a call needs `Authorization: Bearer KEY` or `X-API-Key: KEY`;
-//! without one, only clients on a loopback address may call.
+//! Which call a request is: its route, parsed from the method and the decoded path.
 
 use percent_encoding::percent_decode_str;
-use serde::Serialize;
 
-use crate::forwarded::ClientAddress;
+use super::ApiError;
 use crate::http::RequestHead;
 use crate::ids::{is_valid_room_name, is_valid_user_id, ConnectionId};
 
@@ -86,79 +68,6 @@ pub struct CloseRequest {
     pub code: u16,
     /// `?reason=`, default `disconnected`.
     pub reason: String,
-}
-
-/// A refused API call: status, machine code, human text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ApiError {
-    /// HTTP status.
-    #[serde(skip)]
-    pub status: u16,
-    /// Machine-readable code.
-    pub code: &'static str,
-    /// Human-readable text.
-    pub error: String,
-}
-
-impl ApiError {
-    /// An error with its status, code and text.
-    pub fn new(status: u16, code: &'static str, error: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            error: error.into(),
-        }
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> String {
-        serde_json::to_string(self).expect("errors serialize")
-    }
-}
-
-/// Checks that the caller may use the API. Without a key, only a `client` on this host
-/// may ([`ClientAddress::local`]: a request relayed by a proxy never is, unless the proxy
-/// is trusted and names a loopback client).
-pub fn authorize(
-    request: &RequestHead,
-    key: Option<&str>,
-    client: &ClientAddress,
-) -> Result<(), ApiError> {
-    let Some(key) = key else {
-        if client.local {
-            return Ok(());
-        }
-        return Err(ApiError::new(
-            403,
-            "forbidden",
-            "no api.key is configured, so the API answers loopback clients only (and no request relayed by an untrusted proxy)",
-        ));
-    };
-    let offered = request
-        .api_key
-        .as_deref()
-        .or_else(|| crate::auth::bearer_token(request))
-        .ok_or_else(|| {
-            ApiError::new(
-                401,
-                "unauthorized",
-                "send the API key as Authorization: Bearer KEY or X-API-Key: KEY",
-            )
-        })?;
-    if constant_time_eq(offered.as_bytes(), key.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(401, "unauthorized", "wrong API key"))
-    }
-}
-
-/// Compares without leaking, through timing, how much of the key was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, byte) in b.iter().enumerate() {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
-    }
-    diff == 0
 }
 
 /// Finds the route of a request.
@@ -237,26 +146,23 @@ pub fn route(request: &RequestHead) -> Result<Route, ApiError> {
 }
 
 fn room_name(room: &str) -> Result<String, ApiError> {
-    if is_valid_room_name(room) {
-        Ok(room.to_owned())
-    } else {
-        Err(ApiError::new(
-            400,
-            "bad_request",
-            "a room name is 1 to 128 bytes of [A-Za-z0-9_.:@-]",
-        ))
-    }
+    valid(
+        room,
+        is_valid_room_name,
+        "a room name is 1 to 128 bytes of [A-Za-z0-9_.:@-]",
+    )
 }
 
 fn user_id(user: &str) -> Result<String, ApiError> {
-    if is_valid_user_id(user) {
-        Ok(user.to_owned())
+    valid(user, is_valid_user_id, "a user id is 1 to 128 bytes")
+}
+
+/// `text` if it follows `rule`, else a 400 that states the rule.
+fn valid(text: &str, follows: fn(&str) -> bool, rule: &str) -> Result<String, ApiError> {
+    if follows(text) {
+        Ok(text.to_owned())
     } else {
-        Err(ApiError::new(
-            400,
-            "bad_request",
-            "a user id is 1 to 128 bytes",
-        ))
+        Err(ApiError::new(400, "bad_request", rule))
     }
 }
 
@@ -378,38 +284,6 @@ mod tests {
                 .unwrap_err()
                 .status,
             400
-        );
-    }
-
-    #[test]
-    fn the_key_or_loopback_is_required() {
-        let loopback = &ClientAddress {
-            addr: "127.0.0.1:5000".parse().unwrap(),
-            local: true,
-        };
-        let remote = &ClientAddress {
-            addr: "10.1.2.3:5000".parse().unwrap(),
-            local: false,
-        };
-        let bare = request("GET", "/api/rooms");
-        assert!(authorize(&bare, None, loopback).is_ok());
-        assert_eq!(authorize(&bare, None, remote).unwrap_err().status, 403);
-        assert_eq!(
-            authorize(&bare, Some("k"), loopback).unwrap_err().status,
-            401
-        );
-        let bearer = RequestHead {
-            authorization: Some("Bearer k".into()),
-            ..bare.clone()
-        };
-        assert!(authorize(&bearer, Some("k"), remote).is_ok());
-        let header = RequestHead {
-            api_key: Some("wrong".into()),
-            ..bare
-        };
-        assert_eq!(
-            authorize(&header, Some("k"), remote).unwrap_err().status,
-            401
         );
     }
 
