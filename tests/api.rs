@@ -1,13 +1,15 @@
 //! The HTTP API for backends: every route, its guard (API key, or loopback only), its
 //! effect as real WebSocket clients see it, and its errors.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use neonex::config::ApiConfig;
 use neonex::HubConfig;
+use neonex_testkit::client::Client;
+use neonex_testkit::http::{http_call, HttpResponse};
+use neonex_testkit::hub::{config, connect_spread, TestHub};
+use neonex_testkit::raw::RawClient;
+use neonex_testkit::wait::blocking;
 use serde_json::{json, Value};
 
 const KEY: &str = "api-test-key";

@@ -7,15 +7,17 @@
 //! - The queue is bounded in frames as well as in bytes.
 //! - A graceful shutdown waits at most `shutdown_timeout` for a client that never answers.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use neonex::{ConnectionId, HubConfig, SendQueueLimits};
+use neonex_testkit::client::{next_chat_message, send_json_within, Client, Ws};
+use neonex_testkit::frames::parse_frame;
+use neonex_testkit::hub::{config, flood_limits, TestHub};
+use neonex_testkit::raw::{End, RawClient};
+use neonex_testkit::wait::{wait_until, TIMEOUT};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -2,11 +2,11 @@
 //! variables and flags, each overriding the last; and every kind of rejection, which
 //! must name the key (and the line, in a file) and stop the server.
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
+use neonex_testkit::binary::{run_neonex, Server};
+use neonex_testkit::client::Client;
+use neonex_testkit::http::http_call;
 
 fn file(text: &str) -> tempfile_lite::TempFile {
     tempfile_lite::TempFile::with(text)

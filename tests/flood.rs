@@ -1,16 +1,18 @@
 //! Slow consumers under a flood: 50 clients that stop reading are cut off with 1008
 //! while the clients that keep reading get every message, and memory stays bounded.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use futures_util::StreamExt;
 use neonex::config::LimitsConfig;
 use neonex::{ConnectionId, HubConfig, SendQueueLimits};
+use neonex_testkit::client::{next_chat_message, send_json_within};
+use neonex_testkit::frames::{masked_json, parse_frame};
+use neonex_testkit::hub::{config, vm_rss_kib, TestHub};
+use neonex_testkit::raw::{End, RawClient};
+use neonex_testkit::wait::{wait_until, wait_until_ok, TIMEOUT};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 

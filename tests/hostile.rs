@@ -20,16 +20,21 @@
 //! The tests of this file take turns (one hub at a time), so that the memory measure of
 //! one is not disturbed by another.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use common::*;
 use futures_util::StreamExt;
 use neonex::config::LimitsConfig;
 use neonex::HubConfig;
+use neonex_testkit::client::{next_chat_message, send_json_within};
+use neonex_testkit::frames::{
+    close_payload, frame, masked, masked_close, masked_json, parse_frame, MASK,
+};
+use neonex_testkit::http::upgrade_request;
+use neonex_testkit::hub::{config, connect_spread, vm_rss_kib, TestHub};
+use neonex_testkit::raw::{End, RawClient};
+use neonex_testkit::wait::{wait_until_ok, TIMEOUT};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;

@@ -1,9 +1,11 @@
 //! The HTTP side: health, plain requests, refused upgrades, user id validation, and bytes
 //! that follow the upgrade request in the same write.
 
-mod common;
-
-use common::*;
+use neonex_testkit::frames::masked_json;
+use neonex_testkit::http::{upgrade_request, upgrade_request_with, WS_ACCEPT};
+use neonex_testkit::hub::{config, TestHub};
+use neonex_testkit::raw::RawClient;
+use neonex_testkit::wait::TIMEOUT;
 use serde_json::{json, Value};
 
 fn get(path: &str) -> String {

@@ -1,9 +1,8 @@
 //! The library API of `Hub`: publishing, rooms, users, counts, disconnecting.
 
-mod common;
-
-use common::*;
 use neonex::{ConnectionId, HubError, RoomInfo};
+use neonex_testkit::client::Client;
+use neonex_testkit::hub::{connect_spread, TestHub};
 use serde_json::{json, Value};
 
 /// How many of `messages` equal `value`.

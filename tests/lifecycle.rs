@@ -1,16 +1,20 @@
 //! Connections' lives: heartbeat, close codes, slow consumers, graceful shutdown (library
 //! and the `neonex` binary on SIGTERM).
 
-mod common;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use neonex::{HubConfig, SendQueueLimits};
+use neonex_testkit::binary::{run_neonex, Server};
+use neonex_testkit::client::{next_chat_message, send_json_within, Client};
+use neonex_testkit::clock::assert_time_now;
+use neonex_testkit::frames::{frame, masked, masked_close, MASK};
+use neonex_testkit::hub::{config, connect_spread, flood_limits, TestHub};
+use neonex_testkit::raw::{End, RawClient};
+use neonex_testkit::wait::{blocking, wait_until, TIMEOUT};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 

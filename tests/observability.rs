@@ -1,10 +1,15 @@
 //! What operators watch: `/stats` values after known activity, `/metrics` read by a real
 //! Prometheus parser, and the server's log lines.
 
-mod common;
-
-use common::*;
 use neonex::HubConfig;
+use neonex_testkit::binary::Server;
+use neonex_testkit::client::Client;
+use neonex_testkit::clock::now_secs;
+use neonex_testkit::frames::{frame, masked};
+use neonex_testkit::http::{http_call, HttpResponse};
+use neonex_testkit::hub::{config, TestHub};
+use neonex_testkit::raw::RawClient;
+use neonex_testkit::wait::{wait_until, TIMEOUT};
 use prometheus_parse::{Scrape, Value as Metric};
 use serde_json::{json, Value};
 

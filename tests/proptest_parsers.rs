@@ -3,17 +3,15 @@
 //!
 //! Every parser must take any input without panicking, and must read what a reference
 //! written in the tests (from RFC 6455, RFC 9112 and PROTOCOL.md, not from the server's
-//! code; frames come from `common::frame`) produces. Case counts are modest so that the whole file runs in a few seconds; set
-//! `PROPTEST_CASES` to run more.
+//! code; frames come from `neonex_testkit::frames::frame`) produces. Case counts are
+//! modest so that the whole file runs in a few seconds; set `PROPTEST_CASES` to run more.
 
-mod common;
-
-use common::frame;
 use fastwebsockets::OpCode;
 use neonex::http::{accept_key, parse_head, HeadError, MAX_HEAD_BYTES};
 use neonex::protocol::{parse_client_message, ClientMessage, ErrorCode};
 use neonex::ws::assemble::{Assembler, Message, Payload};
 use neonex::ws::decode::{decode_frame, Decoded, FrameHeader};
+use neonex_testkit::frames::frame;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde_json::{json, Value};

@@ -1,10 +1,9 @@
 //! Protocol v1 as clients see it: every client message type, every server answer, and
 //! every error of PROTOCOL.md.
 
-mod common;
-
-use common::*;
 use neonex::{HubConfig, RoomInfo};
+use neonex_testkit::clock::assert_time_now;
+use neonex_testkit::hub::{config, connect_spread, flood_limits, TestHub};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 

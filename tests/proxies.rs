@@ -2,13 +2,13 @@
 //! HTTP API and the per-IP caps see it. Peers other than 127.0.0.1 are other addresses of
 //! the loopback range, so a test can play a proxy on 127.0.0.2 and an outsider on 127.0.0.3.
 
-mod common;
-
 use std::net::IpAddr;
 
-use common::*;
 use neonex::config::LimitsConfig;
 use neonex::HubConfig;
+use neonex_testkit::http::upgrade_request_with;
+use neonex_testkit::hub::{config, TestHub};
+use neonex_testkit::raw::RawClient;
 
 const PROXY: &str = "127.0.0.2";
 const OUTSIDER: &str = "127.0.0.3";

@@ -4,14 +4,16 @@
 //! exact status or close code, and for leaving a well-behaved client on the same hub
 //! untouched.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use neonex::config::{AuthConfig, LimitsConfig};
 use neonex::HubConfig;
+use neonex_testkit::client::Client;
+use neonex_testkit::clock::now_secs;
+use neonex_testkit::http::{HttpResponse, WS_KEY};
+use neonex_testkit::hub::{config, TestHub};
+use neonex_testkit::raw::{End, RawClient};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

@@ -1,10 +1,10 @@
 //! Behaviour across shards: delivery between clients of different shards, presence of a
 //! user with connections on several shards, one encode per broadcast, the epoll driver.
 
-mod common;
-
-use common::*;
 use neonex::{DriverChoice, HubConfig, PresenceScope};
+use neonex_testkit::clock::assert_time_now;
+use neonex_testkit::hub::{config, connect_spread, TestHub};
+use neonex_testkit::wait::{wait_until, TIMEOUT};
 use serde_json::{json, Value};
 
 fn presence_of<'a>(messages: &'a [Value], user: &str) -> Vec<&'a Value> {
