@@ -1,10 +1,44 @@
-//! Pieces of reports shared by scenarios: latency summaries, CPU and memory of the server and
-//! of the load generator, number formatting, JSON output.
+//! Pieces of reports shared by scenarios: the heading every report starts with, latency
+//! summaries, what the server did to the connections, CPU and memory of the server and of
+//! the load generator, number formatting, JSON output.
+//!
+//! A scenario's report embeds these pieces with `#[serde(flatten)]`, so their fields are
+//! keys of the report itself, in the order the report declares them.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::protocol::ProtocolKind;
 use crate::sys::{self, Proc};
+
+/// The first keys of every report: what ran, in which protocol, against which hub.
+#[derive(Debug, Clone, Serialize)]
+pub struct Heading {
+    /// The scenario: `fanout`, `all-to-all`, `idle` or `churn`.
+    pub scenario: &'static str,
+    /// Wire protocol.
+    pub protocol: &'static str,
+    /// Target URL.
+    pub url: String,
+}
+
+impl Heading {
+    pub fn new(scenario: &'static str, protocol: ProtocolKind, url: &str) -> Self {
+        Self {
+            scenario,
+            protocol: protocol.name(),
+            url: url.to_owned(),
+        }
+    }
+
+    /// The first line of a human report.
+    pub fn print_title(&self) {
+        println!(
+            "loadgen {}  {}  (protocol {})",
+            self.scenario, self.url, self.protocol
+        );
+    }
+}
 
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -140,6 +174,28 @@ pub struct LoadgenUsage {
     pub deliveries_per_cpu_second: Option<f64>,
 }
 
+/// What the server did to the connections a run held: closed them, or sent errors.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTrouble {
+    /// Connections the server closed during the run.
+    pub disconnects: u64,
+    /// The first of them.
+    pub first_disconnect: Option<String>,
+    /// Error messages (or refused HTTP publishes) from the server.
+    pub server_errors: u64,
+    /// The first of them.
+    pub first_server_error: Option<String>,
+}
+
+/// The CPU of both processes, and the server's memory, over the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    /// The server's CPU and memory (with `--server-pid`).
+    pub server: Option<ServerUsage>,
+    /// The load generator's own CPU.
+    pub loadgen: LoadgenUsage,
+}
+
 /// Usage of both processes between two samples.
 pub fn usage(
     start: CpuSample,
@@ -147,7 +203,7 @@ pub fn usage(
     server_pid: Option<u32>,
     seconds: f64,
     deliveries: u64,
-) -> (Option<ServerUsage>, LoadgenUsage) {
+) -> Usage {
     let per = |cpu: f64| (deliveries > 0).then(|| cpu * 1e6 / deliveries as f64);
     let server = server_pid
         .zip(start.server.zip(end.server))
@@ -168,15 +224,12 @@ pub fn usage(
         cpu_cores: ratio(me, seconds),
         deliveries_per_cpu_second: (me > 0.0).then(|| deliveries as f64 / me),
     };
-    (server, loadgen)
+    Usage { server, loadgen }
 }
 
 /// Prints the server and load generator usage rows of a human report.
-pub fn print_usage(
-    row: &dyn Fn(&str, String),
-    server: Option<&ServerUsage>,
-    loadgen: &LoadgenUsage,
-) {
+pub fn print_usage(row: &dyn Fn(&str, String), usage: &Usage) {
+    let Usage { server, loadgen } = usage;
     if let Some(s) = server {
         print_server_usage(row, s, "delivery", 3);
     }
@@ -214,6 +267,12 @@ pub fn print_server_usage(
         "server RSS peak / now",
         format!("{} / {}", kib(s.peak_rss_kib), kib(s.rss_kib)),
     );
+}
+
+/// Prints the last row of a human report: whether the run passed.
+pub fn print_result(row: &dyn Fn(&str, String), ok: bool) {
+    let result = if ok { "OK" } else { "FAILED (see above)" };
+    row("result", result.into());
 }
 
 /// `a / b`, or 0 when `b` is 0.

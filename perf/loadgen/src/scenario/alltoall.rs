@@ -20,9 +20,10 @@ use tokio::sync::{watch, Semaphore};
 use crate::clock::{self, now_ns};
 use crate::conn::Closed;
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind, PublishVia};
-use crate::report::{self, CpuSample, LatencyUs, LoadgenUsage, MsSummary, ServerUsage};
+use crate::report::{self, CpuSample, Heading, Usage};
 use crate::scenario::common::{self, first, keep_first, sleep_ms, Dial, SetupProgress, Sink, Step};
 use crate::scenario::delivery::{ReadBatch, Received, ReceiverStats, WorkerEnv};
+use crate::scenario::delivery_report::{self, Deliveries, Disturbances, Publishing, Setup};
 use crate::seq::SeqTracker;
 use crate::target::Target;
 use crate::{stamp, workers};
@@ -335,12 +336,8 @@ async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> ReceiverStats {
 /// The result of an all-to-all run.
 #[derive(Debug, Clone, Serialize)]
 pub struct AllToAllReport {
-    /// `all-to-all`.
-    pub scenario: &'static str,
-    /// Wire protocol.
-    pub protocol: &'static str,
-    /// Target URL.
-    pub url: String,
+    #[serde(flatten)]
+    pub heading: Heading,
     /// Clients (each publishes and receives).
     pub clients: usize,
     /// Worker threads of the load generator.
@@ -349,62 +346,18 @@ pub struct AllToAllReport {
     pub rate_per_client: f64,
     /// Message text length.
     pub payload_bytes: usize,
-    /// Connect + join of every client, seconds.
-    pub setup_seconds: f64,
-    /// Per connection, connect to upgrade response, ms.
-    pub setup_upgrade_ms: MsSummary,
-    /// Per connection, connect to joined, ms.
-    pub setup_joined_ms: MsSummary,
-    /// Wait for notices to stop, seconds.
-    pub settle_seconds: f64,
-    /// False when notices did not stop within the limit.
-    pub settled: bool,
-    /// Non-chat frames before measuring.
-    pub setup_noise_frames: u64,
-    /// From the first publish to the last delivery (or the end of publishing).
-    pub measured_seconds: f64,
-    /// Messages all clients sent.
-    pub messages_published: u64,
-    /// Per second over the measured window.
-    pub messages_per_second: f64,
-    /// Chat deliveries (duplicates included), each client's own messages included.
-    pub deliveries: u64,
-    /// Per second over the measured window.
-    pub deliveries_per_second: f64,
-    /// `messages_published * clients`.
-    pub expected_deliveries: u64,
-    /// Publish to receive latency of first deliveries.
-    pub latency_us: LatencyUs,
-    /// Expected deliveries that never arrived.
-    pub lost: u64,
-    /// Deliveries of a message already received.
-    pub duplicated: u64,
-    /// First deliveries that came after a later message of the same publisher.
-    pub reordered: u64,
+    #[serde(flatten)]
+    pub setup: Setup,
+    #[serde(flatten)]
+    pub deliveries: Deliveries,
     /// Clients that missed at least one message.
     pub clients_with_loss: u64,
-    /// Every expected delivery arrived before the drain timeout.
-    pub drained: bool,
-    /// Connections the server closed during the run.
-    pub disconnects: u64,
-    /// The first of them.
-    pub first_disconnect: Option<String>,
-    /// Error messages (or refused HTTP publishes) from the server.
-    pub server_errors: u64,
-    /// The first of them.
-    pub first_server_error: Option<String>,
-    /// Non-chat frames after measuring started.
-    pub noise_frames_during_run: u64,
-    /// Chat messages without our stamp.
-    pub foreign_messages: u64,
-    /// How late, at worst, a client sent a message compared with its schedule, µs.
-    pub publish_lag_max_us: f64,
-    /// Why publishing failed, if it did.
-    pub publish_error: Option<String>,
-    /// The server's CPU and memory.
-    pub server: Option<ServerUsage>,
-    /// The load generator's own CPU.
-    pub loadgen: LoadgenUsage,
+    #[serde(flatten)]
+    pub disturbances: Disturbances,
+    #[serde(flatten)]
+    pub publishing: Publishing,
+    #[serde(flatten)]
+    pub usage: Usage,
     /// Nothing lost or duplicated, no disconnects, no publish error.
     pub ok: bool,
 }
@@ -516,54 +469,40 @@ fn run_with<P: HubProtocol>(cfg: AllToAllConfig, proto: P) -> Result<AllToAllRep
     if stats.finalized != n {
         return Err(format!("only {} of {n} clients reported", stats.finalized));
     }
-    let deliveries = received.deliveries.load(Ordering::SeqCst);
-    let (server, loadgen) = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, deliveries);
-    let publish_error = first(&shared.publish_error);
-    let disconnects = shared.disconnects.load(Ordering::SeqCst);
+    let delivered = received.deliveries.load(Ordering::SeqCst);
+    let usage = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, delivered);
+    let deliveries = Deliveries::new(published, expected, delivered, measured, &stats);
+    let disturbances = Disturbances::new(
+        drained,
+        received,
+        noise_during,
+        shared.disconnects.load(Ordering::SeqCst),
+        first(&shared.first_disconnect),
+    );
+    let publishing = Publishing {
+        publish_lag_max_us: Some(shared.publish_lag_max_ns.load(Ordering::SeqCst) as f64 / 1e3),
+        publish_error: first(&shared.publish_error),
+    };
     Ok(AllToAllReport {
-        scenario: "all-to-all",
-        protocol: cfg.protocol.name(),
-        url: cfg.url.clone(),
+        heading: Heading::new("all-to-all", cfg.protocol, &cfg.url),
         clients: n,
         threads: cfg.threads,
         rate_per_client: cfg.rate,
         payload_bytes: cfg.payload_bytes,
-        setup_seconds,
-        setup_upgrade_ms: MsSummary::from_ns(&stats.upgraded),
-        setup_joined_ms: MsSummary::from_ns(&stats.joined),
-        settle_seconds,
-        settled,
-        setup_noise_frames: setup_noise,
-        measured_seconds: measured,
-        messages_published: published,
-        messages_per_second: report::ratio(published as f64, measured),
-        deliveries,
-        deliveries_per_second: report::ratio(deliveries as f64, measured),
-        expected_deliveries: expected,
-        latency_us: LatencyUs::from_ns(&stats.latency),
-        lost: stats.lost,
-        duplicated: stats.duplicates,
-        reordered: stats.late,
+        setup: Setup::new(setup_seconds, settle_seconds, settled, setup_noise, &stats),
         clients_with_loss: stats.receivers_with_loss,
-        drained,
-        disconnects,
-        first_disconnect: first(&shared.first_disconnect),
-        server_errors: received.server_errors.load(Ordering::SeqCst),
-        first_server_error: first(&received.first_server_error),
-        noise_frames_during_run: noise_during,
-        foreign_messages: received.foreign.load(Ordering::SeqCst),
-        publish_lag_max_us: shared.publish_lag_max_ns.load(Ordering::SeqCst) as f64 / 1e3,
-        ok: stats.lost == 0 && stats.duplicates == 0 && disconnects == 0 && publish_error.is_none(),
-        publish_error,
-        server,
-        loadgen,
+        ok: delivery_report::passed(&deliveries, &disturbances, &publishing),
+        deliveries,
+        disturbances,
+        publishing,
+        usage,
     })
 }
 
 /// Prints the human table.
 pub fn print(r: &AllToAllReport) {
-    use report::{rate as fmt_rate, thousands};
-    println!("loadgen all-to-all  {}  (protocol {})", r.url, r.protocol);
+    use report::thousands;
+    r.heading.print_title();
     println!(
         "  {} clients, each publishing {} msg/s, {} thread(s), payload {} B",
         thousands(r.clients as u64),
@@ -571,78 +510,15 @@ pub fn print(r: &AllToAllReport) {
         r.threads,
         r.payload_bytes
     );
-    println!(
-        "  setup {:.2} s, settle {:.2} s{} ({} notice frames)",
-        r.setup_seconds,
-        r.settle_seconds,
-        if r.settled { "" } else { " (NOT settled)" },
-        thousands(r.setup_noise_frames)
-    );
+    r.setup.print();
     println!("{}", "-".repeat(64));
     let row = |k: &str, v: String| println!("{k:<30} {v}");
-    row("measured window", format!("{:.3} s", r.measured_seconds));
-    row(
-        "messages published",
-        format!(
-            "{}  ({} msg/s)",
-            thousands(r.messages_published),
-            fmt_rate(r.messages_per_second)
-        ),
+    delivery_report::print_rows(
+        &row,
+        &r.deliveries,
+        &r.disturbances,
+        &r.publishing,
+        &r.usage,
     );
-    row(
-        "deliveries",
-        format!(
-            "{} of {} expected  ({} /s)",
-            thousands(r.deliveries),
-            thousands(r.expected_deliveries),
-            fmt_rate(r.deliveries_per_second)
-        ),
-    );
-    let l = &r.latency_us;
-    row(
-        "latency p50/p99/p99.9/max",
-        format!("{} / {} / {} / {} µs", l.p50, l.p99, l.p999, l.max),
-    );
-    row(
-        "lost / duplicated / reordered",
-        format!("{} / {} / {}", r.lost, r.duplicated, r.reordered),
-    );
-    row(
-        "disconnects / server errors",
-        format!("{} / {}", r.disconnects, r.server_errors),
-    );
-    row(
-        "publisher lag max",
-        format!("{:.0} µs", r.publish_lag_max_us),
-    );
-    report::print_usage(&row, r.server.as_ref(), &r.loadgen);
-    if r.noise_frames_during_run > 0 || r.foreign_messages > 0 {
-        row(
-            "other frames during run",
-            format!(
-                "{} notices, {} foreign chat messages",
-                r.noise_frames_during_run, r.foreign_messages
-            ),
-        );
-    }
-    if !r.drained {
-        row("drain", "timed out: some deliveries never came".into());
-    }
-    for (k, v) in [
-        ("publish error", &r.publish_error),
-        ("first disconnect", &r.first_disconnect),
-        ("first server error", &r.first_server_error),
-    ] {
-        if let Some(v) = v {
-            row(k, v.clone());
-        }
-    }
-    row(
-        "result",
-        if r.ok {
-            "OK".into()
-        } else {
-            "FAILED (see above)".into()
-        },
-    );
+    report::print_result(&row, r.ok);
 }

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::clock::{self, now_ns};
 use crate::conn::{self, Scratch};
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind};
-use crate::report::{self, thousands, CpuSample, LoadgenUsage, MsSummary, ServerUsage};
+use crate::report::{self, thousands, CpuSample, Heading, MsSummary, Usage};
 use crate::scenario::common::{self, first, keep_first, sleep_ms, Dial};
 use crate::target::Target;
 use crate::workers;
@@ -245,12 +245,8 @@ async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> Stats {
 /// The result of a churn run.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChurnReport {
-    /// `churn`.
-    pub scenario: &'static str,
-    /// Wire protocol.
-    pub protocol: &'static str,
-    /// Target URL.
-    pub url: String,
+    #[serde(flatten)]
+    pub heading: Heading,
     /// Connections per second asked for.
     pub rate: f64,
     /// Seconds over which connections were started (asked for).
@@ -287,11 +283,11 @@ pub struct ChurnReport {
     pub joined_ms: MsSummary,
     /// Connect to closed, ms.
     pub cycle_ms: MsSummary,
-    /// The server's CPU and memory over the measured window; `cpu_us_per_delivery` here is
-    /// per completed connection.
-    pub server: Option<ServerUsage>,
-    /// The load generator's CPU; `deliveries_per_cpu_second` is connections per CPU-second.
-    pub loadgen: LoadgenUsage,
+    /// A delivery here is a completed connection: the server's `cpu_us_per_delivery` is per
+    /// connection, the load generator's `deliveries_per_cpu_second` connections per
+    /// CPU-second.
+    #[serde(flatten)]
+    pub usage: Usage,
     /// No errors.
     pub ok: bool,
 }
@@ -336,11 +332,9 @@ fn run_with<P: HubProtocol>(cfg: ChurnConfig, proto: P) -> Result<ChurnReport, S
     let measured = (end - t0) as f64 / 1e9;
     let completed = shared.completed.load(Ordering::SeqCst);
     let errors = shared.errors.load(Ordering::SeqCst);
-    let (server, loadgen) = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, completed);
+    let usage = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, completed);
     Ok(ChurnReport {
-        scenario: "churn",
-        protocol: cfg.protocol.name(),
-        url: cfg.url.clone(),
+        heading: Heading::new("churn", cfg.protocol, &cfg.url),
         rate: cfg.rate,
         duration_seconds: cfg.duration.as_secs_f64(),
         concurrency: cfg.concurrency,
@@ -359,15 +353,14 @@ fn run_with<P: HubProtocol>(cfg: ChurnConfig, proto: P) -> Result<ChurnReport, S
         upgrade_ms: MsSummary::from_ns(&stats.upgraded),
         joined_ms: MsSummary::from_ns(&stats.joined),
         cycle_ms: MsSummary::from_ns(&stats.cycle),
-        server,
-        loadgen,
+        usage,
         ok: errors == 0,
     })
 }
 
 /// Prints the human table.
 pub fn print(r: &ChurnReport) {
-    println!("loadgen churn  {}  (protocol {})", r.url, r.protocol);
+    r.heading.print_title();
     println!(
         "  {} connections/s for {:.1} s, at most {} in flight, hold {} ms, leave {}, {} thread(s)",
         r.rate,
@@ -409,26 +402,19 @@ pub fn print(r: &ChurnReport) {
             thousands(r.server_closed)
         ),
     );
-    if let Some(s) = &r.server {
+    if let Some(s) = &r.usage.server {
         report::print_server_usage(&row, s, "connection", 1);
     }
     row(
         "loadgen CPU",
         format!(
             "{:.2} s ({:.0}% of a core)",
-            r.loadgen.cpu_seconds,
-            r.loadgen.cpu_cores * 100.0
+            r.usage.loadgen.cpu_seconds,
+            r.usage.loadgen.cpu_cores * 100.0
         ),
     );
     if let Some(e) = &r.first_error {
         row("first error", e.clone());
     }
-    row(
-        "result",
-        if r.ok {
-            "OK".into()
-        } else {
-            "FAILED (see above)".into()
-        },
-    );
+    report::print_result(&row, r.ok);
 }

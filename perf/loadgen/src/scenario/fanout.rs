@@ -20,9 +20,10 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use crate::clock::{self, now_ns};
 use crate::conn::WsConn;
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind, PublishVia};
-use crate::report::{self, CpuSample, LatencyUs, LoadgenUsage, MsSummary, ServerUsage};
+use crate::report::{self, CpuSample, Heading, Usage};
 use crate::scenario::common::{self, first, keep_first, sleep_ms, SetupProgress, Sink, Step};
 use crate::scenario::delivery::{ReadBatch, Received, ReceiverStats, WorkerEnv};
+use crate::scenario::delivery_report::{self, Deliveries, Disturbances, Publishing, Setup};
 use crate::seq::SeqTracker;
 use crate::target::Target;
 use crate::{stamp, workers};
@@ -642,12 +643,8 @@ async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> ReceiverStats {
 /// The result of a fanout run.
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutReport {
-    /// `fanout`.
-    pub scenario: &'static str,
-    /// Wire protocol.
-    pub protocol: &'static str,
-    /// Target URL.
-    pub url: String,
+    #[serde(flatten)]
+    pub heading: Heading,
     /// Subscriber connections.
     pub subscribers: usize,
     /// Worker threads of the load generator.
@@ -660,64 +657,20 @@ pub struct FanoutReport {
     pub window: Option<u32>,
     /// Message text length.
     pub payload_bytes: usize,
-    /// Connect + join of every connection, seconds.
-    pub setup_seconds: f64,
-    /// Per connection, from the start of its connect to the upgrade response, ms.
-    pub setup_upgrade_ms: MsSummary,
-    /// Per connection, from the start of its connect to its `joined`, ms.
-    pub setup_joined_ms: MsSummary,
-    /// Wait for the join/presence storm to end, seconds.
-    pub settle_seconds: f64,
-    /// False when the storm did not end within the settle limit.
-    pub settled: bool,
-    /// Non-chat frames received before measuring (joins, presence, ...).
-    pub setup_noise_frames: u64,
-    /// From the first publish to the last delivery (or to the end of publishing).
-    pub measured_seconds: f64,
-    /// Messages the publisher sent.
-    pub messages_published: u64,
-    /// `messages_published / measured_seconds`.
-    pub messages_per_second: f64,
-    /// Chat deliveries to subscribers (duplicates included).
-    pub deliveries: u64,
-    /// `deliveries / measured_seconds`.
-    pub deliveries_per_second: f64,
-    /// `messages_published * subscribers`.
-    pub expected_deliveries: u64,
-    /// Publish → receive latency of first deliveries.
-    pub latency_us: LatencyUs,
-    /// Expected deliveries that never arrived (after the drain wait).
-    pub lost: u64,
-    /// Deliveries of a message a subscriber already had.
-    pub duplicated: u64,
-    /// First deliveries that came after a later message of the same publisher.
-    pub reordered: u64,
+    #[serde(flatten)]
+    pub setup: Setup,
+    #[serde(flatten)]
+    pub deliveries: Deliveries,
     /// Subscribers that missed at least one message.
     pub subscribers_with_loss: u64,
-    /// Every expected delivery arrived before the drain timeout.
-    pub drained: bool,
-    /// Subscriber connections that the server closed during the run.
-    pub disconnects: u64,
-    /// The first of them.
-    pub first_disconnect: Option<String>,
-    /// `error` messages from the server.
-    pub server_errors: u64,
-    /// The first of them.
-    pub first_server_error: Option<String>,
-    /// Non-chat frames received after measuring started.
-    pub noise_frames_during_run: u64,
-    /// Chat messages without our stamp (someone else publishing in the room).
-    pub foreign_messages: u64,
+    #[serde(flatten)]
+    pub disturbances: Disturbances,
     /// The publisher's own copies of its messages.
     pub publisher_echoes: u64,
-    /// Rate mode: how late the publisher sent its most delayed message, µs.
-    pub publish_lag_max_us: Option<f64>,
-    /// Why publishing stopped early (window stall, write error), if it did.
-    pub publish_error: Option<String>,
-    /// The server's CPU and memory (with `--server-pid`).
-    pub server: Option<ServerUsage>,
-    /// The load generator's own CPU.
-    pub loadgen: LoadgenUsage,
+    #[serde(flatten)]
+    pub publishing: Publishing,
+    #[serde(flatten)]
+    pub usage: Usage,
     /// Zero lost, zero duplicated, no disconnects, no publish error.
     pub ok: bool,
 }
@@ -829,150 +782,73 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         ));
     }
 
-    let deliveries = received.deliveries.load(Ordering::SeqCst);
-    let (server, loadgen) = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, deliveries);
-    let publish_error = first(&shared.publish_error);
-    let disconnects = shared.disconnects.load(Ordering::SeqCst);
+    let delivered = received.deliveries.load(Ordering::SeqCst);
+    let usage = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, delivered);
     let (rate, window) = match cfg.pace {
         Pace::Rate(r) => (Some(r), None),
         Pace::Window(w) => (None, Some(w)),
     };
+    let deliveries = Deliveries::new(published, expected, delivered, measured, &stats);
+    let disturbances = Disturbances::new(
+        drained,
+        received,
+        noise_during,
+        shared.disconnects.load(Ordering::SeqCst),
+        first(&shared.first_disconnect),
+    );
+    let publishing = Publishing {
+        publish_lag_max_us: rate
+            .map(|_| shared.publish_lag_max_ns.load(Ordering::SeqCst) as f64 / 1e3),
+        publish_error: first(&shared.publish_error),
+    };
     Ok(FanoutReport {
-        scenario: "fanout",
-        protocol: cfg.protocol.name(),
-        url: cfg.url.clone(),
+        heading: Heading::new("fanout", cfg.protocol, &cfg.url),
         subscribers: cfg.subscribers,
         threads: cfg.threads,
         pace: if rate.is_some() { "rate" } else { "window" },
         rate,
         window,
         payload_bytes: cfg.payload_bytes,
-        setup_seconds,
-        setup_upgrade_ms: MsSummary::from_ns(&stats.upgraded),
-        setup_joined_ms: MsSummary::from_ns(&stats.joined),
-        settle_seconds,
-        settled,
-        setup_noise_frames: setup_noise,
-        measured_seconds: measured,
-        messages_published: published,
-        messages_per_second: report::ratio(published as f64, measured),
-        deliveries,
-        deliveries_per_second: report::ratio(deliveries as f64, measured),
-        expected_deliveries: expected,
-        latency_us: LatencyUs::from_ns(&stats.latency),
-        lost: stats.lost,
-        duplicated: stats.duplicates,
-        reordered: stats.late,
+        setup: Setup::new(setup_seconds, settle_seconds, settled, setup_noise, &stats),
         subscribers_with_loss: stats.receivers_with_loss,
-        drained,
-        disconnects,
-        first_disconnect: first(&shared.first_disconnect),
-        server_errors: received.server_errors.load(Ordering::SeqCst),
-        first_server_error: first(&received.first_server_error),
-        noise_frames_during_run: noise_during,
-        foreign_messages: received.foreign.load(Ordering::SeqCst),
         publisher_echoes: shared.echoes.load(Ordering::SeqCst),
-        publish_lag_max_us: rate
-            .map(|_| shared.publish_lag_max_ns.load(Ordering::SeqCst) as f64 / 1e3),
-        ok: stats.lost == 0 && stats.duplicates == 0 && disconnects == 0 && publish_error.is_none(),
-        publish_error,
-        server,
-        loadgen,
+        ok: delivery_report::passed(&deliveries, &disturbances, &publishing),
+        deliveries,
+        disturbances,
+        publishing,
+        usage,
     })
 }
 
 /// Prints the human table.
 pub fn print(r: &FanoutReport) {
-    use report::{rate as fmt_rate, thousands};
+    use report::thousands;
     let pace = match (r.rate, r.window) {
         (Some(rate), _) => format!("rate {rate} msg/s"),
         (_, Some(w)) => format!("window {w}"),
         _ => String::new(),
     };
-    println!("loadgen fanout  {}  (protocol {})", r.url, r.protocol);
+    r.heading.print_title();
     println!(
         "  {} subscribers + 1 publisher, {} thread(s), {pace}, payload {} B",
         thousands(r.subscribers as u64),
         r.threads,
         r.payload_bytes
     );
-    println!(
-        "  setup {:.2} s, settle {:.2} s{} ({} notice frames)",
-        r.setup_seconds,
-        r.settle_seconds,
-        if r.settled { "" } else { " (NOT settled)" },
-        thousands(r.setup_noise_frames)
-    );
-    let (u, j) = (&r.setup_upgrade_ms, &r.setup_joined_ms);
+    r.setup.print();
+    let (u, j) = (&r.setup.setup_upgrade_ms, &r.setup.setup_joined_ms);
     println!(
         "  per connection: upgraded p50/p99/max {} / {} / {} ms, joined {} / {} / {} ms",
         u.p50, u.p99, u.max, j.p50, j.p99, j.max
     );
     println!("{}", "-".repeat(64));
     let row = |k: &str, v: String| println!("{k:<30} {v}");
-    row("measured window", format!("{:.3} s", r.measured_seconds));
-    row(
-        "messages published",
-        format!(
-            "{}  ({} msg/s)",
-            thousands(r.messages_published),
-            fmt_rate(r.messages_per_second)
-        ),
+    delivery_report::print_rows(
+        &row,
+        &r.deliveries,
+        &r.disturbances,
+        &r.publishing,
+        &r.usage,
     );
-    row(
-        "deliveries",
-        format!(
-            "{} of {} expected  ({} /s)",
-            thousands(r.deliveries),
-            thousands(r.expected_deliveries),
-            fmt_rate(r.deliveries_per_second)
-        ),
-    );
-    let l = &r.latency_us;
-    row(
-        "latency p50/p99/p99.9/max",
-        format!("{} / {} / {} / {} µs", l.p50, l.p99, l.p999, l.max),
-    );
-    row("latency mean / p90", format!("{} / {} µs", l.mean, l.p90));
-    row(
-        "lost / duplicated / reordered",
-        format!("{} / {} / {}", r.lost, r.duplicated, r.reordered),
-    );
-    row(
-        "disconnects / server errors",
-        format!("{} / {}", r.disconnects, r.server_errors),
-    );
-    if let Some(lag) = r.publish_lag_max_us {
-        row("publisher lag max", format!("{lag:.0} µs"));
-    }
-    report::print_usage(&row, r.server.as_ref(), &r.loadgen);
-    if r.noise_frames_during_run > 0 || r.foreign_messages > 0 {
-        row(
-            "other frames during run",
-            format!(
-                "{} notices, {} foreign chat messages",
-                r.noise_frames_during_run, r.foreign_messages
-            ),
-        );
-    }
-    if !r.drained {
-        row("drain", "timed out: some deliveries never came".into());
-    }
-    for (k, v) in [
-        ("publish stopped early", &r.publish_error),
-        ("first disconnect", &r.first_disconnect),
-        ("first server error", &r.first_server_error),
-    ] {
-        if let Some(v) = v {
-            row(k, v.clone());
-        }
-    }
-    row(
-        "result",
-        if r.ok {
-            "OK".into()
-        } else {
-            "FAILED (see above)".into()
-        },
-    );
+    report::print_result(&row, r.ok);
 }

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::clock::now_ns;
 use crate::conn::{self, Scratch};
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind};
-use crate::report::{self, thousands, MsSummary};
+use crate::report::{self, thousands, Heading, MsSummary, ServerTrouble};
 use crate::scenario::common::{self, first, keep_first, sleep_ms, Dial, SetupProgress};
 use crate::sys::{self, Proc};
 use crate::target::Target;
@@ -190,12 +190,8 @@ async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> (Histogram<u64>, 
 /// The result of an idle run.
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleReport {
-    /// `idle`.
-    pub scenario: &'static str,
-    /// Wire protocol.
-    pub protocol: &'static str,
-    /// Target URL.
-    pub url: String,
+    #[serde(flatten)]
+    pub heading: Heading,
     /// Connections held.
     pub connections: usize,
     /// Worker threads of the load generator.
@@ -238,14 +234,8 @@ pub struct IdleReport {
     pub loadgen_rss_per_connection_bytes: f64,
     /// Frames received after the connections were set up (notices, keep-alives).
     pub frames_after_setup: u64,
-    /// Connections the server closed while held.
-    pub disconnects: u64,
-    /// The first of them.
-    pub first_disconnect: Option<String>,
-    /// Error messages from the server.
-    pub server_errors: u64,
-    /// The first of them.
-    pub first_server_error: Option<String>,
+    #[serde(flatten)]
+    pub server: ServerTrouble,
     /// Every connection held to the end.
     pub ok: bool,
 }
@@ -353,9 +343,7 @@ fn run_with<P: HubProtocol>(cfg: IdleConfig, proto: P) -> Result<IdleReport, Str
     let setup_cpu = (cpu1 - cpu0).max(0.0);
     let hold_cpu = (cpu2 - cpu1).max(0.0);
     Ok(IdleReport {
-        scenario: "idle",
-        protocol: cfg.protocol.name(),
-        url: cfg.url.clone(),
+        heading: Heading::new("idle", cfg.protocol, &cfg.url),
         connections: n,
         threads: cfg.threads,
         setup_seconds,
@@ -377,17 +365,19 @@ fn run_with<P: HubProtocol>(cfg: IdleConfig, proto: P) -> Result<IdleReport, Str
         hold_server_cpu_cores: report::ratio(hold_cpu, hold_seconds),
         loadgen_rss_per_connection_bytes: (my_rss1 as f64 - my_rss0 as f64) * 1024.0 / n as f64,
         frames_after_setup: frames_after,
-        disconnects,
-        first_disconnect: first(&shared.first_disconnect),
-        server_errors: shared.server_errors.load(Ordering::SeqCst),
-        first_server_error: first(&shared.first_server_error),
+        server: ServerTrouble {
+            disconnects,
+            first_disconnect: first(&shared.first_disconnect),
+            server_errors: shared.server_errors.load(Ordering::SeqCst),
+            first_server_error: first(&shared.first_server_error),
+        },
         ok: disconnects == 0,
     })
 }
 
 /// Prints the human table.
 pub fn print(r: &IdleReport) {
-    println!("loadgen idle  {}  (protocol {})", r.url, r.protocol);
+    r.heading.print_title();
     println!(
         "  {} connections in one room, {} thread(s), held {:.1} s",
         thousands(r.connections as u64),
@@ -451,22 +441,15 @@ pub fn print(r: &IdleReport) {
     row("frames after setup", thousands(r.frames_after_setup));
     row(
         "disconnects / server errors",
-        format!("{} / {}", r.disconnects, r.server_errors),
+        format!("{} / {}", r.server.disconnects, r.server.server_errors),
     );
     for (k, v) in [
-        ("first disconnect", &r.first_disconnect),
-        ("first server error", &r.first_server_error),
+        ("first disconnect", &r.server.first_disconnect),
+        ("first server error", &r.server.first_server_error),
     ] {
         if let Some(v) = v {
             row(k, v.clone());
         }
     }
-    row(
-        "result",
-        if r.ok {
-            "OK".into()
-        } else {
-            "FAILED (see above)".into()
-        },
-    );
+    report::print_result(&row, r.ok);
 }

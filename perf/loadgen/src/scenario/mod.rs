@@ -5,5 +5,6 @@ pub mod alltoall;
 pub mod churn;
 pub mod common;
 pub mod delivery;
+pub mod delivery_report;
 pub mod fanout;
 pub mod idle;
