@@ -8,14 +8,9 @@
 //!   stats, graceful close. Thread-safe; it talks to the shards through their inboxes.
 //! - [`config`]: [`HubConfig`], every setting with its embedded default; [`settings`]
 //!   layers a TOML file, `NEONEX_*` variables and flags over it for `neonex serve`.
-//! - `shard`: the engine. One thread per core, each a monoio runtime that owns its
-//!   connections outright. `shard::reader` reads and handles client input,
-//!   `shard::handshake` the HTTP request before it, `shard::dispatch` the protocol
-//!   messages, `shard::api` the backends' HTTP calls, `shard::fanout` queues one shared
-//!   frame on every recipient, `shard::flusher` writes each socket's queue in one vectored
-//!   call per pass, `shard::inbox` takes work from other shards, `shard::housekeeping`
-//!   runs heartbeats, timeouts and stats, `shard::lifecycle` opens, closes and shuts down.
-//! - `mailbox`: a shard's inbox, and the rule that only a parked shard is woken.
+//! - `shard`: the engine. One shard per core, each a monoio runtime on its own thread
+//!   that owns its connections outright, and `HubShared`, what the shards and the
+//!   handle share. Its module map follows a chat message from socket to socket.
 //! - `registry` and `room`: the hub-wide directory of rooms and of users' connections,
 //!   touched on joins, leaves, opens and closes, never per message.
 //! - [`protocol`]: protocol v1, what clients send and what the server answers.

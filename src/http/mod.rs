@@ -1,6 +1,6 @@
-//! The HTTP/1.1 side of a connection: parsing the request head ([`head`]), recognising a
-//! WebSocket upgrade ([`upgrade`]), and writing the few responses the hub gives
-//! ([`response`]).
+//! The HTTP/1.1 side of a connection: parsing the request head (`head`), recognising a
+//! WebSocket upgrade (`upgrade`), and writing the few responses the hub gives
+//! (`response`).
 
 mod head;
 mod response;

@@ -111,7 +111,7 @@ fn retry_held_back(shard: &Shard) -> bool {
 }
 
 /// Carries out a message to this shard: from its inbox, or posted by one of its own
-/// steps to itself (see [`Post`](super::publish::Post)).
+/// steps to itself (see [`Post`]).
 pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
     match msg {
         ShardMessage::Deliver {

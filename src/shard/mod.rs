@@ -1,17 +1,32 @@
-//! A shard: one thread, pinned to one core, running one monoio runtime that owns a share
-//! of the connections outright.
+//! The engine: one shard per core, each a thread pinned to its core running a monoio
+//! runtime that owns a share of the connections outright, and the state the shards share
+//! with the `Hub` handle. A shard's own state sits in one `RefCell` that each step borrows
+//! between awaits, so no lock is taken for a message.
 //!
-//! The shard's tasks:
-//! - one per connection ([`reader`]): waits until its socket is readable, reads into the
-//!   shard's buffer, decodes and handles what arrived;
-//! - [`inbox`]: takes deliveries and commands from other shards and threads;
-//! - [`flusher`]: once per pass of the runtime, writes every connection that has frames
-//!   queued, all of them in one vectored call per socket;
-//! - [`housekeeping`]: pings, timeouts and the cleanup sweep;
-//! - [`accept`]: one per listener.
+//! # How a chat message travels
+//! 1. [`reader`]: the connection's task reads its socket into the shard's buffer.
+//! 2. [`frames`]: decodes the frames in place, joins a message, applies the rate limit.
+//! 3. [`dispatch`]: parses the protocol message and encodes the `chat_message` once.
+//! 4. [`publish`]: hands that frame to each shard with members of the room: this shard
+//!    carries it out in place, the others get it through their [`mailbox`] and [`inbox`].
+//! 5. [`fanout`]: queues a handle to the same bytes on each local member, whom
+//!    [`membership`] knows.
+//! 6. [`flusher`]: once per pass of the runtime, writes each listed socket's [`outbound`]
+//!    queue in one vectored call.
 //!
-//! All of a shard's state sits in one `RefCell` that a task borrows only between awaits,
-//! so no lock is ever taken for a message.
+//! # The parts
+//! - The shard and its thread: [`Shard`] (here), [`spawn`] (runtime and tasks),
+//!   [`thread`], [`signal`] (single-threaded wake-ups), [`sys`] (socket calls).
+//! - What a shard owns: [`state`], with its [`connection`]s (their [`outbound`] queue,
+//!   [`ratelimit`] and [`request`] as it arrives) and [`membership`].
+//! - What a step has in hand: [`context`] (`Ctx`, the shard and its state).
+//! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`housekeeping`].
+//! - The steps: [`handshake`] (and its final answers, [`respond`]), [`frames`],
+//!   [`dispatch`], [`api`] (the backends' calls), [`lifecycle`] (open, close, shutdown),
+//!   [`fanout`].
+//! - Shared with the `Hub` handle: [`shared`] (`HubShared`), [`publish`],
+//!   [`operations`] (the backends' operations), [`message`], [`mailbox`], [`info`],
+//!   [`error`].
 
 pub(crate) mod accept;
 pub(crate) mod api;
