@@ -9,7 +9,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, ConfigError};
 use crate::http::RequestHead;
 use crate::ids::is_valid_user_id;
 
@@ -40,15 +40,21 @@ struct Claims {
 
 impl Authenticator {
     /// Builds the authenticator for `config`, or `None` when authentication is off.
-    pub fn new(config: &AuthConfig) -> Result<Option<Authenticator>, String> {
+    pub fn new(config: &AuthConfig) -> Result<Option<Authenticator>, ConfigError> {
         let (key, algorithm) = match (&config.jwt_secret, &config.jwt_public_key) {
             (None, None) => return Ok(None),
             (Some(_), Some(_)) => {
-                return Err("auth.jwt_secret and auth.jwt_public_key exclude each other".into())
+                return Err(ConfigError::invalid(
+                    "auth.jwt_public_key",
+                    "auth.jwt_secret and auth.jwt_public_key exclude each other",
+                ))
             }
             (Some(secret), None) => {
                 if secret.is_empty() {
-                    return Err("auth.jwt_secret must not be empty".into());
+                    return Err(ConfigError::invalid(
+                        "auth.jwt_secret",
+                        "auth.jwt_secret must not be empty",
+                    ));
                 }
                 (
                     DecodingKey::from_secret(secret.as_bytes()),
@@ -61,9 +67,10 @@ impl Authenticator {
                 } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
                     (key, Algorithm::ES256)
                 } else {
-                    return Err(
-                        "auth.jwt_public_key: not a PEM RSA or EC (P-256) public key".into(),
-                    );
+                    return Err(ConfigError::invalid(
+                        "auth.jwt_public_key",
+                        "auth.jwt_public_key: not a PEM RSA or EC (P-256) public key",
+                    ));
                 }
             }
         };

@@ -2,9 +2,14 @@
 //!
 //! Field names follow `../shared/CONFIG.md` (`hub.ping_interval` is
 //! `HubConfig::ping_interval`, `rooms.autojoin` is `HubConfig::rooms.autojoin`, ...), so the
-//! config file and environment layers can map onto them one to one.
+//! config file and environment layers can map onto them one to one. What fails the checks
+//! is a [`ConfigError`].
 
 use std::time::Duration;
+
+mod error;
+
+pub use error::ConfigError;
 
 /// Settings of a [`Hub`](crate::Hub).
 ///
@@ -259,7 +264,7 @@ impl HubConfig {
     }
 
     /// Checks the settings that would make the hub misbehave rather than fail loudly.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("hub.ping_interval", self.ping_interval),
             ("hub.pong_timeout", self.pong_timeout),
@@ -269,60 +274,94 @@ impl HubConfig {
             ("hub.handshake_timeout", self.handshake_timeout),
             ("log.stats_interval", self.stats_log_interval),
         ];
-        if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
-            return Err(format!("{name} must be greater than zero"));
+        if let Some(&(key, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{key} must be greater than zero"),
+            ));
         }
         if self.shards == 0 || self.shards > u16::MAX as usize {
-            return Err("shards must be between 1 and 65535".to_owned());
+            return Err(ConfigError::invalid(
+                "shards",
+                "shards must be between 1 and 65535",
+            ));
         }
         if self.socket_unsent_bytes == 0 {
-            return Err("hub.socket_unsent_bytes must be greater than zero".to_owned());
+            return Err(ConfigError::invalid(
+                "hub.socket_unsent_bytes",
+                "hub.socket_unsent_bytes must be greater than zero",
+            ));
         }
         if self.max_message_size == 0 {
-            return Err("hub.max_message_size must be greater than zero".to_owned());
+            return Err(ConfigError::invalid(
+                "hub.max_message_size",
+                "hub.max_message_size must be greater than zero",
+            ));
         }
         // A frame bigger than a connection's queue would cut every reader as slow.
         if self.send_queue.max_bytes < self.max_message_size + 14 {
-            return Err(
-                "hub.send_queue_bytes must hold at least one message of hub.max_message_size"
-                    .to_owned(),
-            );
+            return Err(ConfigError::invalid(
+                "hub.send_queue_bytes",
+                "hub.send_queue_bytes must hold at least one message of hub.max_message_size",
+            ));
         }
         let limits = &self.limits;
         if limits.messages_per_second == 0 || limits.burst == 0 {
-            return Err(
-                "limits.messages_per_second and limits.burst must be at least 1".to_owned(),
-            );
+            let key = if limits.burst == 0 {
+                "limits.burst"
+            } else {
+                "limits.messages_per_second"
+            };
+            return Err(ConfigError::invalid(
+                key,
+                "limits.messages_per_second and limits.burst must be at least 1",
+            ));
         }
         if limits.rooms_per_connection == 0 {
-            return Err("limits.rooms_per_connection must be at least 1".to_owned());
+            return Err(ConfigError::invalid(
+                "limits.rooms_per_connection",
+                "limits.rooms_per_connection must be at least 1",
+            ));
         }
-        for (name, cap) in [
+        for (key, cap) in [
             ("limits.connections_per_user", limits.connections_per_user),
             ("limits.connections_per_ip", limits.connections_per_ip),
             ("limits.max_connections", limits.max_connections),
         ] {
             if cap == Some(0) {
-                return Err(format!("{name} must be at least 1 when set"));
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{key} must be at least 1 when set"),
+                ));
             }
         }
         crate::origin::OriginPolicy::new(&self.allowed_origins)?;
         crate::forwarded::TrustedProxies::new(&self.trusted_proxies)?;
         if let Some(name) = self.subprotocols.iter().find(|p| !crate::http::is_token(p)) {
-            return Err(format!(
-                "hub.subprotocols: {name:?} is not a valid subprotocol name (letters, digits and !#$%&'*+-.^_`|~)"
+            return Err(ConfigError::invalid(
+                "hub.subprotocols",
+                format!("hub.subprotocols: {name:?} is not a valid subprotocol name (letters, digits and !#$%&'*+-.^_`|~)"),
             ));
         }
         crate::auth::Authenticator::new(&self.auth)?;
         if self.api.max_body == 0 {
-            return Err("api.max_body must be greater than zero".to_owned());
+            return Err(ConfigError::invalid(
+                "api.max_body",
+                "api.max_body must be greater than zero",
+            ));
         }
         if !self.path.starts_with('/') {
-            return Err("path must start with '/'".to_owned());
+            return Err(ConfigError::invalid("hub.path", "path must start with '/'"));
         }
-        for room in self.rooms.create.iter().chain(&self.rooms.autojoin) {
-            if !crate::ids::is_valid_room_name(room) {
-                return Err(format!("invalid room name {room:?} in rooms"));
+        for (key, list) in [
+            ("rooms.create", &self.rooms.create),
+            ("rooms.autojoin", &self.rooms.autojoin),
+        ] {
+            if let Some(room) = list.iter().find(|r| !crate::ids::is_valid_room_name(r)) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("invalid room name {room:?} in rooms"),
+                ));
             }
         }
         if let Some(room) = self
@@ -331,8 +370,9 @@ impl HubConfig {
             .iter()
             .find(|r| !self.rooms.create.contains(r))
         {
-            return Err(format!(
-                "rooms.autojoin names {room:?}, which is not in rooms.create"
+            return Err(ConfigError::invalid(
+                "rooms.autojoin",
+                format!("rooms.autojoin names {room:?}, which is not in rooms.create"),
             ));
         }
         Ok(())
@@ -362,9 +402,13 @@ mod tests {
             ping_interval: Duration::ZERO,
             ..HubConfig::default()
         };
-        assert!(c.validate().unwrap_err().contains("hub.ping_interval"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("hub.ping_interval"));
         let mut c = HubConfig::default();
         c.rooms.autojoin.push("lobby".into());
-        assert!(c.validate().unwrap_err().contains("lobby"));
+        assert!(c.validate().unwrap_err().to_string().contains("lobby"));
     }
 }

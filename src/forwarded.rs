@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
+use crate::config::ConfigError;
 use crate::http::RequestHead;
 
 /// Where a request comes from, once forwarding headers have been weighed.
@@ -37,7 +38,7 @@ pub struct TrustedProxies {
 
 impl TrustedProxies {
     /// Reads addresses (`127.0.0.1`, `::1`) and networks (`10.0.0.0/8`, `fd00::/8`).
-    pub fn new(entries: &[String]) -> Result<TrustedProxies, String> {
+    pub fn new(entries: &[String]) -> Result<TrustedProxies, ConfigError> {
         let networks = entries
             .iter()
             .map(|entry| {
@@ -46,8 +47,9 @@ impl TrustedProxies {
                     .parse::<IpNet>()
                     .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| {
-                        format!(
-                            "http.trusted_proxies: {entry:?} is neither an address nor a network (e.g. \"127.0.0.1\", \"10.0.0.0/8\")"
+                        ConfigError::invalid(
+                            "http.trusted_proxies",
+                            format!("http.trusted_proxies: {entry:?} is neither an address nor a network (e.g. \"127.0.0.1\", \"10.0.0.0/8\")"),
                         )
                     })
             })
@@ -297,7 +299,9 @@ mod tests {
             &head(Some("198.51.100.7"), None),
         );
         assert_eq!(client.addr, addr("198.51.100.7:0"));
-        let err = TrustedProxies::new(&["10.0.0.0/33".to_owned()]).unwrap_err();
+        let err = TrustedProxies::new(&["10.0.0.0/33".to_owned()])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("http.trusted_proxies") && err.contains("10.0.0.0/33"),
             "{err}"

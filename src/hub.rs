@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
-use crate::config::HubConfig;
+use crate::config::{ConfigError, HubConfig};
 use crate::forwarded::TrustedProxies;
 use crate::ids::{is_valid_room_name, ConnectionId};
 use crate::origin::OriginPolicy;
@@ -99,6 +99,12 @@ impl From<ProtocolError> for HubError {
     }
 }
 
+impl From<ConfigError> for HubError {
+    fn from(e: ConfigError) -> Self {
+        HubError::Config(e.to_string())
+    }
+}
+
 /// A running hub: its shards, rooms, users and connections.
 ///
 /// ```no_run
@@ -121,16 +127,16 @@ impl Hub {
     /// runtime. Rooms in `config.rooms.create` exist from the start. The hub accepts
     /// connections once given a listener ([`Hub::listen`]) or sockets ([`Hub::register`]).
     pub fn new(config: HubConfig) -> Result<Hub, HubError> {
-        config.validate().map_err(HubError::Config)?;
-        let authenticator = Authenticator::new(&config.auth).map_err(HubError::Config)?;
-        let origins = OriginPolicy::new(&config.allowed_origins).map_err(HubError::Config)?;
+        config.validate()?;
+        let authenticator = Authenticator::new(&config.auth)?;
+        let origins = OriginPolicy::new(&config.allowed_origins)?;
         if origins.allows_any() {
             tracing::warn!("allowed_origins is empty: browsers from any origin may connect");
         }
         if authenticator.is_none() {
             tracing::warn!("no JWT secret or key: clients choose their user id with ?user=");
         }
-        let proxies = TrustedProxies::new(&config.trusted_proxies).map_err(HubError::Config)?;
+        let proxies = TrustedProxies::new(&config.trusted_proxies)?;
         log_api_guard(&config, &proxies);
         let admission = Admission::new(&config.limits);
         let shards = config.shards;

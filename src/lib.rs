@@ -46,7 +46,9 @@ pub(crate) mod shard;
 pub mod stats;
 pub mod ws;
 
-pub use config::{DriverChoice, HubConfig, PresenceScope, RoomsConfig, SendQueueLimits};
+pub use config::{
+    ConfigError, DriverChoice, HubConfig, PresenceScope, RoomsConfig, SendQueueLimits,
+};
 pub use hub::{ConnectionInfo, Hub, HubError, RoomInfo};
 pub use ids::ConnectionId;
 pub use stats::{HubStats, ShardStats};

@@ -6,6 +6,8 @@
 //! (`*.example.com`, any scheme; `https://*.example.com`, that scheme only). A request
 //! without `Origin` does not come from a browser and is not subject to the list.
 
+use crate::config::ConfigError;
+
 /// The allow-list of origins; empty allows every origin.
 #[derive(Debug, Clone, Default)]
 pub struct OriginPolicy {
@@ -23,7 +25,7 @@ enum Entry {
 
 impl OriginPolicy {
     /// Reads the configured list; a malformed pattern is an error naming it.
-    pub fn new(allowed: &[String]) -> Result<Self, String> {
+    pub fn new(allowed: &[String]) -> Result<Self, ConfigError> {
         let entries = allowed
             .iter()
             .map(|raw| {
@@ -34,7 +36,10 @@ impl OriginPolicy {
                 };
                 if let Some(rest) = host.strip_prefix("*.") {
                     if rest.is_empty() || rest.contains('*') || rest.contains('/') {
-                        return Err(format!("allowed_origins: bad pattern {raw:?}"));
+                        return Err(ConfigError::invalid(
+                            "allowed_origins",
+                            format!("allowed_origins: bad pattern {raw:?}"),
+                        ));
                     }
                     Ok(Entry::Subdomains {
                         scheme,
@@ -43,8 +48,9 @@ impl OriginPolicy {
                 } else if scheme.is_some() && !host.is_empty() && !host.contains(['*', '/']) {
                     Ok(Entry::Exact(entry.clone()))
                 } else {
-                    Err(format!(
-                        "allowed_origins: {raw:?} is neither an origin (scheme://host[:port]) nor a *.domain pattern"
+                    Err(ConfigError::invalid(
+                        "allowed_origins",
+                        format!("allowed_origins: {raw:?} is neither an origin (scheme://host[:port]) nor a *.domain pattern"),
                     ))
                 }
             })

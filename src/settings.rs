@@ -512,7 +512,9 @@ impl Settings {
             subprotocols: self.hub.subprotocols.clone(),
             fault_injection: false,
         };
-        config.validate().map_err(SettingsError)?;
+        config
+            .validate()
+            .map_err(|e| SettingsError(e.to_string()))?;
         Ok(config)
     }
 
