@@ -1,9 +1,9 @@
 //! `HubConfig`: every setting of the hub, with the embedded defaults.
 //!
-//! Field names follow `../shared/CONFIG.md` (`hub.ping_interval` is
+//! Each field's doc names its key in `../shared/CONFIG.md` (`hub.ping_interval` is
 //! `HubConfig::ping_interval`, `rooms.autojoin` is `HubConfig::rooms.autojoin`, ...), so the
-//! config file and environment layers can map onto them one to one. What fails the checks
-//! is a [`ConfigError`].
+//! config file and environment layers can map onto them one to one. The checks, and what
+//! they build, are [`HubConfig::check`]'s; what fails them is a [`ConfigError`].
 
 use std::time::Duration;
 
@@ -32,16 +32,16 @@ pub struct HubConfig {
     /// Number of shards (threads, each with its own runtime and core). Default: the number
     /// of cores (`shards`).
     pub shards: usize,
-    /// Which I/O driver the shards run on.
+    /// Which I/O driver the shards run on (`hub.driver`).
     pub driver: DriverChoice,
-    /// The URL path that accepts WebSocket upgrades.
+    /// The URL path that accepts WebSocket upgrades (`hub.path`).
     pub path: String,
     /// Rooms at start and on connect (`rooms.*`).
     pub rooms: RoomsConfig,
     /// Who hears `presence` messages (`presence.scope`).
     pub presence: PresenceScope,
     /// Bounds of each connection's outbound queue; over them the client is a slow consumer
-    /// and is closed with 1008.
+    /// and is closed with 1008 (`hub.send_queue_bytes`, `hub.send_queue_frames`).
     pub send_queue: SendQueueLimits,
     /// Most bytes the kernel may hold unsent for one socket (`TCP_NOTSENT_LOWAT`;
     /// `hub.socket_unsent_bytes`). Without it the kernel grows a socket's buffer to
@@ -52,7 +52,8 @@ pub struct HubConfig {
     /// How long a graceful shutdown waits for clients to take their close frames
     /// (`shutdown.timeout`).
     pub shutdown_timeout: Duration,
-    /// A client that has not finished its HTTP upgrade request in this time is dropped.
+    /// A client that has not finished its HTTP upgrade request in this time is dropped
+    /// (`hub.handshake_timeout`).
     pub handshake_timeout: Duration,
     /// Who may connect (`auth.*`).
     pub auth: AuthConfig,
@@ -216,7 +217,7 @@ pub enum PresenceScope {
     Off,
 }
 
-/// The I/O driver of the shard runtimes.
+/// The I/O driver of the shard runtimes (`hub.driver`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverChoice {
     /// io_uring where the kernel allows it, else epoll.
@@ -262,121 +263,6 @@ impl HubConfig {
             .max_body
             .min(self.send_queue.max_bytes.saturating_sub(14))
     }
-
-    /// Checks the settings that would make the hub misbehave rather than fail loudly.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
-            ("hub.ping_interval", self.ping_interval),
-            ("hub.pong_timeout", self.pong_timeout),
-            ("hub.write_timeout", self.write_timeout),
-            ("hub.cleanup_interval", self.cleanup_interval),
-            ("shutdown.timeout", self.shutdown_timeout),
-            ("hub.handshake_timeout", self.handshake_timeout),
-            ("log.stats_interval", self.stats_log_interval),
-        ];
-        if let Some(&(key, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
-            return Err(ConfigError::invalid(
-                key,
-                format!("{key} must be greater than zero"),
-            ));
-        }
-        if self.shards == 0 || self.shards > u16::MAX as usize {
-            return Err(ConfigError::invalid(
-                "shards",
-                "shards must be between 1 and 65535",
-            ));
-        }
-        if self.socket_unsent_bytes == 0 {
-            return Err(ConfigError::invalid(
-                "hub.socket_unsent_bytes",
-                "hub.socket_unsent_bytes must be greater than zero",
-            ));
-        }
-        if self.max_message_size == 0 {
-            return Err(ConfigError::invalid(
-                "hub.max_message_size",
-                "hub.max_message_size must be greater than zero",
-            ));
-        }
-        // A frame bigger than a connection's queue would cut every reader as slow.
-        if self.send_queue.max_bytes < self.max_message_size + 14 {
-            return Err(ConfigError::invalid(
-                "hub.send_queue_bytes",
-                "hub.send_queue_bytes must hold at least one message of hub.max_message_size",
-            ));
-        }
-        let limits = &self.limits;
-        if limits.messages_per_second == 0 || limits.burst == 0 {
-            let key = if limits.burst == 0 {
-                "limits.burst"
-            } else {
-                "limits.messages_per_second"
-            };
-            return Err(ConfigError::invalid(
-                key,
-                "limits.messages_per_second and limits.burst must be at least 1",
-            ));
-        }
-        if limits.rooms_per_connection == 0 {
-            return Err(ConfigError::invalid(
-                "limits.rooms_per_connection",
-                "limits.rooms_per_connection must be at least 1",
-            ));
-        }
-        for (key, cap) in [
-            ("limits.connections_per_user", limits.connections_per_user),
-            ("limits.connections_per_ip", limits.connections_per_ip),
-            ("limits.max_connections", limits.max_connections),
-        ] {
-            if cap == Some(0) {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("{key} must be at least 1 when set"),
-                ));
-            }
-        }
-        crate::origin::OriginPolicy::new(&self.allowed_origins)?;
-        crate::forwarded::TrustedProxies::new(&self.trusted_proxies)?;
-        if let Some(name) = self.subprotocols.iter().find(|p| !crate::http::is_token(p)) {
-            return Err(ConfigError::invalid(
-                "hub.subprotocols",
-                format!("hub.subprotocols: {name:?} is not a valid subprotocol name (letters, digits and !#$%&'*+-.^_`|~)"),
-            ));
-        }
-        crate::auth::Authenticator::new(&self.auth)?;
-        if self.api.max_body == 0 {
-            return Err(ConfigError::invalid(
-                "api.max_body",
-                "api.max_body must be greater than zero",
-            ));
-        }
-        if !self.path.starts_with('/') {
-            return Err(ConfigError::invalid("hub.path", "path must start with '/'"));
-        }
-        for (key, list) in [
-            ("rooms.create", &self.rooms.create),
-            ("rooms.autojoin", &self.rooms.autojoin),
-        ] {
-            if let Some(room) = list.iter().find(|r| !crate::ids::is_valid_room_name(r)) {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("invalid room name {room:?} in rooms"),
-                ));
-            }
-        }
-        if let Some(room) = self
-            .rooms
-            .autojoin
-            .iter()
-            .find(|r| !self.rooms.create.contains(r))
-        {
-            return Err(ConfigError::invalid(
-                "rooms.autojoin",
-                format!("rooms.autojoin names {room:?}, which is not in rooms.create"),
-            ));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -394,21 +280,5 @@ mod tests {
         assert_eq!(c.rooms.create, ["general", "random"]);
         assert_eq!(c.rooms.autojoin, ["general"]);
         assert!(c.validate().is_ok());
-    }
-
-    #[test]
-    fn validation_names_the_bad_setting() {
-        let c = HubConfig {
-            ping_interval: Duration::ZERO,
-            ..HubConfig::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("hub.ping_interval"));
-        let mut c = HubConfig::default();
-        c.rooms.autojoin.push("lobby".into());
-        assert!(c.validate().unwrap_err().to_string().contains("lobby"));
     }
 }

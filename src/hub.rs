@@ -15,11 +15,10 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::admission::Admission;
-use crate::auth::Authenticator;
+use crate::checked_config::{CheckedConfig, HandshakeGuards};
 use crate::config::{ConfigError, HubConfig};
 use crate::forwarded::TrustedProxies;
 use crate::ids::{is_valid_room_name, ConnectionId};
-use crate::origin::OriginPolicy;
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::registry::Registry;
 use crate::shard::error::EngineError;
@@ -127,16 +126,27 @@ impl Hub {
     /// runtime. Rooms in `config.rooms.create` exist from the start. The hub accepts
     /// connections once given a listener ([`Hub::listen`]) or sockets ([`Hub::register`]).
     pub fn new(config: HubConfig) -> Result<Hub, HubError> {
-        config.validate()?;
-        let authenticator = Authenticator::new(&config.auth)?;
-        let origins = OriginPolicy::new(&config.allowed_origins)?;
+        Hub::from_checked(config.check()?)
+    }
+
+    /// Starts a hub, as [`Hub::new`] does, with a configuration already checked, so it is
+    /// not checked, nor its authenticator, origin policy and proxies built, again.
+    pub fn from_checked(checked: CheckedConfig) -> Result<Hub, HubError> {
+        let CheckedConfig {
+            config,
+            guards:
+                HandshakeGuards {
+                    authenticator,
+                    origins,
+                    proxies,
+                },
+        } = checked;
         if origins.allows_any() {
             tracing::warn!("allowed_origins is empty: browsers from any origin may connect");
         }
         if authenticator.is_none() {
             tracing::warn!("no JWT secret or key: clients choose their user id with ?user=");
         }
-        let proxies = TrustedProxies::new(&config.trusted_proxies)?;
         log_api_guard(&config, &proxies);
         let admission = Admission::new(&config.limits);
         let shards = config.shards;

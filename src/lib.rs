@@ -6,8 +6,10 @@
 //!
 //! - [`hub`]: the [`Hub`] handle an application holds: listen, publish, rooms, users,
 //!   stats, graceful close. Thread-safe; it talks to the shards through their inboxes.
-//! - [`config`]: [`HubConfig`], every setting with its embedded default; [`settings`]
-//!   layers a TOML file, `NEONEX_*` variables and flags over it for `neonex serve`.
+//! - [`config`]: [`HubConfig`], every setting with its embedded default; checking it
+//!   ([`HubConfig::check`]) yields a [`CheckedConfig`] with the authenticator, origin policy
+//!   and trusted proxies it built; [`settings`] layers a TOML file, `NEONEX_*` variables
+//!   and flags over it for `neonex serve`.
 //! - `shard`: the engine. One shard per core, each a monoio runtime on its own thread
 //!   that owns its connections outright, and `HubShared`, what the shards and the
 //!   handle share. Its module map follows a chat message from socket to socket.
@@ -31,6 +33,7 @@ pub mod api;
 pub mod auth;
 #[doc(hidden)]
 pub mod bench;
+mod checked_config;
 pub mod config;
 pub mod forwarded;
 pub mod http;
@@ -46,6 +49,7 @@ pub(crate) mod shard;
 pub mod stats;
 pub mod ws;
 
+pub use checked_config::CheckedConfig;
 pub use config::{
     ConfigError, DriverChoice, HubConfig, PresenceScope, RoomsConfig, SendQueueLimits,
 };

@@ -1,0 +1,222 @@
+//! A [`HubConfig`] that passed its checks, with what checking it built.
+//!
+//! Some settings can only be checked by building what they describe: a JWT key by making
+//! the authenticator, an origin pattern by compiling the origin policy, a proxy network by
+//! parsing it. The check keeps what it built, and [`Hub::from_checked`](crate::Hub) runs
+//! with it, so a configuration is checked once and nothing is built twice.
+
+use crate::auth::Authenticator;
+use crate::config::{ConfigError, HubConfig};
+use crate::forwarded::TrustedProxies;
+use crate::origin::OriginPolicy;
+
+/// A [`HubConfig`] that passed [`HubConfig::check`], ready for
+/// [`Hub::from_checked`](crate::Hub::from_checked).
+pub struct CheckedConfig {
+    pub(crate) config: HubConfig,
+    pub(crate) guards: HandshakeGuards,
+}
+
+/// What decides whether an upgrade request gets in, built from the configuration.
+pub(crate) struct HandshakeGuards {
+    /// Verifies tokens when authentication is configured.
+    pub authenticator: Option<Authenticator>,
+    pub origins: OriginPolicy,
+    /// Decides who a request comes from.
+    pub proxies: TrustedProxies,
+}
+
+impl CheckedConfig {
+    /// The configuration that was checked.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+}
+
+impl HubConfig {
+    /// Checks the settings that would make the hub misbehave rather than fail loudly.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.build_guards().map(drop)
+    }
+
+    /// Checks the settings, as [`HubConfig::validate`] does, and keeps what checking built.
+    pub fn check(self) -> Result<CheckedConfig, ConfigError> {
+        let guards = self.build_guards()?;
+        Ok(CheckedConfig {
+            config: self,
+            guards,
+        })
+    }
+
+    fn build_guards(&self) -> Result<HandshakeGuards, ConfigError> {
+        self.check_timing_and_sizes()?;
+        self.check_limits()?;
+        let origins = OriginPolicy::new(&self.allowed_origins)?;
+        let proxies = TrustedProxies::new(&self.trusted_proxies)?;
+        if let Some(name) = self.subprotocols.iter().find(|p| !crate::http::is_token(p)) {
+            return Err(ConfigError::invalid(
+                "hub.subprotocols",
+                format!("hub.subprotocols: {name:?} is not a valid subprotocol name (letters, digits and !#$%&'*+-.^_`|~)"),
+            ));
+        }
+        let authenticator = Authenticator::new(&self.auth)?;
+        if self.api.max_body == 0 {
+            return Err(ConfigError::invalid(
+                "api.max_body",
+                "api.max_body must be greater than zero",
+            ));
+        }
+        if !self.path.starts_with('/') {
+            return Err(ConfigError::invalid("hub.path", "path must start with '/'"));
+        }
+        self.check_rooms()?;
+        Ok(HandshakeGuards {
+            authenticator,
+            origins,
+            proxies,
+        })
+    }
+
+    fn check_timing_and_sizes(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("hub.ping_interval", self.ping_interval),
+            ("hub.pong_timeout", self.pong_timeout),
+            ("hub.write_timeout", self.write_timeout),
+            ("hub.cleanup_interval", self.cleanup_interval),
+            ("shutdown.timeout", self.shutdown_timeout),
+            ("hub.handshake_timeout", self.handshake_timeout),
+            ("log.stats_interval", self.stats_log_interval),
+        ];
+        if let Some(&(key, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{key} must be greater than zero"),
+            ));
+        }
+        if self.shards == 0 || self.shards > u16::MAX as usize {
+            return Err(ConfigError::invalid(
+                "shards",
+                "shards must be between 1 and 65535",
+            ));
+        }
+        for (key, size) in [
+            ("hub.socket_unsent_bytes", self.socket_unsent_bytes),
+            ("hub.max_message_size", self.max_message_size),
+        ] {
+            if size == 0 {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{key} must be greater than zero"),
+                ));
+            }
+        }
+        // A frame bigger than a connection's queue would cut every reader as slow.
+        if self.send_queue.max_bytes < self.max_message_size + 14 {
+            return Err(ConfigError::invalid(
+                "hub.send_queue_bytes",
+                "hub.send_queue_bytes must hold at least one message of hub.max_message_size",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        if limits.messages_per_second == 0 || limits.burst == 0 {
+            let key = if limits.burst == 0 {
+                "limits.burst"
+            } else {
+                "limits.messages_per_second"
+            };
+            return Err(ConfigError::invalid(
+                key,
+                "limits.messages_per_second and limits.burst must be at least 1",
+            ));
+        }
+        if limits.rooms_per_connection == 0 {
+            return Err(ConfigError::invalid(
+                "limits.rooms_per_connection",
+                "limits.rooms_per_connection must be at least 1",
+            ));
+        }
+        for (key, cap) in [
+            ("limits.connections_per_user", limits.connections_per_user),
+            ("limits.connections_per_ip", limits.connections_per_ip),
+            ("limits.max_connections", limits.max_connections),
+        ] {
+            if cap == Some(0) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{key} must be at least 1 when set"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_rooms(&self) -> Result<(), ConfigError> {
+        let rooms = &self.rooms;
+        for (key, list) in [
+            ("rooms.create", &rooms.create),
+            ("rooms.autojoin", &rooms.autojoin),
+        ] {
+            if let Some(room) = list.iter().find(|r| !crate::ids::is_valid_room_name(r)) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("invalid room name {room:?} in rooms"),
+                ));
+            }
+        }
+        if let Some(room) = rooms.autojoin.iter().find(|r| !rooms.create.contains(r)) {
+            return Err(ConfigError::invalid(
+                "rooms.autojoin",
+                format!("rooms.autojoin names {room:?}, which is not in rooms.create"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn validation_names_the_bad_setting() {
+        let c = HubConfig {
+            ping_interval: Duration::ZERO,
+            ..HubConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("hub.ping_interval"));
+        let mut c = HubConfig::default();
+        c.rooms.autojoin.push("lobby".into());
+        assert!(c.validate().unwrap_err().to_string().contains("lobby"));
+    }
+
+    #[test]
+    fn the_check_keeps_what_it_built() {
+        let config = HubConfig {
+            allowed_origins: vec!["https://app.example.com".into()],
+            trusted_proxies: vec!["10.0.0.0/8".into()],
+            ..HubConfig::default()
+        };
+        let checked = config.check().unwrap();
+        assert!(!checked.guards.origins.allows_any());
+        assert!(!checked.guards.proxies.is_empty());
+        assert!(checked.guards.authenticator.is_none());
+        let bad = HubConfig {
+            trusted_proxies: vec!["10.0.0.0/33".into()],
+            ..HubConfig::default()
+        };
+        match bad.check() {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "http.trusted_proxies"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+}
