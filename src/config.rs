@@ -1,8 +1,8 @@
 //! `HubConfig`: every setting of the hub, with the embedded defaults.
 //!
 //! Each field's doc names its key in `../shared/CONFIG.md` (`hub.ping_interval` is
-//! `HubConfig::ping_interval`, `rooms.autojoin` is `HubConfig::rooms.autojoin`, ...), so the
-//! config file and environment layers can map onto them one to one. The checks, and what
+//! `HubConfig::ping_interval`, `rooms.autojoin` is `HubConfig::rooms.autojoin`, ...); the
+//! key table of [`crate::settings`] maps every key onto its field. The checks, and what
 //! they build, are [`HubConfig::check`]'s; what fails them is a [`ConfigError`].
 
 use std::time::Duration;
@@ -218,7 +218,8 @@ pub enum PresenceScope {
 }
 
 /// The I/O driver of the shard runtimes (`hub.driver`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DriverChoice {
     /// io_uring where the kernel allows it, else epoll.
     Auto,

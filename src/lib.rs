@@ -9,7 +9,7 @@
 //! - [`config`]: [`HubConfig`], every setting with its embedded default; checking it
 //!   ([`HubConfig::check`]) yields a [`CheckedConfig`] with the authenticator, origin policy
 //!   and trusted proxies it built; [`settings`] layers a TOML file, `NEONEX_*` variables
-//!   and flags over it for `neonex serve`.
+//!   and flags over it for `neonex serve`, each key declared once in its key table.
 //! - `shard`: the engine. One shard per core, each a monoio runtime on its own thread
 //!   that owns its connections outright, and `HubShared`, what the shards and the
 //!   handle share. Its module map follows a chat message from socket to socket.

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use neonex::settings::{log_filter, LogFormat, Overrides, Settings, SettingsError};
-use neonex::Hub;
+use clap::{Parser, Subcommand};
+use neonex::settings::{CheckedSettings, LogFormat, LogSettings, Overrides, Settings};
+use neonex::{CheckedConfig, ConfigError, Hub};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -69,35 +69,29 @@ struct SettingsArgs {
     epoll: bool,
     /// Log format (`log.format`).
     #[arg(long, value_enum)]
-    log_format: Option<LogFormatArg>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormatArg {
-    Text,
-    Json,
+    log_format: Option<LogFormat>,
 }
 
 impl SettingsArgs {
-    fn load(&self) -> Result<Settings, SettingsError> {
+    /// The settings these layers give, checked once, and what checking built.
+    fn load_and_check(&self) -> Result<(Settings, CheckedSettings), ConfigError> {
         let overrides = Overrides {
             listen: self.listen,
             shards: self.shards,
-            log_format: self.log_format.map(|f| match f {
-                LogFormatArg::Text => LogFormat::Text,
-                LogFormatArg::Json => LogFormat::Json,
-            }),
+            log_format: self.log_format,
             epoll: self.epoll,
         };
-        Settings::load(self.config.as_deref(), std::env::vars(), &overrides)
+        let settings = Settings::load(self.config.as_deref(), std::env::vars(), &overrides)?;
+        let checked = settings.check()?;
+        Ok((settings, checked))
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (Command::Serve(args) | Command::Config(args)) = &cli.command;
-    let settings = match args.load() {
-        Ok(settings) => settings,
+    let (settings, checked) = match args.load_and_check() {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("neonex: {e}");
             return ExitCode::from(2);
@@ -109,16 +103,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(_) => {
-            init_logging(&settings.log);
-            serve(&settings)
+            init_logging(&settings.log, checked.log_filter);
+            serve(settings.listen, checked.hub)
         }
     }
 }
 
-fn init_logging(log: &neonex::settings::LogSection) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| log_filter(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// `RUST_LOG`, when set and valid, wins over `log.level`.
+fn init_logging(log: &LogSettings, level: tracing_subscriber::EnvFilter) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or(level);
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match log.format {
         LogFormat::Text => builder
@@ -128,7 +121,7 @@ fn init_logging(log: &neonex::settings::LogSection) {
     }
 }
 
-fn serve(settings: &Settings) -> ExitCode {
+fn serve(listen: SocketAddr, config: CheckedConfig) -> ExitCode {
     // Signals are taken by this thread before any shard starts, so every thread
     // inherits the handlers and none dies of SIGINT by default.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
@@ -138,21 +131,20 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = settings.hub_config().expect("checked when loaded");
-    let hub = match Hub::new(config) {
+    let hub = match Hub::from_checked(config) {
         Ok(hub) => hub,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the hub");
             return ExitCode::FAILURE;
         }
     };
-    match hub.listen(settings.listen) {
+    match hub.listen(listen) {
         Ok(addr) => tracing::info!(%addr, path = %hub.config().path, "neonex is serving"),
         Err(e) => {
             // Said on standard error too: a second start under a service manager must
             // say why it stopped even where the log goes elsewhere.
-            eprintln!("neonex: cannot listen on {}: {e}", settings.listen);
-            tracing::error!(listen = %settings.listen, error = %e, "cannot listen");
+            eprintln!("neonex: cannot listen on {listen}: {e}");
+            tracing::error!(%listen, error = %e, "cannot listen");
             hub.close();
             return ExitCode::from(2);
         }
