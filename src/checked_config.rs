@@ -26,6 +26,42 @@ pub(crate) struct HandshakeGuards {
     pub proxies: TrustedProxies,
 }
 
+impl HandshakeGuards {
+    /// Says at start what the guards let in: the origins and identities a hub without
+    /// their settings accepts, and who may call `/api/*`.
+    pub fn log_start(&self, config: &HubConfig) {
+        if self.origins.allows_any() {
+            tracing::warn!("allowed_origins is empty: browsers from any origin may connect");
+        }
+        if self.authenticator.is_none() {
+            tracing::warn!("no JWT secret or key: clients choose their user id with ?user=");
+        }
+        log_api_guard(config, &self.proxies);
+    }
+}
+
+/// Says once, at start, who may call `/api/*`, since a hub behind a proxy on its own host
+/// must not take the proxy's requests for local ones.
+fn log_api_guard(config: &HubConfig, proxies: &TrustedProxies) {
+    if !proxies.is_empty() {
+        tracing::info!(
+            trusted_proxies = ?config.trusted_proxies,
+            "client addresses are taken from X-Forwarded-For or Forwarded on requests from these proxies"
+        );
+    }
+    if config.api.key.is_some() {
+        tracing::info!("HTTP API: every /api/* call needs api.key");
+    } else if proxies.is_empty() {
+        tracing::warn!(
+            "HTTP API: no api.key, so /api/* answers loopback clients only, and no request that carries proxy headers; behind a reverse proxy set api.key (or http.trusted_proxies)"
+        );
+    } else {
+        tracing::warn!(
+            "HTTP API: no api.key, so /api/* answers loopback clients only: direct ones, or those a trusted proxy names as loopback"
+        );
+    }
+}
+
 impl CheckedConfig {
     /// The configuration that was checked.
     pub fn config(&self) -> &HubConfig {
@@ -34,6 +70,15 @@ impl CheckedConfig {
 }
 
 impl HubConfig {
+    /// The largest request body the API takes: `api.max_body`, or less when a connection's
+    /// send queue could not hold it, since a broadcast goes out as one frame and a frame
+    /// bigger than the queue would cut every reader as a slow consumer.
+    pub fn api_body_limit(&self) -> usize {
+        self.api
+            .max_body
+            .min(self.send_queue.max_bytes.saturating_sub(14))
+    }
+
     /// Checks the settings that would make the hub misbehave rather than fail loudly.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.build_guards().map(drop)

@@ -255,17 +255,6 @@ impl Default for SendQueueLimits {
     }
 }
 
-impl HubConfig {
-    /// The largest request body the API takes: `api.max_body`, or less when a connection's
-    /// send queue could not hold it, since a broadcast goes out as one frame and a frame
-    /// bigger than the queue would cut every reader as a slow consumer.
-    pub fn api_body_limit(&self) -> usize {
-        self.api
-            .max_body
-            .min(self.send_queue.max_bytes.saturating_sub(14))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,7 @@ pub(crate) mod housekeeping;
 pub(crate) mod inbox;
 pub(crate) mod info;
 pub(crate) mod lifecycle;
+pub(crate) mod listen;
 pub(crate) mod mailbox;
 pub(crate) mod membership;
 pub(crate) mod message;

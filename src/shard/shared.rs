@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 use bytes::Bytes;
+use crossbeam_channel::Receiver;
 use serde::Serialize;
 
 use super::error::EngineError;
@@ -15,6 +16,7 @@ use super::message::ShardMessage;
 use super::thread::on_shard_thread;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+use crate::checked_config::HandshakeGuards;
 use crate::config::HubConfig;
 use crate::forwarded::TrustedProxies;
 use crate::origin::OriginPolicy;
@@ -43,6 +45,40 @@ pub(crate) struct HubShared {
 }
 
 impl HubShared {
+    /// The shared state of a hub with `config` and the guards built from it, and the
+    /// inbox of each shard (the receiving ends of its `mailboxes`). Rooms in
+    /// `rooms.create` exist from the start.
+    pub fn new(
+        config: HubConfig,
+        guards: HandshakeGuards,
+    ) -> (HubShared, Vec<Receiver<ShardMessage>>) {
+        let shards = config.shards;
+        let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| Mailbox::new()).unzip();
+        let registry = Registry::new(shards);
+        for room in &config.rooms.create {
+            registry.create_room(room);
+        }
+        let HandshakeGuards {
+            authenticator,
+            origins,
+            proxies,
+        } = guards;
+        let shared = HubShared {
+            admission: Admission::new(&config.limits),
+            config,
+            registry,
+            authenticator,
+            origins,
+            proxies,
+            mailboxes: mailboxes.into_boxed_slice(),
+            counters: Counters::new(shards),
+            closed: AtomicBool::new(false),
+            next_adopter: AtomicUsize::new(0),
+            epoch: std::time::Instant::now(),
+        };
+        (shared, inboxes)
+    }
+
     /// Encodes a message to be fanned out. Counted: one per broadcast, however many
     /// shards and recipients it reaches.
     pub fn encode<T: Serialize + ?Sized>(&self, message: &T) -> Bytes {

@@ -3,19 +3,62 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
 use monoio::{FusionRuntime, LegacyDriver, RuntimeBuilder};
 
 use super::message::ShardMessage;
 use super::shared::HubShared;
-use super::thread::mark_shard_thread;
+use super::thread::{allowed_cores, mark_shard_thread};
 use super::{flusher, housekeeping, inbox, lifecycle, Shard};
 use crate::config::DriverChoice;
 
+/// Starts every shard, shard `i` with inbox `inboxes[i]`, each pinned to a core of its
+/// own where there are enough, and waits until each has built its runtime. If one
+/// cannot start, those started are stopped again and the error is returned.
+pub(crate) fn start_all(
+    shared: &Arc<HubShared>,
+    inboxes: Vec<Receiver<ShardMessage>>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let cores = allowed_cores();
+    let shards = inboxes.len();
+    let (started_tx, started_rx) = crossbeam_channel::bounded(shards);
+    let mut threads = Vec::with_capacity(shards);
+    let mut outcome = Ok(());
+    for (index, inbox) in inboxes.into_iter().enumerate() {
+        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        match spawn(index, core, shared.clone(), inbox, started_tx.clone()) {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    for _ in 0..threads.len() {
+        let started = started_rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("a shard thread died while starting")));
+        if outcome.is_ok() {
+            outcome = started;
+        }
+    }
+    if let Err(e) = outcome {
+        for shard in 0..shards {
+            let _ = shared.post(shard, ShardMessage::Shutdown);
+        }
+        for thread in threads {
+            let _ = thread.join();
+        }
+        return Err(e);
+    }
+    Ok(threads)
+}
+
 /// Starts shard `index` on its own thread. `started` receives the outcome of building the
 /// runtime, so the hub can fail cleanly if it cannot.
-pub(crate) fn spawn(
+fn spawn(
     index: usize,
     core: Option<usize>,
     hub: Arc<HubShared>,

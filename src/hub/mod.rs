@@ -7,102 +7,29 @@
 //! are answered from the registry.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::admission::Admission;
-use crate::checked_config::{CheckedConfig, HandshakeGuards};
-use crate::config::{ConfigError, HubConfig};
-use crate::forwarded::TrustedProxies;
+use crate::checked_config::CheckedConfig;
+use crate::config::HubConfig;
 use crate::ids::{is_valid_room_name, ConnectionId};
-use crate::protocol::{ErrorCode, ProtocolError};
-use crate::registry::Registry;
-use crate::shard::error::EngineError;
-use crate::shard::mailbox::Mailbox;
 use crate::shard::message::{Reply, ShardMessage, Target, REPLY_TIMEOUT};
 use crate::shard::operations::{self, Audience};
 use crate::shard::publish::{publish, FromThread};
 use crate::shard::shared::HubShared;
-use crate::shard::spawn::spawn;
-use crate::shard::thread::{allowed_cores, on_shard_thread};
-use crate::stats::{Counters, HubStats};
+use crate::shard::thread::on_shard_thread;
+use crate::shard::{listen, spawn};
+use crate::stats::HubStats;
 use crate::ws::encode;
 
 pub use crate::shard::info::{ConnectionInfo, RoomInfo};
+pub use error::HubError;
 
-/// Why a hub call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HubError {
-    /// The configuration is invalid; the text names the setting.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// No open connection has this id.
-    #[error("connection {0} not found")]
-    UnknownConnection(ConnectionId),
-    /// No room has this name.
-    #[error("room not found")]
-    RoomNotFound,
-    /// The connection is not a member of the room.
-    #[error("not in room")]
-    NotInRoom,
-    /// A room name outside `[A-Za-z0-9_.:@-]{1,128}`.
-    #[error("invalid room name")]
-    InvalidRoomName,
-    /// The request was refused with a protocol error code.
-    #[error("{text} ({code:?})")]
-    Refused {
-        /// The protocol error code.
-        code: ErrorCode,
-        /// The human-readable reason.
-        text: String,
-    },
-    /// A shard's inbox stayed full; try again later.
-    #[error("the hub is overloaded")]
-    Overloaded,
-    /// The hub has shut down.
-    #[error("the hub is closed")]
-    Closed,
-    /// Calls that wait for a shard's answer cannot be made on a shard's own thread.
-    #[error("this call waits for a shard and cannot be made from a shard thread")]
-    OnShardThread,
-    /// Starting the shards failed.
-    #[error("i/o error: {0}")]
-    Io(String),
-}
-
-impl From<EngineError> for HubError {
-    fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::UnknownConnection(id) => HubError::UnknownConnection(id),
-            EngineError::Refused(refusal) => refusal.into(),
-            EngineError::Overloaded => HubError::Overloaded,
-            EngineError::Closed => HubError::Closed,
-        }
-    }
-}
-
-impl From<ProtocolError> for HubError {
-    fn from(e: ProtocolError) -> Self {
-        match e.code {
-            ErrorCode::RoomNotFound => HubError::RoomNotFound,
-            ErrorCode::NotInRoom => HubError::NotInRoom,
-            code => HubError::Refused {
-                code,
-                text: e.text.into_owned(),
-            },
-        }
-    }
-}
-
-impl From<ConfigError> for HubError {
-    fn from(e: ConfigError) -> Self {
-        HubError::Config(e.to_string())
-    }
-}
+mod error;
 
 /// A running hub: its shards, rooms, users and connections.
 ///
@@ -132,68 +59,16 @@ impl Hub {
     /// Starts a hub, as [`Hub::new`] does, with a configuration already checked, so it is
     /// not checked, nor its authenticator, origin policy and proxies built, again.
     pub fn from_checked(checked: CheckedConfig) -> Result<Hub, HubError> {
-        let CheckedConfig {
-            config,
-            guards:
-                HandshakeGuards {
-                    authenticator,
-                    origins,
-                    proxies,
-                },
-        } = checked;
-        if origins.allows_any() {
-            tracing::warn!("allowed_origins is empty: browsers from any origin may connect");
-        }
-        if authenticator.is_none() {
-            tracing::warn!("no JWT secret or key: clients choose their user id with ?user=");
-        }
-        log_api_guard(&config, &proxies);
-        let admission = Admission::new(&config.limits);
-        let shards = config.shards;
-        let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| Mailbox::new()).unzip();
-        let registry = Registry::new(shards);
-        for room in &config.rooms.create {
-            registry.create_room(room);
-        }
-        let shared = Arc::new(HubShared {
-            config,
-            registry,
-            authenticator,
-            origins,
-            proxies,
-            admission,
-            mailboxes: mailboxes.into_boxed_slice(),
-            counters: Counters::new(shards),
-            closed: AtomicBool::new(false),
-            next_adopter: AtomicUsize::new(0),
-            epoch: std::time::Instant::now(),
-        });
-        let hub = Hub {
-            shared: shared.clone(),
-            threads: Arc::new(Mutex::new(Vec::new())),
-        };
-        let cores = allowed_cores();
-        let (started_tx, started_rx) = crossbeam_channel::bounded(shards);
-        for (index, inbox) in inboxes.into_iter().enumerate() {
-            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-            match spawn(index, core, shared.clone(), inbox, started_tx.clone()) {
-                Ok(handle) => hub.lock_threads().push(handle),
-                Err(e) => {
-                    hub.close();
-                    return Err(HubError::Io(e.to_string()));
-                }
-            }
-        }
-        for _ in 0..shards {
-            if let Ok(Err(e)) | Err(e) = started_rx
-                .recv()
-                .map_err(|_| std::io::Error::other("a shard thread died while starting"))
-            {
-                hub.close();
-                return Err(HubError::Io(e.to_string()));
-            }
-        }
-        Ok(hub)
+        let CheckedConfig { config, guards } = checked;
+        guards.log_start(&config);
+        let (shared, inboxes) = HubShared::new(config, guards);
+        let shared = Arc::new(shared);
+        let threads =
+            spawn::start_all(&shared, inboxes).map_err(|e| HubError::Io(e.to_string()))?;
+        Ok(Hub {
+            shared,
+            threads: Arc::new(Mutex::new(threads)),
+        })
     }
 
     fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
@@ -221,13 +96,7 @@ impl Hub {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| std::io::Error::other("no address to listen on"))?;
-        refuse_if_taken(addr)?;
-        let first = reuse_port_listener(addr)?;
-        let bound = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..self.shard_count() {
-            listeners.push(reuse_port_listener(bound)?);
-        }
+        let (bound, listeners) = listen::bind(addr, self.shard_count())?;
         for (shard, listener) in listeners.into_iter().enumerate() {
             self.shared
                 .post(shard, ShardMessage::Listen(listener))
@@ -487,59 +356,4 @@ fn checked_room_name(room: &str) -> Result<String, HubError> {
     } else {
         Err(HubError::InvalidRoomName)
     }
-}
-
-/// Says once, at start, who may call `/api/*`, since a hub behind a proxy on its own host
-/// must not take the proxy's requests for local ones.
-fn log_api_guard(config: &HubConfig, proxies: &TrustedProxies) {
-    if !proxies.is_empty() {
-        tracing::info!(
-            trusted_proxies = ?config.trusted_proxies,
-            "client addresses are taken from X-Forwarded-For or Forwarded on requests from these proxies"
-        );
-    }
-    if config.api.key.is_some() {
-        tracing::info!("HTTP API: every /api/* call needs api.key");
-    } else if proxies.is_empty() {
-        tracing::warn!(
-            "HTTP API: no api.key, so /api/* answers loopback clients only, and no request that carries proxy headers; behind a reverse proxy set api.key (or http.trusted_proxies)"
-        );
-    } else {
-        tracing::warn!(
-            "HTTP API: no api.key, so /api/* answers loopback clients only: direct ones, or those a trusted proxy names as loopback"
-        );
-    }
-}
-
-/// Fails if another socket already listens on `addr`. The shards bind with SO_REUSEPORT,
-/// and the kernel would let a second hub of the same user bind beside the first and split
-/// new connections between two hubs that share nothing. A socket bound without
-/// SO_REUSEPORT is refused while any other listens there, so one is bound and dropped
-/// first. A port of 0 is a fresh port and needs no check.
-fn refuse_if_taken(addr: SocketAddr) -> std::io::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    if addr.port() == 0 {
-        return Ok(());
-    }
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Connections of an earlier hub lingering in TIME_WAIT must not count as a listener.
-    probe.set_reuse_address(true)?;
-    match probe.bind(&addr.into()) {
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(std::io::Error::new(
-            e.kind(),
-            format!("address already in use: another process listens on {addr}"),
-        )),
-        other => other,
-    }
-}
-
-fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
