@@ -1,80 +1,172 @@
 //! Internal pieces driven by the criterion benchmarks in `benches/`. Not an API: hidden
 //! from the documentation and free to change with the internals it exercises.
 
+use std::io::Read;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use indexmap::IndexSet;
 
-use crate::config::SendQueueLimits;
+use crate::checked_config::CheckedConfig;
+use crate::config::HubConfig;
 use crate::ids::ConnectionId;
 use crate::registry::Registry;
+use crate::shard::connection::{Connection, Phase};
+use crate::shard::context::Ctx;
 use crate::shard::mailbox::Mailbox;
 use crate::shard::message::{ShardMessage, Target};
-use crate::shard::outbound::Outbound;
+use crate::shard::shared::HubShared;
+use crate::shard::{fanout, flusher, Shard};
 use crate::ws::encode;
 
-/// One shard's room of `n` members with in-memory outbound queues: the per-recipient
-/// work of a fan-out (queue a handle to the shared frame, list the connection dirty).
-pub struct Fanout {
-    queues: Vec<Outbound>,
-    members: IndexSet<usize>,
-    dirty: Vec<usize>,
-    listed: Vec<bool>,
+/// One real shard, outside any hub, with `n` open connections over loopback sockets, all
+/// in one room: the production fan-out ([`fanout::deliver_local`]) queues a frame on
+/// each, and either the production flush pass writes the queues to the sockets, or the
+/// queues are emptied as a complete write would leave them, without the system call, to
+/// see the fan-out's own cost.
+pub struct RoomFanout {
+    runtime: monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>>,
+    shard: Option<Rc<Shard>>,
+    keys: Vec<usize>,
+    target: Target,
     frame: Bytes,
-    limits: SendQueueLimits,
+    /// The clients' ends of the sockets, read by [`RoomFanout::drain_peers`].
+    peers: Vec<std::net::TcpStream>,
+    scratch: Vec<u8>,
 }
 
-impl Fanout {
+impl RoomFanout {
     /// A room of `n` members and a 100-byte chat frame. The members are being sent to
     /// steadily: their queues have been drained since the housekeeping's last tick.
     pub fn new(n: usize) -> Self {
-        let frame = encode::text_frame(&"x".repeat(100));
-        let limits = SendQueueLimits::default();
-        let active = || {
-            let mut queue = Outbound::default();
-            queue.push_unbounded(frame.clone());
-            queue.wrote_everything();
-            queue.tick();
-            queue
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("an epoll runtime");
+        let config = HubConfig {
+            shards: 1,
+            ..HubConfig::default()
         };
-        Self {
-            queues: (0..n).map(|_| active()).collect(),
-            members: (0..n).collect(),
-            dirty: Vec::with_capacity(n),
-            listed: vec![false; n],
-            frame,
-            limits,
+        let CheckedConfig { config, guards } = config.check().expect("defaults are valid");
+        let (shared, mut inboxes) = HubShared::new(config, guards);
+        let shared = Arc::new(shared);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let addr = listener.local_addr().expect("bound");
+        let mut peers = Vec::with_capacity(n);
+        let mut accepted = Vec::with_capacity(n);
+        for _ in 0..n {
+            let peer = std::net::TcpStream::connect(addr).expect("connect over loopback");
+            peer.set_nonblocking(true).expect("non-blocking");
+            peers.push(peer);
+            let (socket, remote) = listener.accept().expect("accept");
+            socket.set_nonblocking(true).expect("non-blocking");
+            accepted.push((socket, remote));
         }
+        let (shard, keys, target) = runtime.block_on(async move {
+            let shard = Rc::new(Shard::new(0, shared, inboxes.remove(0)));
+            let mut keys = Vec::with_capacity(accepted.len());
+            let mut room = None;
+            Ctx::with(&shard, |cx| {
+                for (seq, (socket, remote)) in accepted.into_iter().enumerate() {
+                    let stream = monoio::net::TcpStream::from_std(socket).expect("adopt");
+                    let id = ConnectionId::new(0, seq as u64 + 1);
+                    let now = Instant::now();
+                    let mut conn = Connection::new(id, stream, remote, now, now);
+                    conn.phase = Phase::Open;
+                    conn.user = Some(format!("user-{seq}").into());
+                    let key = cx.state.conns.insert(Box::new(conn));
+                    cx.state.by_seq.insert(id.seq(), key);
+                    let joined = cx
+                        .state
+                        .membership
+                        .join(&cx.hub().registry, key, id, "bench", true, 1)
+                        .expect("a fresh room takes everyone");
+                    room = Some(joined.room);
+                    keys.push(key);
+                }
+            });
+            let room = room.expect("at least one member");
+            let target = Target::Room { room, except: None };
+            (shard, keys, target)
+        });
+        let mut fanout = Self {
+            runtime,
+            shard: Some(shard),
+            keys,
+            target,
+            frame: encode::text_frame(&"x".repeat(100)),
+            peers,
+            scratch: vec![0; 64 * 1024],
+        };
+        fanout.deliver();
+        fanout.drain_as_written();
+        fanout.with_state(|cx, keys| {
+            for &key in keys {
+                cx.state.conns[key].out.tick();
+            }
+        });
+        fanout
+    }
+
+    fn with_state<R>(&mut self, f: impl FnOnce(&mut Ctx, &[usize]) -> R) -> R {
+        let shard = self.shard.as_ref().expect("alive until dropped");
+        Ctx::with(shard, |cx| f(cx, &self.keys))
     }
 
     /// Queues the frame on every member; returns how many took it.
     pub fn deliver(&mut self) -> usize {
-        let mut delivered = 0;
-        for &key in &self.members {
-            if self.queues[key]
-                .push(self.frame.clone(), &self.limits)
-                .is_ok()
-            {
-                delivered += 1;
-            }
-            if !self.listed[key] {
-                self.listed[key] = true;
-                self.dirty.push(key);
-            }
-        }
-        delivered
+        let (target, frame) = (&self.target, &self.frame);
+        let shard = self.shard.as_ref().expect("alive until dropped");
+        Ctx::with(shard, |cx| fanout::deliver_local(cx, target, frame, 0))
     }
 
-    /// Empties the queues as a flush pass does when every socket takes all it is
-    /// offered: the queue goes through the same drain as after a completed write.
-    pub fn flush(&mut self) {
-        for key in self.dirty.drain(..) {
-            self.queues[key].wrote_everything();
-            self.listed[key] = false;
+    /// Empties the queues as the flush pass does when every socket takes all it is
+    /// offered: the same queue bookkeeping, without the system call.
+    pub fn drain_as_written(&mut self) {
+        self.with_state(|cx, _| {
+            let state = &mut *cx.state;
+            for key in state.dirty.drain(..) {
+                let conn = &mut state.conns[key];
+                conn.dirty = false;
+                conn.out.wrote_everything();
+                conn.after_drain(0);
+            }
+        });
+    }
+
+    /// The production flush pass: one vectored write per member's socket.
+    pub fn flush_to_sockets(&mut self) {
+        let shard = self.shard.clone().expect("alive until dropped");
+        self.runtime
+            .block_on(async move { flusher::flush_dirty(&shard) });
+    }
+
+    /// Reads everything the members' sockets hold, so the next flush finds room; returns
+    /// the bytes read.
+    pub fn drain_peers(&mut self) -> usize {
+        let mut total = 0;
+        for peer in &mut self.peers {
+            loop {
+                match peer.read(&mut self.scratch) {
+                    Ok(0) => break,
+                    Ok(n) => total += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("reading a member's socket: {e}"),
+                }
+            }
         }
+        total
+    }
+}
+
+impl Drop for RoomFanout {
+    fn drop(&mut self) {
+        // The sockets were registered with this runtime, and leave it inside it.
+        let shard = self.shard.take();
+        self.runtime.block_on(async move { drop(shard) });
     }
 }
 

@@ -52,7 +52,7 @@ impl Pass {
     }
 }
 
-fn flush_dirty(shard: &Rc<Shard>) {
+pub(crate) fn flush_dirty(shard: &Rc<Shard>) {
     let mut state = shard.state.borrow_mut();
     let mut dirty = std::mem::take(&mut state.dirty);
     let mut pass = Pass::begin(shard);

@@ -100,7 +100,7 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    fn new(index: usize, hub: Arc<HubShared>, inbox: Receiver<ShardMessage>) -> Self {
+    pub(crate) fn new(index: usize, hub: Arc<HubShared>, inbox: Receiver<ShardMessage>) -> Self {
         let shards = hub.config.shards;
         Self {
             index,
