@@ -13,7 +13,7 @@ pub use error::ConfigError;
 
 /// Settings of a [`Hub`](crate::Hub).
 ///
-/// `HubConfig::default()` gives the seed's values: ping every 54 s, drop after 60 s of
+/// `HubConfig::default()` gives the embedded defaults: ping every 54 s, drop after 60 s of
 /// silence, 10 s write timeout, 512 KiB messages, a sweep every 30 s.
 #[derive(Debug, Clone)]
 pub struct HubConfig {

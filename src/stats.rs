@@ -190,8 +190,8 @@ pub(crate) fn read(counter: &AtomicU64) -> u64 {
 }
 
 /// A new fan-out latency histogram: 1 µs to 60 s (longer waits count as 60 s), 2
-/// significant digits. That is 2,560 counters (20 KB); 1 h at 3 digits was 23,552
-/// (188 KB), copied per shard by every `/stats` and `/metrics` request on a shard's thread.
+/// significant digits: 2,560 counters (20 KB), small enough to copy per shard on every
+/// `/stats` and `/metrics` request on a shard's thread (1 h at 3 digits would be 188 KB).
 pub(crate) fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
 }

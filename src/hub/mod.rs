@@ -106,14 +106,14 @@ impl Hub {
         Ok(bound)
     }
 
-    /// Hands the hub a TCP connection accepted elsewhere (the seed's `Register`). The hub
-    /// reads its HTTP upgrade request and serves it like any other; shards take turns.
+    /// Hands the hub a TCP connection accepted elsewhere. The hub reads its HTTP upgrade
+    /// request and serves it like any other; shards take turns.
     pub fn register(&self, stream: std::net::TcpStream) -> Result<(), HubError> {
         let shard = self.shared.next_adopter.fetch_add(1, Ordering::Relaxed) % self.shard_count();
         Ok(self.shared.post(shard, ShardMessage::Adopt(stream))?)
     }
 
-    /// Closes a connection normally (1000), the seed's `Unregister`. False if no such
+    /// Closes a connection normally (1000). False if no such
     /// connection is open.
     pub fn unregister(&self, id: ConnectionId) -> bool {
         self.disconnect(id, crate::ws::close_code::NORMAL, "unregistered")
