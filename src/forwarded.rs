@@ -15,7 +15,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::config::ConfigError;
 use crate::http::RequestHead;
@@ -46,6 +46,7 @@ impl TrustedProxies {
                 entry
                     .parse::<IpNet>()
                     .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map(canonical)
                     .map_err(|_| {
                         ConfigError::invalid(
                             "http.trusted_proxies",
@@ -62,6 +63,8 @@ impl TrustedProxies {
         self.networks.is_empty()
     }
 
+    /// Peers and hops are compared in their canonical form (an IPv4-mapped IPv6 address
+    /// as IPv4), so the networks are kept in that form too.
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.networks.iter().any(|net| net.contains(&ip))
@@ -101,7 +104,9 @@ impl TrustedProxies {
 
     /// Walks the hops from the right (the nearest) past trusted proxies. A hop that names
     /// no address (`unknown`, an obfuscated name, garbage) ends the walk: the client is
-    /// unknown, and the nearest address known stands for it.
+    /// unknown, and the nearest address known stands for it. The request is local only if
+    /// every address on the way, the peer's included, is a loopback one: a proxy on
+    /// another host that names its own loopback client speaks of that host, not this one.
     fn rightmost_untrusted(
         &self,
         peer: SocketAddr,
@@ -109,13 +114,17 @@ impl TrustedProxies {
     ) -> ClientAddress {
         let hops: Vec<Option<SocketAddr>> = hops.collect();
         let mut nearest = peer;
+        let mut on_this_host = is_loopback(peer.ip());
         for hop in hops.into_iter().rev() {
             match hop {
-                Some(addr) if self.trusts(addr.ip()) => nearest = addr,
+                Some(addr) if self.trusts(addr.ip()) => {
+                    nearest = addr;
+                    on_this_host &= is_loopback(addr.ip());
+                }
                 Some(addr) => {
                     return ClientAddress {
                         addr,
-                        local: is_loopback(addr.ip()),
+                        local: on_this_host && is_loopback(addr.ip()),
                     }
                 }
                 None => {
@@ -128,13 +137,27 @@ impl TrustedProxies {
         }
         ClientAddress {
             addr: nearest,
-            local: is_loopback(nearest.ip()),
+            local: on_this_host,
         }
     }
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
+}
+
+/// `net` with an IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it
+/// stands for.
+fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
+    }
 }
 
 /// One hop: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`, `[2001:db8::1]:4711`, possibly
@@ -157,28 +180,18 @@ fn parse_node(node: &str) -> Option<SocketAddr> {
 
 /// The `for=` node of each element of a `Forwarded` list, in order. An element without
 /// `for=` is a hop that did not say whom it heard from.
+///
+/// Elements are split at every comma, quoted or not. No `for=` node holds a comma, and a
+/// client must not be able to open a quote that swallows the element its proxy appends:
+/// a quoted comma elsewhere (`by="a,b"`) only yields a piece without `for=`, a hop that
+/// names nobody, which ends the walk on the safe side.
 fn forwarded_for(list: &str) -> impl Iterator<Item = Option<SocketAddr>> + '_ {
-    split_outside_quotes(list, ',').map(|element| {
-        split_outside_quotes(element, ';')
+    list.split(',').map(|element| {
+        element
+            .split(';')
             .filter_map(|pair| pair.split_once('='))
             .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
             .and_then(|(_, node)| parse_node(node))
-    })
-}
-
-/// Splits on `separator` where it is not inside a quoted string.
-fn split_outside_quotes(text: &str, separator: char) -> impl Iterator<Item = &str> {
-    let mut quoted = false;
-    let mut escaped = false;
-    text.split(move |c: char| {
-        if escaped {
-            escaped = false;
-        } else if quoted && c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            quoted = !quoted;
-        }
-        !quoted && c == separator
     })
 }
 
@@ -267,7 +280,7 @@ mod tests {
     fn forwarded_elements_are_read_with_quotes_and_ports() {
         let trusted = proxies(&["::1"]);
         let proxy = addr("[::1]:5000");
-        let list = r#"for=192.0.2.43, for="[2001:db8:cafe::17]:4711";proto=https;by="a,b""#;
+        let list = r#"for=192.0.2.43, for="[2001:db8:cafe::17]:4711";proto=https;by=_p"#;
         let client = trusted.client(proxy, &head(None, Some(list)));
         assert_eq!(client.addr, addr("[2001:db8:cafe::17]:4711"));
         let client = trusted.client(proxy, &head(None, Some("for=_hidden")));
@@ -278,6 +291,37 @@ mod tests {
                 local: false
             }
         );
+    }
+
+    #[test]
+    fn a_quote_the_client_leaves_open_cannot_swallow_its_proxys_entry() {
+        let trusted = proxies(&["127.0.0.1"]);
+        let proxy = addr("127.0.0.1:5000");
+        let list = r#"for="x, for=203.0.113.9"#;
+        let client = trusted.client(proxy, &head(None, Some(list)));
+        assert_eq!(
+            client.addr,
+            addr("203.0.113.9:0"),
+            "the proxy's entry counts"
+        );
+        // A comma inside a quoted value leaves a piece that names nobody: never local.
+        let list = r#"for=127.0.0.1;by="a,b""#;
+        assert!(!trusted.client(proxy, &head(None, Some(list))).local);
+    }
+
+    #[test]
+    fn a_loopback_client_of_a_proxy_on_another_host_is_not_local() {
+        let trusted = proxies(&["10.0.0.0/8", "127.0.0.1"]);
+        let remote_proxy = addr("10.0.0.5:5000");
+        let named = trusted.client(remote_proxy, &head(Some("127.0.0.1"), None));
+        assert!(!named.local, "127.0.0.1 of 10.0.0.5 is 10.0.0.5 itself");
+        let via_remote = trusted.client(
+            addr("127.0.0.1:5000"),
+            &head(Some("127.0.0.1, 10.0.0.5"), None),
+        );
+        assert!(!via_remote.local);
+        let here = trusted.client(addr("127.0.0.1:5000"), &head(Some("127.0.0.1"), None));
+        assert!(here.local);
     }
 
     #[test]
@@ -299,6 +343,15 @@ mod tests {
             &head(Some("198.51.100.7"), None),
         );
         assert_eq!(client.addr, addr("198.51.100.7:0"));
+        let mapped = proxies(&["::ffff:10.0.0.0/104", "::ffff:127.0.0.1"]);
+        let client = mapped.client(addr("10.1.2.3:80"), &head(Some("198.51.100.7"), None));
+        assert_eq!(
+            client.addr,
+            addr("198.51.100.7:0"),
+            "a mapped network is its IPv4 one"
+        );
+        let client = mapped.client(addr("127.0.0.1:80"), &head(Some("198.51.100.8"), None));
+        assert_eq!(client.addr, addr("198.51.100.8:0"));
         let err = TrustedProxies::new(&["10.0.0.0/33".to_owned()])
             .unwrap_err()
             .to_string();

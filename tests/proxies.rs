@@ -171,3 +171,39 @@ async fn per_ip_caps_count_the_client_a_trusted_proxy_names_and_ignore_others_he
     assert_eq!(info.remote_addr.ip(), ip(OUTSIDER));
     assert_eq!(h.hub.connection_count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_with_invalid_bytes_still_mark_a_request_relayed() {
+    // A proxy appends the real client to whatever the client sent, bytes that are not
+    // UTF-8 included: the header must not be skipped, or the request would look direct.
+    let h = TestHub::default_hub();
+    for header in [
+        &b"X-Forwarded-For: \xff, 203.0.113.9\r\n"[..],
+        b"Forwarded: for=\xfe, for=203.0.113.9\r\n",
+        b"X-Real-IP: \xfd\r\n",
+    ] {
+        let mut request = b"GET /api/rooms HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+        request.extend_from_slice(header);
+        request.extend_from_slice(b"\r\n");
+        let mut raw = RawClient::connect(h.addr).await;
+        raw.write(&request).await;
+        let head = raw.read_head().await;
+        assert!(
+            head.starts_with("HTTP/1.1 403"),
+            "{:?} from a loopback proxy: {head}",
+            String::from_utf8_lossy(header)
+        );
+    }
+    assert_eq!(list_rooms_from(&h, "127.0.0.1", "").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_client_of_a_trusted_proxy_on_another_host_is_not_local() {
+    // The local proxy heard from 10.0.0.5, a trusted proxy on another host, which heard
+    // from its own loopback: that is 10.0.0.5's machine, not this one.
+    let h = trusting(&["127.0.0.1", "10.0.0.0/8"], LimitsConfig::default());
+    let through_remote = "X-Forwarded-For: 127.0.0.1, 10.0.0.5\r\n";
+    assert_eq!(list_rooms_from(&h, "127.0.0.1", through_remote).await, 403);
+    let local = "X-Forwarded-For: 127.0.0.1\r\n";
+    assert_eq!(list_rooms_from(&h, "127.0.0.1", local).await, 200);
+}

@@ -104,11 +104,29 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
         ..RequestHead::default()
     };
     for h in req.headers.iter() {
+        let name = h.name;
+        // Forwarding headers are read whatever their bytes: a proxy appends to what the
+        // client sent, so skipping a header the client made invalid would hide the
+        // proxy's own entry too. Bytes that are not UTF-8 become a hop that names nobody.
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            append_list(
+                &mut head.x_forwarded_for,
+                String::from_utf8_lossy(h.value).trim(),
+            );
+            head.relayed = true;
+            continue;
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            append_list(&mut head.forwarded, String::from_utf8_lossy(h.value).trim());
+            head.relayed = true;
+            continue;
+        } else if RELAY_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            head.relayed = true;
+            continue;
+        }
         let Ok(value) = std::str::from_utf8(h.value) else {
             continue;
         };
         let value = value.trim();
-        let name = h.name;
         if name.eq_ignore_ascii_case("upgrade") {
             head.upgrade_websocket |= has_token(value, "websocket");
         } else if name.eq_ignore_ascii_case("connection") {
@@ -135,14 +153,6 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
             head.chunked |= has_token(value, "chunked");
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             append_list(&mut head.websocket_protocols, value);
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            append_list(&mut head.x_forwarded_for, value);
-            head.relayed = true;
-        } else if name.eq_ignore_ascii_case("forwarded") {
-            append_list(&mut head.forwarded, value);
-            head.relayed = true;
-        } else if RELAY_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-            head.relayed = true;
         }
     }
     Ok(Some((head, consumed)))
@@ -244,5 +254,16 @@ mod tests {
         assert!(plain.relayed && plain.x_forwarded_for.is_none());
         let (direct, _) = parse_head(UPGRADE).unwrap().unwrap();
         assert!(!direct.relayed);
+        // A client's invalid bytes do not hide the entry its proxy appended.
+        let (garbled, _) = parse_head(
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: \xff, 203.0.113.9\r\nX-Real-IP: \xfe\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(garbled.relayed);
+        assert_eq!(
+            garbled.x_forwarded_for.as_deref(),
+            Some("\u{fffd}, 203.0.113.9")
+        );
     }
 }

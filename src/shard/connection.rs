@@ -110,6 +110,14 @@ impl Connection {
         }
     }
 
+    /// Lists this connection, at slab `key`, in `dirty` for the next flush pass, once.
+    pub fn list_in(&mut self, dirty: &mut Vec<usize>, key: usize) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(key);
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         matches!(self.phase, Phase::Open)
     }

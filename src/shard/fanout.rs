@@ -140,9 +140,6 @@ impl Fanout<'_> {
                 conn.close_slow(self.close_deadline);
             }
         }
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(key);
-        }
+        conn.list_in(self.dirty, key);
     }
 }

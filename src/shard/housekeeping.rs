@@ -137,9 +137,8 @@ fn ping_all(shard: &Shard) {
     for (key, conn) in state.conns.iter_mut() {
         // A queue too full for a ping belongs to a slow consumer; the next fan-out
         // or the write timeout deals with it.
-        if conn.is_open() && conn.queue(ping.clone(), now_us, &limits).is_ok() && !conn.dirty {
-            conn.dirty = true;
-            state.dirty.push(key);
+        if conn.is_open() && conn.queue(ping.clone(), now_us, &limits).is_ok() {
+            conn.list_in(&mut state.dirty, key);
         }
     }
     if !state.dirty.is_empty() {

@@ -44,11 +44,7 @@ impl ShardState {
 
     /// Lists connection `key` for the next flush pass, once.
     pub fn list_dirty(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(key);
-        }
+        self.conns[key].list_in(&mut self.dirty, key);
     }
 
     /// True while messages for some other shard are held back.
