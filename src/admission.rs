@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use crate::api::ApiError;
 use crate::config::LimitsConfig;
 
 /// Why a connection was not admitted.
@@ -24,16 +25,24 @@ pub(crate) enum Refusal {
     TooManyForUser,
 }
 
-impl Refusal {
-    /// HTTP status and body text.
-    pub fn response(self) -> (u16, &'static str) {
-        match self {
-            Refusal::Full => (
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::Full => ApiError::new(
                 503,
+                "server_full",
                 "the server is at its connection limit; try again later",
             ),
-            Refusal::TooManyFromIp => (429, "too many connections from this address"),
-            Refusal::TooManyForUser => (429, "too many connections for this user"),
+            Refusal::TooManyFromIp => ApiError::new(
+                429,
+                "too_many_connections",
+                "too many connections from this address",
+            ),
+            Refusal::TooManyForUser => ApiError::new(
+                429,
+                "too_many_connections",
+                "too many connections for this user",
+            ),
         }
     }
 }

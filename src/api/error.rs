@@ -1,8 +1,10 @@
-//! The shape of an API error: HTTP status, machine code, human text.
+//! The one shape of an HTTP refusal, the API's and the WebSocket handshake's alike: HTTP
+//! status, machine code, human text.
 
 use serde::Serialize;
 
-/// A refused API call: status, machine code, human text.
+/// A refused HTTP request (an API call, or an upgrade): status, machine code, human text.
+/// The body is `{"code": ..., "error": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiError {
     /// HTTP status.

@@ -18,7 +18,7 @@ use super::info::RoomInfo;
 use super::message::{ShardMessage, REPLY_TIMEOUT};
 use super::operations::{self, Audience};
 use super::publish::Post;
-use super::respond::respond;
+use super::respond::{refuse, respond};
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
 use crate::http::RequestHead;
@@ -30,7 +30,7 @@ pub(super) fn on_api(cx: &mut Ctx, key: usize, request: &RequestHead, body: &[u8
     match outcome {
         Ok(Some((status, body))) => respond(cx, key, status, "application/json", &body.to_string()),
         Ok(None) => {} // answered later, by a task waiting for another shard
-        Err(e) => respond(cx, key, e.status, "application/json", &e.body()),
+        Err(e) => refuse(cx, key, &e),
     }
 }
 

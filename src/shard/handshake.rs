@@ -17,7 +17,7 @@ use super::context::Ctx;
 use super::frames::on_frame_bytes;
 use super::lifecycle::open;
 use super::request::{Progress, Request};
-use super::respond::{respond, respond_error};
+use super::respond::{refuse, respond};
 use super::shared::HubShared;
 use crate::admission::Refusal;
 use crate::api::{self, ApiError};
@@ -64,7 +64,7 @@ pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
                 }
                 progress
             }
-            Err(e) => return respond(cx, key, e.status, "application/json", &e.body()),
+            Err(e) => return refuse(cx, key, &e),
         },
     };
     let awaiting = match progress {
@@ -154,7 +154,11 @@ fn on_request(cx: &mut Ctx, key: usize, request: RequestHead, body: &[u8], rest:
     } else if is_api_call(config, path) {
         on_api(cx, key, &request, body);
     } else if request.method != "GET" {
-        respond_error(cx, key, 405, "method not allowed");
+        refuse(
+            cx,
+            key,
+            &ApiError::new(405, "method_not_allowed", "method not allowed"),
+        );
     } else if path == "/health" {
         respond(cx, key, 200, "application/json", r#"{"status":"ok"}"#);
     } else if path == "/stats" {
@@ -164,7 +168,7 @@ fn on_request(cx: &mut Ctx, key: usize, request: RequestHead, body: &[u8], rest:
         let text = crate::metrics::render(&cx.hub().stats());
         respond(cx, key, 200, crate::metrics::CONTENT_TYPE, &text);
     } else {
-        respond_error(cx, key, 404, "not found");
+        refuse(cx, key, &ApiError::new(404, "not_found", "not found"));
     }
 }
 
@@ -175,23 +179,24 @@ fn on_upgrade(cx: &mut Ctx, key: usize, request: RequestHead, rest: [&mut [u8]; 
     }
     let accept = match http::accept_key(&request) {
         Ok(accept) => accept,
-        Err(why) => return respond_error(cx, key, 400, why),
+        Err(why) => return refuse(cx, key, &ApiError::new(400, "bad_request", why)),
     };
     if !cx.hub().origins.allows(request.origin.as_deref()) {
-        return respond_error(cx, key, 403, "origin not allowed");
+        let refusal = ApiError::new(403, "origin_not_allowed", "origin not allowed");
+        return refuse(cx, key, &refusal);
     }
     let user = match identify(cx, key, &request) {
         Ok(user) => user,
-        Err((status, why)) => return respond_error(cx, key, status, &why),
+        Err(refusal) => return refuse(cx, key, &refusal),
     };
     let (id, ip) = (cx.state.conns[key].id, cx.state.conns[key].remote.ip());
     if let Err(refusal) = cx.hub().admission.admit(ip) {
-        return refuse(cx, key, refusal);
+        return refuse(cx, key, &refusal.into());
     }
     let per_user = cx.config().limits.connections_per_user;
     let Ok(first) = cx.hub().registry.add_connection(id, &user, per_user) else {
         cx.hub().admission.release(ip);
-        return refuse(cx, key, Refusal::TooManyForUser);
+        return refuse(cx, key, &Refusal::TooManyForUser.into());
     };
     cx.counters().count_response(101);
     let subprotocol = http::choose_subprotocol(&request, &cx.config().subprotocols);
@@ -208,21 +213,20 @@ fn on_upgrade(cx: &mut Ctx, key: usize, request: RequestHead, rest: [&mut [u8]; 
 
 /// The user of an upgrade request: from its token when authentication is on, else
 /// from `?user=`, else anonymous. On failure: the HTTP status and reason.
-fn identify(cx: &Ctx, key: usize, request: &RequestHead) -> Result<Arc<str>, (u16, String)> {
+fn identify(cx: &Ctx, key: usize, request: &RequestHead) -> Result<Arc<str>, ApiError> {
     if let Some(auth) = &cx.hub().authenticator {
         return auth
             .authenticate(request)
             .map(Arc::from)
-            .map_err(|e| (401, e.to_string()));
+            .map_err(|e| ApiError::new(401, "unauthorized", e.to_string()));
     }
     match request.query_param("user") {
         Some(user) if is_valid_user_id(&user) => Ok(user.into()),
-        Some(_) => Err((400, "user must be 1 to 128 bytes".to_owned())),
+        Some(_) => Err(ApiError::new(
+            400,
+            "bad_request",
+            "user must be 1 to 128 bytes",
+        )),
         None => Ok(format!("anon-{}", cx.state.conns[key].id).into()),
     }
-}
-
-fn refuse(cx: &mut Ctx, key: usize, refusal: Refusal) {
-    let (status, why) = refusal.response();
-    respond_error(cx, key, status, why);
 }

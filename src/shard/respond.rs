@@ -4,15 +4,15 @@
 use std::time::{Duration, Instant};
 
 use super::context::Ctx;
+use crate::api::ApiError;
 use crate::http;
 
 /// How long a client has to read a final HTTP response and hang up.
 const RESPONSE_LINGER: Duration = Duration::from_secs(5);
 
-/// Answers with `{"error": why}` and closes.
-pub(super) fn respond_error(cx: &mut Ctx, key: usize, status: u16, why: &str) {
-    let body = serde_json::json!({ "error": why }).to_string();
-    respond(cx, key, status, "application/json", &body);
+/// Refuses the request with its status and `{"code": ..., "error": ...}`, and closes.
+pub(super) fn refuse(cx: &mut Ctx, key: usize, refusal: &ApiError) {
+    respond(cx, key, refusal.status, "application/json", &refusal.body());
 }
 
 /// Answers the request and closes the connection after the response.
