@@ -369,3 +369,37 @@ async fn an_http_1_0_upgrade_answers_400() {
     assert!(response.body.contains("HTTP/1.1"), "{response:?}");
     assert_eq!(h.hub.connection_count(), 0);
 }
+
+#[tokio::test]
+async fn every_refusal_has_one_shape_with_a_machine_code() {
+    let h = TestHub::start(neonex::HubConfig {
+        allowed_origins: vec!["https://app.example.com".into()],
+        ..config()
+    });
+    let bad_version = upgrade_request("/ws?user=v").replace("Version: 13", "Version: 8");
+    let cases = [
+        (bad_version, 400, "bad_request"),
+        (
+            upgrade_request_with("/ws?user=o", "Origin: https://evil.example\r\n"),
+            403,
+            "origin_not_allowed",
+        ),
+        (get("/nowhere"), 404, "not_found"),
+        (
+            "POST /health HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(),
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let response = RawClient::http(h.addr, &request).await;
+        assert_eq!(response.status, status, "{response:?}");
+        let body = response.json();
+        assert_eq!(body["code"], code, "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
+    assert_eq!(h.hub.connection_count(), 0);
+}
