@@ -55,6 +55,7 @@ fn encoding(c: &mut Criterion) {
                 message: Some(black_box("hello everyone, how is it going?")),
                 data: None,
                 time: 1_700_000_000,
+                offset: None,
             })
         })
     });

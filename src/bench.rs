@@ -17,7 +17,7 @@ use crate::registry::Registry;
 use crate::shard::connection::{Connection, Phase};
 use crate::shard::context::Ctx;
 use crate::shard::mailbox::Mailbox;
-use crate::shard::message::{ShardMessage, Target};
+use crate::shard::message::{FrameKind, ShardMessage, Target};
 use crate::shard::shared::HubShared;
 use crate::shard::{fanout, flusher, Shard};
 use crate::ws::encode;
@@ -82,7 +82,7 @@ impl RoomFanout {
                     let joined = cx
                         .state
                         .membership
-                        .join(&cx.hub().registry, key, id, "bench", true, 1)
+                        .join(&cx.hub().registry, key, id, "bench", true, 1, false)
                         .expect("a fresh room takes everyone");
                     room = Some(joined.room);
                     keys.push(key);
@@ -120,7 +120,9 @@ impl RoomFanout {
     pub fn deliver(&mut self) -> usize {
         let (target, frame) = (&self.target, &self.frame);
         let shard = self.shard.as_ref().expect("alive until dropped");
-        Ctx::with(shard, |cx| fanout::deliver_local(cx, target, frame, 0))
+        Ctx::with(shard, |cx| {
+            fanout::deliver_local(cx, target, frame, 0, FrameKind::Notice)
+        })
     }
 
     /// Empties the queues as the flush pass does when every socket takes all it is
@@ -180,7 +182,7 @@ pub struct Rooms {
 impl Rooms {
     /// A registry whose room `bench` has `members` members.
     pub fn new(members: u64) -> Self {
-        let registry = Registry::new(2);
+        let registry = Registry::new(2, crate::room_pattern::RoomPatterns::default());
         registry.create_room("bench");
         for seq in 0..members {
             let id = ConnectionId::new((seq % 2) as usize, seq);
@@ -246,6 +248,7 @@ impl Handoff {
             target: Target::All { except: None },
             frame: self.frame.clone(),
             published_us: 0,
+            kind: FrameKind::Notice,
         };
         if self.to_peer.try_post(msg).is_err() {
             panic!("the peer's inbox refused a message");

@@ -9,6 +9,7 @@ use crate::auth::Authenticator;
 use crate::config::{ConfigError, HubConfig};
 use crate::forwarded::TrustedProxies;
 use crate::origin::OriginPolicy;
+use crate::room_pattern::RoomPatterns;
 
 /// A [`HubConfig`] that passed [`HubConfig::check`], ready for
 /// [`Hub::from_checked`](crate::Hub::from_checked).
@@ -115,6 +116,7 @@ impl HubConfig {
             return Err(ConfigError::invalid("hub.path", "path must start with '/'"));
         }
         self.check_rooms()?;
+        self.check_history()?;
         Ok(HandshakeGuards {
             authenticator,
             origins,
@@ -199,6 +201,26 @@ impl HubConfig {
         Ok(())
     }
 
+    fn check_history(&self) -> Result<(), ConfigError> {
+        let history = &self.history;
+        if !history.is_on() {
+            return Ok(());
+        }
+        if history.ttl.is_zero() {
+            return Err(ConfigError::invalid(
+                "history.ttl",
+                "history.ttl must be greater than zero when history.size is",
+            ));
+        }
+        if history.max_recover == 0 {
+            return Err(ConfigError::invalid(
+                "history.max_recover",
+                "history.max_recover must be greater than zero when history.size is",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_rooms(&self) -> Result<(), ConfigError> {
         let rooms = &self.rooms;
         for (key, list) in [
@@ -211,6 +233,12 @@ impl HubConfig {
                     format!("invalid room name {room:?} in rooms"),
                 ));
             }
+        }
+        if let Err(pattern) = RoomPatterns::new(&rooms.conflate) {
+            return Err(ConfigError::invalid(
+                "rooms.conflate",
+                format!("rooms.conflate: {pattern:?} is neither a room name nor a room name's prefix followed by '*'"),
+            ));
         }
         if let Some(room) = rooms.autojoin.iter().find(|r| !rooms.create.contains(r)) {
             return Err(ConfigError::invalid(

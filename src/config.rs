@@ -38,6 +38,8 @@ pub struct HubConfig {
     pub path: String,
     /// Rooms at start and on connect (`rooms.*`).
     pub rooms: RoomsConfig,
+    /// Each room's stream of positioned messages: offsets, epochs, recovery (`history.*`).
+    pub history: HistoryConfig,
     /// Who hears `presence` messages (`presence.scope`).
     pub presence: PresenceScope,
     /// Bounds of each connection's outbound queue; over them the client is a slow consumer
@@ -160,6 +162,7 @@ impl Default for HubConfig {
             driver: DriverChoice::Auto,
             path: "/ws".to_owned(),
             rooms: RoomsConfig::default(),
+            history: HistoryConfig::default(),
             presence: PresenceScope::All,
             send_queue: SendQueueLimits::default(),
             socket_unsent_bytes: 128 * 1024,
@@ -192,6 +195,10 @@ pub struct RoomsConfig {
     pub create_on_join: bool,
     /// Send `user_joined` and `user_left` to a room's members (`rooms.notify_join_leave`).
     pub notify_join_leave: bool,
+    /// Rooms, by name or `prefix*` pattern, whose messages are conflated for a connection
+    /// that falls behind: it gets the newest message of such a room instead of every one,
+    /// and is not closed for their backlog (`rooms.conflate`).
+    pub conflate: Vec<String>,
 }
 
 impl Default for RoomsConfig {
@@ -201,6 +208,38 @@ impl Default for RoomsConfig {
             autojoin: vec!["general".to_owned()],
             create_on_join: true,
             notify_join_leave: true,
+            conflate: Vec::new(),
+        }
+    }
+}
+
+/// Per-room history: with `size` > 0 every positioned message (`chat_message`,
+/// `publication`) gets an offset in its room's stream, and a client that comes back can
+/// recover what it missed.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Positioned messages kept per room; 0 turns history, offsets and recovery off
+    /// (`history.size`).
+    pub size: usize,
+    /// How long a positioned message is kept (`history.ttl`).
+    pub ttl: Duration,
+    /// Most messages one recovery or one history call returns (`history.max_recover`).
+    pub max_recover: usize,
+}
+
+impl HistoryConfig {
+    /// True when rooms keep streams.
+    pub fn is_on(&self) -> bool {
+        self.size > 0
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            size: 0,
+            ttl: Duration::from_secs(600),
+            max_recover: 300,
         }
     }
 }

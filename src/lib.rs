@@ -44,6 +44,7 @@ pub mod origin;
 pub mod protocol;
 pub(crate) mod registry;
 pub(crate) mod room;
+pub(crate) mod room_pattern;
 pub mod settings;
 pub(crate) mod shard;
 pub mod stats;
@@ -51,8 +52,9 @@ pub mod ws;
 
 pub use checked_config::CheckedConfig;
 pub use config::{
-    ConfigError, DriverChoice, HubConfig, PresenceScope, RoomsConfig, SendQueueLimits,
+    ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, RoomsConfig,
+    SendQueueLimits,
 };
-pub use hub::{ConnectionInfo, Hub, HubError, RoomInfo};
+pub use hub::{ConnectionInfo, HeldMessage, History, Hub, HubError, Published, RoomInfo};
 pub use ids::ConnectionId;
-pub use stats::{HubStats, ShardStats};
+pub use stats::{HistoryStats, HubStats, RecoveryStats, ShardStats};

@@ -40,7 +40,7 @@ pub fn render(stats: &HubStats) -> String {
     .sample("", stats.frames_encoded as f64);
 
     type Pick = fn(&crate::stats::ShardStats) -> f64;
-    let per_shard: [(&str, &str, &str, Pick); 7] = [
+    let per_shard: [(&str, &str, &str, Pick); 10] = [
         (
             "neonex_connections",
             "gauge",
@@ -83,6 +83,24 @@ pub fn render(stats: &HubStats) -> String {
             "Clients found not reading and closed with 1008.",
             |s| s.slow_consumers as f64,
         ),
+        (
+            "neonex_history_messages",
+            "gauge",
+            "Positioned messages held by the rooms' streams this shard is home to.",
+            |s| s.history.messages as f64,
+        ),
+        (
+            "neonex_history_bytes",
+            "gauge",
+            "Bytes of the positioned messages held, as frames.",
+            |s| s.history.bytes as f64,
+        ),
+        (
+            "neonex_conflated_total",
+            "counter",
+            "Frames of conflated rooms that replaced an older one in a slow connection's queue, or were skipped for a newer one.",
+            |s| s.conflated as f64,
+        ),
     ];
     for (name, kind, help, pick) in per_shard {
         let mut f = family(out, name, kind, help);
@@ -100,6 +118,19 @@ pub fn render(stats: &HubStats) -> String {
     for (i, shard) in stats.shards.iter().enumerate() {
         for (reason, n) in &shard.closes {
             f.sample(&format!("shard=\"{i}\",reason=\"{reason}\""), *n as f64);
+        }
+    }
+    let mut f = family(
+        out,
+        "neonex_recoveries_total",
+        "counter",
+        "Joins that asked to recover, by outcome: recovered, or why not (epoch, gap, too_many, history_off).",
+    );
+    for (i, shard) in stats.shards.iter().enumerate() {
+        let outcomes = std::iter::once(("recovered", &shard.recoveries.succeeded))
+            .chain(shard.recoveries.failed.iter().map(|(k, v)| (*k, v)));
+        for (outcome, n) in outcomes {
+            f.sample(&format!("shard=\"{i}\",outcome=\"{outcome}\""), *n as f64);
         }
     }
     let mut f = family(

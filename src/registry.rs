@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 
 use crate::ids::ConnectionId;
 use crate::room::{JoinOutcome, Room};
+use crate::room_pattern::RoomPatterns;
 
 /// The room did not exist and was not created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,21 +30,31 @@ pub(crate) struct Registry {
     users: DashMap<Arc<str>, SmallVec<[ConnectionId; 2]>>,
     next_room_id: AtomicU64,
     shards: usize,
+    conflate: RoomPatterns,
 }
 
 impl Registry {
-    pub fn new(shards: usize) -> Self {
+    /// A directory for `shards` shards, whose rooms named by `conflate` are conflated.
+    pub fn new(shards: usize, conflate: RoomPatterns) -> Self {
         Self {
             rooms: DashMap::new(),
             users: DashMap::new(),
             next_room_id: AtomicU64::new(1),
             shards,
+            conflate,
         }
     }
 
     fn new_room(&self, name: &str, persistent: bool) -> Arc<Room> {
         let id = self.next_room_id.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Room::new(id, name.into(), persistent, self.shards))
+        let conflated = self.conflate.matches(name);
+        Arc::new(Room::new(
+            id,
+            name.into(),
+            persistent,
+            self.shards,
+            conflated,
+        ))
     }
 
     pub fn room(&self, name: &str) -> Option<Arc<Room>> {
@@ -66,7 +77,12 @@ impl Registry {
 
     /// Takes the room out of the directory; returns it with the members it had.
     pub fn remove_room(&self, name: &str) -> Option<(Arc<Room>, Vec<ConnectionId>)> {
-        let (_, room) = self.rooms.remove(name)?;
+        // Dissolved before it leaves, so a room made again under the name cannot be
+        // mistaken for this one's continuation.
+        let (_, room) = self.rooms.remove_if(name, |_, room| {
+            room.dissolve();
+            true
+        })?;
         let members = room.remove_all();
         Some((room, members))
     }
@@ -167,7 +183,7 @@ mod tests {
 
     #[test]
     fn counts_follow_joins_and_leaves_across_shards() {
-        let r = Registry::new(2);
+        let r = Registry::new(2, RoomPatterns::default());
         assert!(r.create_room("general"));
         let (room, n, new) = r.join("general", id(0, 1), false).unwrap();
         assert_eq!((n, new), (1, true));
@@ -186,7 +202,7 @@ mod tests {
 
     #[test]
     fn rooms_made_by_joining_vanish_when_empty() {
-        let r = Registry::new(1);
+        let r = Registry::new(1, RoomPatterns::default());
         assert!(matches!(
             r.join("adhoc", id(0, 1), false),
             Err(RoomNotFound)
@@ -201,7 +217,7 @@ mod tests {
 
     #[test]
     fn users_go_offline_with_their_last_connection() {
-        let r = Registry::new(2);
+        let r = Registry::new(2, RoomPatterns::default());
         let user: Arc<str> = "ann".into();
         assert_eq!(r.add_connection(id(0, 1), &user, Some(2)), Ok(true));
         assert_eq!(r.add_connection(id(1, 1), &user, Some(2)), Ok(false));

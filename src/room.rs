@@ -1,4 +1,5 @@
-//! A room as the whole hub sees it: its members on every shard and their count.
+//! A room as the whole hub sees it: its members on every shard and their count, the
+//! shard that sequences its stream when history is on, and whether it is conflated.
 //!
 //! Membership changes (join, leave) take the room's lock; they are rare next to messages.
 //! The per-shard member counts are atomics so that a shard publishing to the room can pick
@@ -21,6 +22,13 @@ pub(crate) struct Room {
     persistent: AtomicBool,
     members: Mutex<Members>,
     per_shard: Box<[AtomicU32]>,
+    /// The shard that sequences the room's positioned messages and keeps its stream,
+    /// from the hash of its name: every incarnation of a name has the same home.
+    pub home: usize,
+    /// Its messages are conflated for members that fall behind (`rooms.conflate`).
+    pub conflated: bool,
+    /// Removed through the hub (not merely emptied): its stream ends with it.
+    dissolved: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -42,14 +50,27 @@ pub(crate) enum JoinOutcome {
 }
 
 impl Room {
-    pub fn new(id: u64, name: Arc<str>, persistent: bool, shards: usize) -> Self {
+    pub fn new(id: u64, name: Arc<str>, persistent: bool, shards: usize, conflated: bool) -> Self {
         Self {
             id,
+            home: home_shard(&name, shards),
             name,
             persistent: AtomicBool::new(persistent),
             members: Mutex::new(Members::default()),
             per_shard: (0..shards).map(|_| AtomicU32::new(0)).collect(),
+            conflated,
+            dissolved: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the room removed through the hub, before it leaves the directory.
+    pub fn dissolve(&self) {
+        self.dissolved.store(true, Ordering::Release);
+    }
+
+    /// True once the room was removed through the hub.
+    pub fn is_dissolved(&self) -> bool {
+        self.dissolved.load(Ordering::Acquire)
     }
 
     pub fn is_persistent(&self) -> bool {
@@ -131,4 +152,13 @@ impl Room {
             .filter(|(_, n)| n.load(Ordering::Relaxed) > 0)
             .map(|(i, _)| i)
     }
+}
+
+/// The home shard of room `name`: a fixed hash (SipHash with zero keys), so it does not
+/// change between incarnations of the room or runs of the hub.
+pub(crate) fn home_shard(name: &str, shards: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    name.hash(&mut hasher);
+    (hasher.finish() % shards as u64) as usize
 }

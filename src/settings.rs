@@ -46,7 +46,7 @@ pub struct Settings {
     /// `listen`: address and port.
     pub listen: SocketAddr,
     /// Every setting of the hub itself: `shards`, `allowed_origins`, `hub.*`, `rooms.*`,
-    /// `presence.scope`, `auth.*`, `limits.*`, `api.*`, `http.*`, `shutdown.timeout`,
+    /// `history.*`, `presence.scope`, `auth.*`, `limits.*`, `api.*`, `http.*`, `shutdown.timeout`,
     /// `log.stats_interval`. The content of [`Settings::jwt_public_key`] joins it when
     /// checked.
     pub hub: HubConfig,

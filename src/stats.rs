@@ -92,6 +92,45 @@ impl CloseCause {
     }
 }
 
+/// How a join that asked to recover ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecoveryOutcome {
+    /// Every missed message was replayed.
+    Recovered,
+    /// The client's epoch is not the stream's, or its offset is past the stream's top:
+    /// it saw another stream.
+    Epoch,
+    /// Some message after the client's offset is no longer held (the ring passed it, or
+    /// it expired).
+    Gap,
+    /// More messages were missed than `history.max_recover`.
+    TooMany,
+    /// History is off: there is no stream to recover from.
+    HistoryOff,
+}
+
+impl RecoveryOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [RecoveryOutcome; 5] = [
+        RecoveryOutcome::Recovered,
+        RecoveryOutcome::Epoch,
+        RecoveryOutcome::Gap,
+        RecoveryOutcome::TooMany,
+        RecoveryOutcome::HistoryOff,
+    ];
+
+    /// The label used in stats and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecoveryOutcome::Recovered => "recovered",
+            RecoveryOutcome::Epoch => "epoch",
+            RecoveryOutcome::Gap => "gap",
+            RecoveryOutcome::TooMany => "too_many",
+            RecoveryOutcome::HistoryOff => "history_off",
+        }
+    }
+}
+
 /// HTTP statuses counted one by one; anything else is counted as `other`.
 pub const HTTP_STATUSES: [u16; 15] = [
     101, 200, 201, 400, 401, 403, 404, 405, 411, 413, 426, 429, 431, 500, 503,
@@ -115,6 +154,15 @@ pub(crate) struct ShardCounters {
     pub deliveries_rate: AtomicU64,
     /// Fan-out latency (µs from publish to the socket), published once per tick.
     pub latency: Mutex<Option<Histogram<u64>>>,
+    /// Joins that asked to recover, by outcome.
+    pub recoveries: [AtomicU64; RecoveryOutcome::ALL.len()],
+    /// Positioned messages held by the streams this shard is home to (a gauge, set
+    /// once per tick), and their bytes.
+    pub history_messages: AtomicU64,
+    pub history_bytes: AtomicU64,
+    /// Frames of conflated rooms that replaced an older one in a queue, or were skipped
+    /// for a newer one.
+    pub conflated: AtomicU64,
 }
 
 /// All counters of the hub.
@@ -141,6 +189,10 @@ impl Counters {
 impl ShardCounters {
     pub fn count_close(&self, cause: CloseCause) {
         add(&self.closes[cause as usize], 1);
+    }
+
+    pub fn count_recovery(&self, outcome: RecoveryOutcome) {
+        add(&self.recoveries[outcome as usize], 1);
     }
 
     pub fn count_response(&self, status: u16) {
@@ -175,7 +227,52 @@ impl ShardCounters {
                 .collect(),
             fanout_latency_us: LatencySummary::of(latency.as_ref()),
             latency: latency.clone(),
+            history: HistoryStats {
+                messages: read(&self.history_messages),
+                bytes: read(&self.history_bytes),
+            },
+            recoveries: RecoveryStats::of(
+                RecoveryOutcome::ALL
+                    .iter()
+                    .map(|o| (o.label(), read(&self.recoveries[*o as usize]))),
+            ),
+            conflated: read(&self.conflated),
         }
+    }
+}
+
+/// What the rooms' streams hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HistoryStats {
+    /// Positioned messages held.
+    pub messages: u64,
+    /// Their bytes, as frames.
+    pub bytes: u64,
+}
+
+/// Joins that asked to recover.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecoveryStats {
+    /// Joins with `recover`.
+    pub attempted: u64,
+    /// Answered `recovered: true`, every missed message replayed.
+    pub succeeded: u64,
+    /// Answered `recovered: false`, by reason: `epoch`, `gap`, `too_many`, `history_off`.
+    pub failed: BTreeMap<&'static str, u64>,
+}
+
+impl RecoveryStats {
+    fn of(outcomes: impl Iterator<Item = (&'static str, u64)>) -> Self {
+        let mut stats = RecoveryStats::default();
+        for (label, n) in outcomes {
+            stats.attempted += n;
+            if label == RecoveryOutcome::Recovered.label() {
+                stats.succeeded += n;
+            } else {
+                *stats.failed.entry(label).or_insert(0) += n;
+            }
+        }
+        stats
     }
 }
 
@@ -257,6 +354,12 @@ pub struct ShardStats {
     pub http_responses: BTreeMap<String, u64>,
     /// Fan-out latency percentiles since start.
     pub fanout_latency_us: LatencySummary,
+    /// What the streams this shard is home to hold.
+    pub history: HistoryStats,
+    /// Recoveries of this shard's connections.
+    pub recoveries: RecoveryStats,
+    /// Conflated frames.
+    pub conflated: u64,
     #[serde(skip)]
     pub(crate) latency: Option<Histogram<u64>>,
 }
@@ -298,6 +401,13 @@ pub struct HubStats {
     pub http_responses: BTreeMap<String, u64>,
     /// Fan-out latency percentiles since start, all shards.
     pub fanout_latency_us: LatencySummary,
+    /// What the rooms' streams hold (`history.size` > 0).
+    pub history: HistoryStats,
+    /// Joins that asked to recover.
+    pub recoveries: RecoveryStats,
+    /// Frames of conflated rooms that replaced an older one in a slow connection's
+    /// queue, or were skipped for a newer one.
+    pub conflated: u64,
     /// The same, shard by shard.
     pub shards: Vec<ShardStats>,
     #[serde(skip)]
@@ -344,6 +454,15 @@ impl HubStats {
             closes,
             http_responses,
             fanout_latency_us: LatencySummary::of(latency.as_ref()),
+            history: HistoryStats {
+                messages: sum(|s| s.history.messages),
+                bytes: sum(|s| s.history.bytes),
+            },
+            recoveries: RecoveryStats::of(shards.iter().flat_map(|s| {
+                std::iter::once((RecoveryOutcome::Recovered.label(), s.recoveries.succeeded))
+                    .chain(s.recoveries.failed.iter().map(|(k, v)| (*k, *v)))
+            })),
+            conflated: sum(|s| s.conflated),
             shards,
             latency,
         }

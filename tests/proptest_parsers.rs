@@ -732,7 +732,7 @@ proptest! {
         let mut bytes = msg.to_string().into_bytes();
         let got = parse(&mut bytes).map_err(|e| TestCaseError::fail(format!("{e:?} for {msg}")))?;
         match (which, got) {
-            (0, ClientMessage::JoinRoom { room: r }) | (1, ClientMessage::LeaveRoom { room: r }) => {
+            (0, ClientMessage::JoinRoom { room: r, .. }) | (1, ClientMessage::LeaveRoom { room: r }) => {
                 prop_assert_eq!(&*r, room.as_str());
             }
             (2, ClientMessage::Typing { room: r, typing: t }) => {

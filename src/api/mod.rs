@@ -5,6 +5,8 @@
 //! | --- | --- |
 //! | `POST /api/broadcast` | the JSON body, as is, to every connection |
 //! | `POST /api/rooms/{room}/broadcast[?except=ID]` | to every member of the room |
+//! | `POST /api/rooms/{room}/publish` | a `publication` of the body to the room (positioned with history on) |
+//! | `GET /api/rooms/{room}/history[?since=N&limit=K]` | the room's held messages after offset N |
 //! | `POST /api/users/{user}/send` | to every connection of the user |
 //! | `GET /api/rooms` | the rooms, with member counts |
 //! | `PUT /api/rooms/{room}` | create the room (it persists when empty) |

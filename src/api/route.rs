@@ -35,6 +35,20 @@ pub enum Route {
         /// The room.
         room: String,
     },
+    /// `POST /api/rooms/{room}/publish`: a positioned publication.
+    RoomPublish {
+        /// The room.
+        room: String,
+    },
+    /// `GET /api/rooms/{room}/history`.
+    RoomHistory {
+        /// The room.
+        room: String,
+        /// `?since=`: the messages after this offset (default 0: all held).
+        since: u64,
+        /// `?limit=`: at most this many (default and cap: `history.max_recover`).
+        limit: Option<usize>,
+    },
     /// `GET /api/rooms/{room}/members`.
     RoomMembers {
         /// The room.
@@ -112,6 +126,29 @@ pub fn route(request: &RequestHead) -> Result<Route, ApiError> {
             }),
             _ => Err(allowed("POST")),
         },
+        ["rooms", room, "publish"] => match method {
+            "POST" => Ok(Route::RoomPublish {
+                room: room_name(room)?,
+            }),
+            _ => Err(allowed("POST")),
+        },
+        ["rooms", room, "history"] => match method {
+            "GET" => Ok(Route::RoomHistory {
+                room: room_name(room)?,
+                since: number(request, "since")?.unwrap_or(0),
+                limit: match number(request, "limit")? {
+                    Some(0) => {
+                        return Err(ApiError::new(
+                            400,
+                            "bad_request",
+                            "limit must be at least 1",
+                        ))
+                    }
+                    limit => limit.map(|n| n.min(usize::MAX as u64) as usize),
+                },
+            }),
+            _ => Err(allowed("GET")),
+        },
         ["rooms", room, "members"] => match method {
             "GET" => Ok(Route::RoomMembers {
                 room: room_name(room)?,
@@ -164,6 +201,22 @@ fn valid(text: &str, follows: fn(&str) -> bool, rule: &str) -> Result<String, Ap
     } else {
         Err(ApiError::new(400, "bad_request", rule))
     }
+}
+
+/// Query parameter `name` as a non-negative integer, if given.
+fn number(request: &RequestHead, name: &str) -> Result<Option<u64>, ApiError> {
+    request
+        .query_param(name)
+        .map(|text| {
+            text.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    400,
+                    "bad_request",
+                    format!("{name} must be a non-negative integer"),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn connection_id(id: &str) -> Result<ConnectionId, ApiError> {
@@ -246,6 +299,26 @@ mod tests {
             })
         );
         assert_eq!(
+            route(&request("GET", "/api/rooms/r/history?since=4&limit=2")),
+            Ok(Route::RoomHistory {
+                room: "r".into(),
+                since: 4,
+                limit: Some(2)
+            })
+        );
+        assert_eq!(
+            route(&request("GET", "/api/rooms/r/history")),
+            Ok(Route::RoomHistory {
+                room: "r".into(),
+                since: 0,
+                limit: None
+            })
+        );
+        assert_eq!(
+            route(&request("POST", "/api/rooms/r/publish")),
+            Ok(Route::RoomPublish { room: "r".into() })
+        );
+        assert_eq!(
             route(&request(
                 "DELETE",
                 "/api/connections/0-3?code=4001&reason=bye"
@@ -267,6 +340,20 @@ mod tests {
             405
         );
         assert_eq!(route(&request("GET", "/api/nope")).unwrap_err().status, 404);
+        for bad in ["since=-1", "since=x", "limit=0", "limit=1.5"] {
+            let target = format!("/api/rooms/r/history?{bad}");
+            assert_eq!(
+                route(&request("GET", &target)).unwrap_err().status,
+                400,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            route(&request("GET", "/api/rooms/r/publish"))
+                .unwrap_err()
+                .status,
+            405
+        );
         assert_eq!(
             route(&request("PUT", "/api/rooms/bad%20name"))
                 .unwrap_err()

@@ -32,6 +32,12 @@ pub enum HubError {
         /// The human-readable reason.
         text: String,
     },
+    /// History is off (`history.size` is 0): rooms keep no streams.
+    #[error("history is off")]
+    HistoryOff,
+    /// A publication that is not JSON.
+    #[error("not JSON: {0}")]
+    InvalidJson(String),
     /// A shard's inbox stayed full; try again later.
     #[error("the hub is overloaded")]
     Overloaded,

@@ -19,14 +19,16 @@ use crate::config::HubConfig;
 use crate::ids::{is_valid_room_name, ConnectionId};
 use crate::shard::message::{Reply, ShardMessage, Target, REPLY_TIMEOUT};
 use crate::shard::operations::{self, Audience};
+use crate::shard::positioned::Positioned;
 use crate::shard::publish::{publish, FromThread};
+use crate::shard::sequence::publish_to_room;
 use crate::shard::shared::HubShared;
 use crate::shard::thread::on_shard_thread;
 use crate::shard::{listen, spawn};
 use crate::stats::HubStats;
 use crate::ws::encode;
 
-pub use crate::shard::info::{ConnectionInfo, RoomInfo};
+pub use crate::shard::info::{ConnectionInfo, HeldMessage, History, Published, RoomInfo};
 pub use error::HubError;
 
 mod error;
@@ -276,6 +278,79 @@ impl Hub {
     ) -> Result<usize, HubError> {
         let audience = operations::room(&self.shared, room, Some(except))?;
         self.publish(Some(audience), || self.shared.encode_text(text))
+    }
+
+    /// Publishes `json` (any JSON value) to every member of `room` as a `publication`:
+    /// `{"type":"publication","room":R,"data":JSON,"time":T}`. With history on
+    /// (`history.size` > 0) it takes the room's next offset, which it carries as
+    /// `"offset"`, and is kept in the room's history; the call waits for the room's home
+    /// shard to give it. Unlike [`Hub::broadcast_to_room`], which sends text as it is and
+    /// keeps nothing.
+    ///
+    /// ```no_run
+    /// # let hub = neonex::Hub::new(neonex::HubConfig::default()).unwrap();
+    /// let published = hub.publish_to_room("scores", r#"{"home":2,"away":1}"#).unwrap();
+    /// println!("queued for {}, offset {:?}", published.queued, published.offset);
+    /// ```
+    pub fn publish_to_room(&self, room: &str, json: &str) -> Result<Published, HubError> {
+        if on_shard_thread() {
+            return Err(HubError::OnShardThread);
+        }
+        let shared = &*self.shared;
+        let room = shared.registry.room(room).ok_or(HubError::RoomNotFound)?;
+        let message =
+            Positioned::publication(json).map_err(|e| HubError::InvalidJson(e.to_string()))?;
+        let queued = room.recipients(None);
+        let (reply, answer) = oneshot::channel();
+        publish_to_room(&mut FromThread(shared), shared, room, message, Some(reply))?;
+        let offset = answer
+            .recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| HubError::Overloaded)??;
+        Ok(Published { queued, offset })
+    }
+
+    /// The held messages of `room`'s stream after offset `since` (0: all), oldest first,
+    /// at most `limit` (default and cap: `history.max_recover`), each as clients received
+    /// it. [`HubError::HistoryOff`] when `history.size` is 0. Waits for the room's home
+    /// shard.
+    ///
+    /// ```no_run
+    /// # let hub = neonex::Hub::new(neonex::HubConfig::default()).unwrap();
+    /// let history = hub.history("general", 0, Some(50)).unwrap();
+    /// for message in &history.messages {
+    ///     println!("{} {}", message.offset, message.json());
+    /// }
+    /// ```
+    pub fn history(
+        &self,
+        room: &str,
+        since: u64,
+        limit: Option<usize>,
+    ) -> Result<History, HubError> {
+        if on_shard_thread() {
+            return Err(HubError::OnShardThread);
+        }
+        let shared = &*self.shared;
+        let history = &shared.config.history;
+        if !history.is_on() {
+            return Err(HubError::HistoryOff);
+        }
+        let room = shared.registry.room(room).ok_or(HubError::RoomNotFound)?;
+        let limit = limit
+            .unwrap_or(history.max_recover)
+            .clamp(1, history.max_recover);
+        let (reply, answer) = oneshot::channel();
+        let ask = ShardMessage::ReadHistory {
+            room: room.clone(),
+            since,
+            limit,
+            reply,
+        };
+        shared.post(room.home, ask)?;
+        let page = answer
+            .recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| HubError::Overloaded)??;
+        Ok(History::of(&room.name, page))
     }
 
     /// Sends `text` to every connection of `user`. Returns how many.

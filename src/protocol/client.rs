@@ -22,6 +22,8 @@ pub enum ClientMessage<'a> {
     JoinRoom {
         /// Room to join.
         room: Cow<'a, str>,
+        /// Where the client left the room's stream, to get what it missed.
+        recover: Option<Recover>,
     },
     /// `leave_room`.
     LeaveRoom {
@@ -48,6 +50,15 @@ pub enum ClientMessage<'a> {
     Ping,
 }
 
+/// `recover` of a `join_room`: "I last saw offset `offset` of epoch `epoch`".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Recover {
+    /// The last offset the client received.
+    pub offset: u64,
+    /// The epoch that offset belongs to.
+    pub epoch: String,
+}
+
 /// The fields of any client message, each still raw JSON; a field given as `null` is
 /// present (`data: null` is data). A repeated field is an error (serde refuses it), so
 /// no two readers can disagree on which value counts.
@@ -63,6 +74,8 @@ struct Fields<'a> {
     message: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    recover: Option<&'a RawValue>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -96,7 +109,10 @@ pub fn parse_client_message(text: &[u8]) -> Result<ClientMessage<'_>, ProtocolEr
         Ok(room)
     };
     match kind.as_ref() {
-        "join_room" => Ok(ClientMessage::JoinRoom { room: room()? }),
+        "join_room" => Ok(ClientMessage::JoinRoom {
+            room: room()?,
+            recover: recover(fields.recover)?,
+        }),
         "leave_room" => Ok(ClientMessage::LeaveRoom { room: room()? }),
         "typing" => {
             let room = room()?;
@@ -134,6 +150,19 @@ pub fn parse_client_message(text: &[u8]) -> Result<ClientMessage<'_>, ProtocolEr
     }
 }
 
+/// The `recover` of a `join_room`; `null` is the same as none.
+fn recover(raw: Option<&RawValue>) -> Result<Option<Recover>, ProtocolError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => serde_json::from_str(raw.get()).map(Some).map_err(|_| {
+            ProtocolError::bad_request(
+                "recover must be {\"offset\": a non-negative integer, \"epoch\": a string}",
+            )
+        }),
+    }
+}
+
 /// A raw JSON value that must be a string: borrowed unless it has escapes. (serde's
 /// `Cow<str>` always copies: it borrows only through a `#[serde(borrow)]` field.)
 fn string(raw: &RawValue) -> Result<Cow<'_, str>, serde_json::Error> {
@@ -158,6 +187,14 @@ mod tests {
         assert!(parse(r#"{"type":"join_room","room":"general"}"#)
             .unwrap()
             .contains("JoinRoom"));
+        assert!(
+            parse(r#"{"type":"join_room","room":"g","recover":{"offset":7,"epoch":"e1"}}"#)
+                .unwrap()
+                .contains(r#"recover: Some(Recover { offset: 7, epoch: "e1" })"#)
+        );
+        assert!(parse(r#"{"type":"join_room","room":"g","recover":null}"#)
+            .unwrap()
+            .contains("recover: None"));
         assert!(parse(r#"{"type":"leave_room","room_id":"general"}"#)
             .unwrap()
             .contains("LeaveRoom"));
@@ -223,6 +260,23 @@ mod tests {
             (r#"{"type":"join_room"}"#, BadRequest),
             (r#"{"type":"join_room","room":5}"#, BadRequest),
             (r#"{"type":"join_room","room":"has space"}"#, BadRequest),
+            (r#"{"type":"join_room","room":"g","recover":5}"#, BadRequest),
+            (
+                r#"{"type":"join_room","room":"g","recover":{"offset":1}}"#,
+                BadRequest,
+            ),
+            (
+                r#"{"type":"join_room","room":"g","recover":{"offset":-1,"epoch":"e"}}"#,
+                BadRequest,
+            ),
+            (
+                r#"{"type":"join_room","room":"g","recover":{"offset":1.5,"epoch":"e"}}"#,
+                BadRequest,
+            ),
+            (
+                r#"{"type":"join_room","room":"g","recover":{"offset":1,"epoch":3}}"#,
+                BadRequest,
+            ),
             (r#"{"type":"message","room":"g"}"#, BadRequest),
             (r#"{"type":"message","room":"g","message":1}"#, BadRequest),
             (r#"{"type":"typing","room":"g"}"#, BadRequest),

@@ -6,7 +6,7 @@ pub mod server;
 
 use serde::Serialize;
 
-pub use client::{parse_client_message, ClientMessage};
+pub use client::{parse_client_message, ClientMessage, Recover};
 pub use server::{PresenceStatus, ServerMessage};
 
 /// The `code` of an `error` message.

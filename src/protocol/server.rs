@@ -23,6 +23,16 @@ pub enum ServerMessage<'a> {
         room: &'a str,
         /// Connections in the room after the join.
         count: usize,
+        /// When the join asked to recover: whether every missed message follows.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        /// With history on: the room's stream.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+        /// With history on: the last positioned message this connection does not
+        /// receive live.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
     /// To the leaver.
     Left {
@@ -63,6 +73,21 @@ pub enum ServerMessage<'a> {
         data: Option<&'a RawValue>,
         /// Unix seconds.
         time: u64,
+        /// With history on: its place in the room's stream.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+    },
+    /// A backend's publication to a room, through the API.
+    Publication {
+        /// The room.
+        room: &'a str,
+        /// The JSON the backend sent, as it was sent.
+        data: &'a RawValue,
+        /// Unix seconds.
+        time: u64,
+        /// With history on: its place in the room's stream.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
     /// Typing indicator, to the room's other members.
     Typing {
@@ -166,9 +191,40 @@ mod tests {
                 user_id: "u",
                 message: None,
                 data: Some(&data),
-                time: 9
+                time: 9,
+                offset: None,
             }),
             r#"{"type":"chat_message","room":"g","user_id":"u","data":{"k":[true,null]},"time":9}"#
+        );
+        assert_eq!(
+            json(&ServerMessage::Publication {
+                room: "g",
+                data: &data,
+                time: 9,
+                offset: Some(4),
+            }),
+            r#"{"type":"publication","room":"g","data":{"k":[true,null]},"time":9,"offset":4}"#
+        );
+    }
+
+    #[test]
+    fn joined_has_the_v1_shape_unless_history_or_recovery_add_to_it() {
+        let joined = |recovered, epoch, offset| {
+            json(&ServerMessage::Joined {
+                room: "g",
+                count: 2,
+                recovered,
+                epoch,
+                offset,
+            })
+        };
+        assert_eq!(
+            joined(None, None, None),
+            r#"{"type":"joined","room":"g","count":2}"#
+        );
+        assert_eq!(
+            joined(Some(true), Some("e"), Some(9)),
+            r#"{"type":"joined","room":"g","count":2,"recovered":true,"epoch":"e","offset":9}"#
         );
     }
 }

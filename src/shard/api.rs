@@ -14,11 +14,13 @@ use serde_json::{json, Value};
 use super::connection::Phase;
 use super::context::Ctx;
 use super::error::EngineError;
-use super::info::RoomInfo;
+use super::info::{History, RoomInfo};
 use super::message::{ShardMessage, REPLY_TIMEOUT};
 use super::operations::{self, Audience};
+use super::positioned::Positioned;
 use super::publish::Post;
 use super::respond::{refuse, respond};
+use super::sequence::publish_to_room;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
 use crate::http::RequestHead;
@@ -74,6 +76,46 @@ fn serve_route(
             let room = operations::remove_room(cx, hub, &room).map_err(|_| room_not_found())?;
             json!({ "removed": room.name.as_ref() })
         }
+        Route::RoomPublish { room } => {
+            let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+            let message = Positioned::publication(api::json_body(body)?)
+                .map_err(|e| ApiError::new(400, "invalid_json", e.to_string()))?;
+            let queued = room.recipients(None);
+            let (reply, answer) = oneshot::channel();
+            // Carried out here, or on the room's home shard; never fails from a shard.
+            let _ = publish_to_room(cx, hub, room, message, Some(reply));
+            answer_when_ready(cx, key, answer, move |offset| {
+                let mut body = json!({ "queued": queued });
+                if let Some(offset) = offset {
+                    body["offset"] = offset.into();
+                }
+                body.to_string()
+            });
+            return Ok(None);
+        }
+        Route::RoomHistory { room, since, limit } => {
+            let history = &hub.config.history;
+            if !history.is_on() {
+                return Err(history_off());
+            }
+            let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+            let limit = limit
+                .unwrap_or(history.max_recover)
+                .min(history.max_recover);
+            let (reply, answer) = oneshot::channel();
+            let name = room.name.clone();
+            let ask = ShardMessage::ReadHistory {
+                room: room.clone(),
+                since,
+                limit,
+                reply,
+            };
+            let _ = cx.post(room.home, ask);
+            answer_when_ready(cx, key, answer, move |page| {
+                History::of(&name, page).to_json()
+            });
+            return Ok(None);
+        }
         Route::RoomMembers { room } => {
             let (room, members) =
                 operations::room_members(hub, &room).ok_or_else(room_not_found)?;
@@ -124,12 +166,65 @@ fn disconnect_and_answer(
             answer
         })
         .collect();
+    let stream = await_answer(cx, key);
+    monoio::spawn(answer_disconnect(
+        cx.shard.clone(),
+        key,
+        stream,
+        what,
+        answers,
+    ));
+}
+
+/// Answers the call `key` with `render`'s body once another shard's `answer` comes: at
+/// once if it has come already (the call was carried out on this shard).
+fn answer_when_ready<T: 'static>(
+    cx: &mut Ctx,
+    key: usize,
+    answer: oneshot::Receiver<Result<T, EngineError>>,
+    render: impl FnOnce(T) -> String + 'static,
+) {
+    let settle = |answer: Option<Result<T, EngineError>>| match answer {
+        Some(Ok(value)) => (200, render(value)),
+        Some(Err(EngineError::Refused(_))) => (404, room_not_found().body()),
+        Some(Err(_)) | None => (503, unavailable().body()),
+    };
+    match answer.try_recv() {
+        Ok(answered) => {
+            let (status, body) = settle(Some(answered));
+            respond(cx, key, status, "application/json", &body);
+        }
+        Err(oneshot::TryRecvError::Disconnected) => refuse(cx, key, &unavailable()),
+        Err(oneshot::TryRecvError::Empty) => {
+            let (shard, stream) = (cx.shard.clone(), await_answer(cx, key));
+            monoio::spawn(async move {
+                let answered = monoio::time::timeout(REPLY_TIMEOUT, answer.into_future()).await;
+                let (status, body) = settle(answered.ok().and_then(Result::ok));
+                respond_later(&shard, key, &stream, status, &body);
+            });
+        }
+    }
+}
+
+/// Puts the call `key` in wait for an answer from another shard; the stream it waits on.
+fn await_answer(cx: &mut Ctx, key: usize) -> Rc<TcpStream> {
     let conn = &mut cx.state.conns[key];
     conn.phase = Phase::Answering {
         deadline: Instant::now() + REPLY_TIMEOUT * 2,
     };
-    let task = answer_disconnect(cx.shard.clone(), key, conn.stream.clone(), what, answers);
-    monoio::spawn(task);
+    conn.stream.clone()
+}
+
+/// Answers the call `key` that waited, unless its caller has hung up meanwhile.
+fn respond_later(shard: &Rc<Shard>, key: usize, stream: &Rc<TcpStream>, status: u16, body: &str) {
+    Ctx::with(shard, |cx| {
+        // The caller may have hung up, and its slot may hold a newer connection.
+        match cx.state.conns.get(key) {
+            Some(conn) if Rc::ptr_eq(&conn.stream, stream) => {}
+            _ => return,
+        }
+        respond(cx, key, status, "application/json", body);
+    });
 }
 
 /// What a disconnect call asked to close.
@@ -166,7 +261,7 @@ async fn answer_disconnect(
     .flatten();
     let (status, body) = match (closed, what) {
         (None, _) => {
-            let e = ApiError::new(503, "unavailable", "a connection's shard did not answer");
+            let e = unavailable();
             (e.status, e.body())
         }
         (Some(0), Disconnecting::One(id)) => {
@@ -175,14 +270,19 @@ async fn answer_disconnect(
         }
         (Some(n), _) => (200, json!({ "disconnected": n }).to_string()),
     };
-    Ctx::with(&shard, |cx| {
-        // The caller may have hung up, and its slot may hold a newer connection.
-        match cx.state.conns.get(key) {
-            Some(conn) if Rc::ptr_eq(&conn.stream, &stream) => {}
-            _ => return,
-        }
-        respond(cx, key, status, "application/json", &body);
-    });
+    respond_later(&shard, key, &stream, status, &body);
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(503, "unavailable", "a shard did not answer")
+}
+
+fn history_off() -> ApiError {
+    ApiError::new(
+        404,
+        "history_off",
+        "rooms keep no history: history.size is 0",
+    )
 }
 
 fn room_not_found() -> ApiError {

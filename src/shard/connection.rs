@@ -27,6 +27,17 @@ use crate::ws::{close_code, encode};
 /// takes data.
 pub(crate) const BURST_ALLOWANCE: usize = 4;
 
+/// What became of a frame of a conflated room offered to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Conflation {
+    /// Queued like any frame.
+    Queued,
+    /// Took the place of an older frame of the room.
+    Replaced,
+    /// Skipped: the queue is full.
+    Skipped,
+}
+
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub(crate) enum Phase {
@@ -143,6 +154,40 @@ impl Connection {
             self.out.push(frame, limits)
         } else {
             self.out.push(frame, &limits.scaled(BURST_ALLOWANCE))
+        }
+    }
+
+    /// Queues a positioned frame of conflated room `room` for an open connection. One
+    /// that has fallen behind (its socket refused bytes) gets `conflated()` in the place
+    /// of the room's newest frame still waiting, if there is one. A frame of such a room
+    /// never makes a slow consumer: over the bounds it is skipped (`Skipped`), and a newer
+    /// one comes with the room's next message.
+    pub fn queue_conflatable(
+        &mut self,
+        frame: &Bytes,
+        conflated: impl FnOnce() -> Bytes,
+        room: u64,
+        published_us: u32,
+        limits: &SendQueueLimits,
+    ) -> Conflation {
+        if !self.is_open() {
+            return Conflation::Queued;
+        }
+        if self.oldest_queued_us.is_none() {
+            self.oldest_queued_us = Some(published_us);
+        }
+        let behind = self.write_blocked_since.is_some();
+        if behind && self.out.replace_newest(room, conflated()) {
+            return Conflation::Replaced;
+        }
+        let limits = if behind {
+            *limits
+        } else {
+            limits.scaled(BURST_ALLOWANCE)
+        };
+        match self.out.push_conflatable(frame.clone(), room, &limits) {
+            Ok(()) => Conflation::Queued,
+            Err(Overflow) => Conflation::Skipped,
         }
     }
 

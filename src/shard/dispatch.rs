@@ -1,4 +1,4 @@
-//! Handling protocol messages from clients: rooms, chat, typing, ping.
+//! Handling protocol messages from clients: chat, typing, ping, and rooms (see [`join`]).
 
 use std::sync::Arc;
 
@@ -7,10 +7,12 @@ use serde_json::value::RawValue;
 
 use super::context::Ctx;
 use super::fanout::send_to;
-use super::membership::{JoinRefused, Joined};
+use super::join::{join_room, leave_room};
 use super::message::Target;
+use super::positioned::Positioned;
+use super::sequence::publish_to_room;
 use crate::protocol::{
-    parse_client_message, unix_time, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
+    parse_client_message, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
 };
 use crate::room::Room;
 use crate::ws::encode;
@@ -24,7 +26,9 @@ pub(super) fn on_text(cx: &mut Ctx, key: usize, text: &mut [u8]) {
         panic!("fault injected by a test");
     }
     let outcome = match parse_client_message(text) {
-        Ok(ClientMessage::JoinRoom { room }) => join_room(cx, key, &room).map(drop),
+        Ok(ClientMessage::JoinRoom { room, recover }) => {
+            join_room(cx, key, &room, recover).map(drop)
+        }
         Ok(ClientMessage::LeaveRoom { room }) => leave_room(cx, key, &room).map(drop),
         Ok(ClientMessage::Message {
             room,
@@ -43,79 +47,6 @@ pub(super) fn on_text(cx: &mut Ctx, key: usize, text: &mut [u8]) {
     }
 }
 
-/// Joins `key` to room `name`; tells the joiner (`joined`) and the others
-/// (`user_joined`). Returns the room's count after.
-pub(super) fn join_room(cx: &mut Ctx, key: usize, name: &str) -> Result<usize, ProtocolError> {
-    let conn = &cx.state.conns[key];
-    let (id, user) = (
-        conn.id,
-        conn.user.clone().expect("open connections have a user"),
-    );
-    let config = cx.config();
-    let joined = cx.state.membership.join(
-        &cx.hub().registry,
-        key,
-        id,
-        name,
-        config.rooms.create_on_join,
-        config.limits.rooms_per_connection,
-    );
-    let Joined { room, count, new } = joined.map_err(|refused| match refused {
-        JoinRefused::AtCap(cap) => ProtocolError {
-            code: ErrorCode::LimitExceeded,
-            text: format!("Room limit reached ({cap} rooms per connection)").into(),
-        },
-        JoinRefused::NoSuchRoom => room_not_found(),
-    })?;
-    let answer = encode::json_frame(&ServerMessage::Joined { room: name, count });
-    send_to(cx, key, answer);
-    if new && config.rooms.notify_join_leave {
-        let notice = cx.hub().encode(&ServerMessage::UserJoined {
-            room: name,
-            user_id: &user,
-            count,
-        });
-        let except = Some(id);
-        cx.publish(Target::Room { room, except }, notice);
-    }
-    Ok(count)
-}
-
-/// Takes `key` out of room `name`; tells the leaver (`left`) and the rest
-/// (`user_left`). Returns the room's count after.
-pub(super) fn leave_room(cx: &mut Ctx, key: usize, name: &str) -> Result<usize, ProtocolError> {
-    let id = cx.state.conns[key].id;
-    let Some((room, count)) = cx.state.membership.leave(&cx.hub().registry, key, id, name) else {
-        return Err(why_not_member(cx, name));
-    };
-    notify_left(cx, key, &room, count);
-    let left = encode::json_frame(&ServerMessage::Left { room: name, count });
-    send_to(cx, key, left);
-    Ok(count)
-}
-
-/// Sends `user_left` to the members that remain in `room` after connection `key` left
-/// it, `count` of them.
-pub(super) fn notify_left(cx: &mut Ctx, key: usize, room: &Arc<Room>, count: usize) {
-    let conn = &cx.state.conns[key];
-    let (id, user) = (
-        conn.id,
-        conn.user.clone().expect("open connections have a user"),
-    );
-    if cx.config().rooms.notify_join_leave && count > 0 && !cx.shard.is_stopping() {
-        let notice = cx.hub().encode(&ServerMessage::UserLeft {
-            room: &room.name,
-            user_id: &user,
-            count,
-        });
-        let target = Target::Room {
-            room: room.clone(),
-            except: Some(id),
-        };
-        cx.publish(target, notice);
-    }
-}
-
 fn chat(
     cx: &mut Ctx,
     key: usize,
@@ -124,14 +55,10 @@ fn chat(
     data: Option<&RawValue>,
 ) -> Result<(), ProtocolError> {
     let (room, user) = membership(cx, key, name)?;
-    let frame = cx.hub().encode(&ServerMessage::ChatMessage {
-        room: name,
-        user_id: &user,
-        message,
-        data,
-        time: unix_time(),
-    });
-    cx.publish(Target::Room { room, except: None }, frame);
+    let message = Positioned::chat(user, message, data);
+    let hub = cx.hub();
+    // Posting from a shard never fails: a full inbox holds the message back.
+    let _ = publish_to_room(cx, hub, room, message, None);
     Ok(())
 }
 
@@ -158,7 +85,7 @@ fn membership(cx: &Ctx, key: usize, name: &str) -> Result<(Arc<Room>, Arc<str>),
     }
 }
 
-fn why_not_member(cx: &Ctx, name: &str) -> ProtocolError {
+pub(super) fn why_not_member(cx: &Ctx, name: &str) -> ProtocolError {
     if cx.hub().registry.room(name).is_some() {
         ProtocolError::new(ErrorCode::NotInRoom, "Not in room")
     } else {
@@ -175,6 +102,9 @@ pub(super) fn send_error(cx: &mut Ctx, key: usize, code: ErrorCode, text: &str) 
 pub(super) fn room_not_found() -> ProtocolError {
     ProtocolError::new(ErrorCode::RoomNotFound, "Room not found")
 }
+
+#[cfg(doc)]
+use super::join;
 
 #[cfg(test)]
 mod tests {

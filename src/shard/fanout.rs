@@ -8,18 +8,19 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::connection::Connection;
+use super::connection::{Conflation, Connection};
 use super::context::Ctx;
 use super::mailbox::PostError;
-use super::message::{ShardMessage, Target};
+use super::message::{FrameKind, ShardMessage, Target};
 use crate::config::SendQueueLimits;
 use crate::stats;
+use crate::ws::encode;
 
 /// Queues a frame for one connection of this shard (a reply, not a broadcast).
 pub(crate) fn send_to(cx: &mut Ctx, key: usize, frame: Bytes) {
     let target = Target::Connection(cx.state.conns[key].id);
     let now_us = cx.hub().now_us();
-    deliver_local(cx, &target, &frame, now_us);
+    deliver_local(cx, &target, &frame, now_us, FrameKind::Notice);
 }
 
 /// Queues `frame` on this shard's recipients of `target`. Returns how many.
@@ -28,6 +29,7 @@ pub(crate) fn deliver_local(
     target: &Target,
     frame: &Bytes,
     published_us: u32,
+    kind: FrameKind,
 ) -> usize {
     let config = cx.config();
     let state = &mut *cx.state;
@@ -38,6 +40,8 @@ pub(crate) fn deliver_local(
         dirty: &mut state.dirty,
         delivered: 0,
         slow: 0,
+        conflated: 0,
+        marked: None,
         close_deadline: Instant::now() + config.write_timeout,
     };
     let conns = &mut state.conns;
@@ -46,6 +50,16 @@ pub(crate) fn deliver_local(
             for (key, conn) in conns.iter_mut() {
                 if Some(conn.id) != *except {
                     fanout.offer(key, conn);
+                }
+            }
+        }
+        Target::Room { room, except } if room.conflated && kind == FrameKind::Positioned => {
+            for key in state.membership.local_members(room.id) {
+                match conns.get_mut(key) {
+                    Some(conn) if Some(conn.id) != *except => {
+                        fanout.offer_conflatable(key, conn, room.id)
+                    }
+                    _ => {}
                 }
             }
         }
@@ -86,11 +100,14 @@ pub(crate) fn deliver_local(
             }
         }
     }
-    let (delivered, slow) = (fanout.delivered, fanout.slow);
+    let (delivered, slow, conflated) = (fanout.delivered, fanout.slow, fanout.conflated);
     let counters = cx.counters();
     stats::add(&counters.deliveries, delivered as u64);
     if slow > 0 {
         stats::add(&counters.slow_consumers, slow);
+    }
+    if conflated > 0 {
+        stats::add(&counters.conflated, conflated);
     }
     if !cx.state.dirty.is_empty() {
         cx.shard.flush.notify();
@@ -125,6 +142,9 @@ struct Fanout<'a> {
     dirty: &'a mut Vec<usize>,
     delivered: usize,
     slow: u64,
+    conflated: u64,
+    /// The frame marked `"conflated": true`, made once for all who need it.
+    marked: Option<Bytes>,
     close_deadline: Instant,
 }
 
@@ -139,6 +159,29 @@ impl Fanout<'_> {
                 self.slow += 1;
                 conn.close_slow(self.close_deadline);
             }
+        }
+        conn.list_in(self.dirty, key);
+    }
+
+    /// Offers a positioned frame of a conflated room (see
+    /// [`Connection::queue_conflatable`]).
+    fn offer_conflatable(&mut self, key: usize, conn: &mut Connection, room: u64) {
+        if !conn.is_open() {
+            return;
+        }
+        let (frame, marked) = (self.frame, &mut self.marked);
+        let conflated = || {
+            marked
+                .get_or_insert_with(|| encode::conflated_frame(frame))
+                .clone()
+        };
+        match conn.queue_conflatable(frame, conflated, room, self.published_us, self.limits) {
+            Conflation::Queued => self.delivered += 1,
+            Conflation::Replaced => {
+                self.delivered += 1;
+                self.conflated += 1;
+            }
+            Conflation::Skipped => self.conflated += 1,
         }
         conn.list_in(self.dirty, key);
     }

@@ -1,6 +1,7 @@
 //! Heartbeat and timeouts: pings, silent connections, stuck writes, the cleanup sweep.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::connection::Phase;
@@ -26,6 +27,9 @@ pub(crate) async fn run(shard: Rc<Shard>) {
             next_ping = now + config.ping_interval;
         }
         enforce_deadlines(&shard, now);
+        if config.history.is_on() {
+            keep_history(&shard, now);
+        }
         if now >= next_sweep {
             sweep(&shard);
             next_sweep = now + config.cleanup_interval;
@@ -36,6 +40,18 @@ pub(crate) async fn run(shard: Rc<Shard>) {
             next_stats_log = now + config.stats_log_interval;
         }
     }
+}
+
+/// Lets expired positioned messages go, and the streams of gone rooms; publishes what
+/// the streams hold.
+fn keep_history(shard: &Shard, now: Instant) {
+    let mut state = shard.state.borrow_mut();
+    let hub = &shard.hub;
+    state.streams.sweep(now, &hub.config.history, &hub.registry);
+    let (messages, bytes) = state.streams.usage();
+    let counters = shard.counters();
+    counters.history_messages.store(messages, Ordering::Relaxed);
+    counters.history_bytes.store(bytes, Ordering::Relaxed);
 }
 
 /// Deadlines are checked once a second, or often enough for the shortest timeout.

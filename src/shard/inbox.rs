@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use super::accept::adopt_std;
 use super::context::Ctx;
-use super::dispatch::{join_room, leave_room};
 use super::error::EngineError;
 use super::fanout::{deliver_local, post_or_hold};
 use super::info::ConnectionInfo;
+use super::join::{join_placed, join_room, leave_room};
 use super::lifecycle::{begin_shutdown, forget_room};
 use super::mailbox::PostError;
 use super::message::ShardMessage;
 use super::publish::Post;
+use super::sequence::{place_join, read_history, sequence};
 use super::signal::yield_now;
 use super::{accept, Shard};
 use crate::stats::CloseCause;
@@ -118,14 +119,32 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
             target,
             frame,
             published_us,
+            kind,
         } => {
-            deliver_local(cx, &target, &frame, published_us);
+            deliver_local(cx, &target, &frame, published_us, kind);
         }
+        ShardMessage::Sequence {
+            room,
+            message,
+            reply,
+        } => sequence(cx, room, message, reply),
+        ShardMessage::PlaceJoin {
+            room,
+            join,
+            recover,
+        } => place_join(cx, room, join, recover),
+        ShardMessage::JoinPlaced { room, join, point } => join_placed(cx, room, join, point),
+        ShardMessage::ReadHistory {
+            room,
+            since,
+            limit,
+            reply,
+        } => read_history(cx, room, since, limit, reply),
         ShardMessage::Listen(listener) => accept::start(cx.shard, listener),
         ShardMessage::Adopt(stream) => adopt_std(cx, stream),
         ShardMessage::Join { conn, room, reply } => {
             let result = on_open_connection(cx, conn, |cx, key| {
-                join_room(cx, key, &room).map_err(EngineError::from)
+                join_room(cx, key, &room, None).map_err(EngineError::from)
             });
             let _ = reply.send(result);
         }

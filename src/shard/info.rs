@@ -4,10 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Serialize;
 
+use super::streams::Page;
 use crate::ids::ConnectionId;
 use crate::registry::Registry;
+use crate::ws::encode;
 
 /// What the hub knows of one open connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,5 +51,81 @@ impl RoomInfo {
         let mut rooms: Vec<RoomInfo> = registry.rooms().iter().map(RoomInfo::of).collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
         rooms
+    }
+}
+
+/// What a publication to a room did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Members of the room it was queued for.
+    pub queued: usize,
+    /// Its offset in the room's stream, with history on.
+    pub offset: Option<u64>,
+}
+
+/// The held messages of a room's stream: the answer of
+/// [`Hub::history`](crate::Hub::history) and of `GET /api/rooms/{room}/history`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// The room.
+    pub room: String,
+    /// The stream's epoch.
+    pub epoch: String,
+    /// The stream's top offset: the last message published to the room.
+    pub offset: u64,
+    /// The messages asked for, oldest first.
+    pub messages: Vec<HeldMessage>,
+}
+
+/// One positioned message of a room's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldMessage {
+    /// Its offset.
+    pub offset: u64,
+    /// The frame its recipients got.
+    frame: Bytes,
+}
+
+impl HeldMessage {
+    /// The message as JSON text, exactly as clients received it.
+    pub fn json(&self) -> &str {
+        std::str::from_utf8(encode::payload_of(&self.frame)).expect("frames are made of JSON text")
+    }
+}
+
+impl History {
+    pub(crate) fn of(room: &str, page: Page) -> Self {
+        History {
+            room: room.to_owned(),
+            epoch: page.epoch.to_string(),
+            offset: page.top,
+            messages: page
+                .messages
+                .into_iter()
+                .map(|(offset, frame)| HeldMessage { offset, frame })
+                .collect(),
+        }
+    }
+
+    /// `{"room":R,"epoch":E,"offset":TOP,"messages":[...]}`, each message as clients
+    /// received it.
+    pub fn to_json(&self) -> String {
+        let quoted = |text: &str| serde_json::to_string(text).expect("strings serialize");
+        let size: usize = self.messages.iter().map(|m| m.frame.len() + 1).sum();
+        let mut out = String::with_capacity(size + 96);
+        out.push_str(&format!(
+            r#"{{"room":{},"epoch":{},"offset":{},"messages":["#,
+            quoted(&self.room),
+            quoted(&self.epoch),
+            self.offset
+        ));
+        for (i, message) in self.messages.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(message.json());
+        }
+        out.push_str("]}");
+        out
     }
 }

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::connection::Phase;
 use super::context::Ctx;
-use super::dispatch::{join_room, notify_left, send_error};
+use super::dispatch::send_error;
 use super::fanout::send_to;
+use super::join::{join_room, notify_left};
 use super::message::Target;
 use super::ratelimit::TokenBucket;
 use super::Shard;
@@ -40,7 +41,7 @@ pub(crate) fn open(cx: &mut Ctx, key: usize, user: Arc<str>, first: bool) {
     crate::stats::add(&cx.counters().connections, 1);
     tracing::debug!(conn = %id, user = %user, %remote, "connection opened");
     for room in &cx.config().rooms.autojoin {
-        if let Err(e) = join_room(cx, key, room) {
+        if let Err(e) = join_room(cx, key, room, None) {
             send_error(cx, key, e.code, &e.text);
         }
     }
@@ -105,8 +106,10 @@ fn finish_in(cx: &mut Ctx, key: usize) {
     }
 }
 
-/// A room was removed through the hub: its local members leave it, with a `left`.
+/// A room was removed through the hub: its local members leave it, with a `left`, and
+/// on its home shard its stream ends.
 pub(crate) fn forget_room(cx: &mut Ctx, room: &Arc<Room>) {
+    cx.state.streams.end(room);
     let members = cx.state.membership.forget_room(room);
     if members.is_empty() {
         return;

@@ -7,7 +7,10 @@ use smallvec::SmallVec;
 
 use super::error::EngineError;
 use super::info::ConnectionInfo;
+use super::positioned::Positioned;
+use super::streams::{JoinPoint, Page};
 use crate::ids::ConnectionId;
+use crate::protocol::Recover;
 use crate::room::Room;
 
 /// Who receives a frame.
@@ -56,6 +59,30 @@ impl Target {
     }
 }
 
+/// What kind of frame a delivery carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    /// A notice, an answer or a backend's raw broadcast: every one is delivered.
+    Notice,
+    /// A room's positioned message (`chat_message`, `publication`): in a conflated room,
+    /// a member that falls behind gets the newest instead of every one.
+    Positioned,
+}
+
+/// A join held on the joiner's shard while the room's home shard places it in the
+/// room's stream; the answer brings it back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeldJoin {
+    /// The joining connection (it names the joiner's shard).
+    pub conn: ConnectionId,
+    /// Its slab key there.
+    pub key: usize,
+    /// The ticket of the held join (see `Membership::release`).
+    pub ticket: u64,
+    /// The room's count after the join.
+    pub count: usize,
+}
+
 /// A reply channel for a command whose caller waits for the outcome: a thread blocks on
 /// the receiver, a shard awaits it.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -72,6 +99,34 @@ pub(crate) enum ShardMessage {
         target: Target,
         frame: Bytes,
         published_us: u32,
+        kind: FrameKind,
+    },
+    /// To a room's home shard: give `message` its offset, keep it, deliver it to the
+    /// room, and answer with the offset.
+    Sequence {
+        room: Arc<Room>,
+        message: Positioned,
+        reply: Option<Reply<Option<u64>>>,
+    },
+    /// To a room's home shard: where in the stream does `join` fall, and, with
+    /// `recover`, what did the joiner miss? Answered with [`ShardMessage::JoinPlaced`].
+    PlaceJoin {
+        room: Arc<Room>,
+        join: HeldJoin,
+        recover: Option<Recover>,
+    },
+    /// To the joiner's shard: the home shard's answer to [`ShardMessage::PlaceJoin`].
+    JoinPlaced {
+        room: Arc<Room>,
+        join: HeldJoin,
+        point: JoinPoint,
+    },
+    /// To a room's home shard: the held messages after `since`, at most `limit`.
+    ReadHistory {
+        room: Arc<Room>,
+        since: u64,
+        limit: usize,
+        reply: Reply<Page>,
     },
     /// Accept connections from this listener.
     Listen(std::net::TcpListener),

@@ -7,6 +7,8 @@
 //! 1. [`reader`]: the connection's task reads its socket into the shard's buffer.
 //! 2. [`frames`]: decodes the frames in place, joins a message, applies the rate limit.
 //! 3. [`dispatch`]: parses the protocol message and encodes the `chat_message` once.
+//!    With history on, [`sequence`] first hands it to the room's home shard, which gives
+//!    it its offset, encodes it and keeps it in the room's [`stream`].
 //! 4. [`publish`]: hands that frame to each shard with members of the room: this shard
 //!    carries it out in place, the others get it through their [`mailbox`] and [`inbox`].
 //! 5. [`fanout`]: queues a handle to the same bytes on each local member, whom
@@ -18,15 +20,16 @@
 //! - The shard and its thread: [`Shard`] (here), [`spawn`] (runtime and tasks),
 //!   [`thread`], [`signal`] (single-threaded wake-ups), [`sys`] (socket calls).
 //! - What a shard owns: [`state`], with its [`connection`]s (their [`outbound`] queue,
-//!   [`ratelimit`] and [`request`] as it arrives) and [`membership`].
+//!   [`ratelimit`] and [`request`] as it arrives), [`membership`], and the [`streams`]
+//!   of the rooms it is home to (each a [`stream`]).
 //! - What a step has in hand: [`context`] (`Ctx`, the shard and its state).
 //! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`housekeeping`].
 //! - The steps: [`handshake`] (and its final answers, [`respond`]), [`frames`],
-//!   [`dispatch`], [`api`] (the backends' calls), [`lifecycle`] (open, close, shutdown),
-//!   [`fanout`].
+//!   [`dispatch`], [`join`] (rooms, and recovery), [`sequence`] (a room's home shard),
+//!   [`api`] (the backends' calls), [`lifecycle`] (open, close, shutdown), [`fanout`].
 //! - Shared with the `Hub` handle: [`shared`] (`HubShared`), [`publish`],
-//!   [`operations`] (the backends' operations), [`message`], [`mailbox`], [`info`],
-//!   [`error`].
+//!   [`operations`] (the backends' operations), [`message`] (and the [`positioned`]
+//!   messages it carries to a home shard), [`mailbox`], [`info`], [`error`].
 
 pub(crate) mod accept;
 pub(crate) mod api;
@@ -41,6 +44,7 @@ pub(crate) mod handshake;
 pub(crate) mod housekeeping;
 pub(crate) mod inbox;
 pub(crate) mod info;
+pub(crate) mod join;
 pub(crate) mod lifecycle;
 pub(crate) mod listen;
 pub(crate) mod mailbox;
@@ -48,15 +52,19 @@ pub(crate) mod membership;
 pub(crate) mod message;
 pub(crate) mod operations;
 pub(crate) mod outbound;
+pub(crate) mod positioned;
 pub(crate) mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod reader;
 pub(crate) mod request;
 pub(crate) mod respond;
+pub(crate) mod sequence;
 pub(crate) mod shared;
 pub(crate) mod signal;
 pub(crate) mod spawn;
 pub(crate) mod state;
+pub(crate) mod stream;
+pub(crate) mod streams;
 pub(crate) mod sys;
 pub(crate) mod thread;
 

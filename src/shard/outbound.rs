@@ -50,6 +50,18 @@ pub(crate) struct Outbound {
     drained_lately: bool,
     /// Drained between the last two ticks: a drained queue keeps its memory.
     active: bool,
+    /// Where the queue holds frames of conflated rooms; only while it does.
+    conflation: Option<Box<Conflation>>,
+}
+
+/// The newest queued frame of each conflated room, so that a newer one can take its
+/// place.
+#[derive(Debug, Default)]
+struct Conflation {
+    /// Frames taken off the front since this began: positions below are gone.
+    popped: u64,
+    /// Room id and position (counted from this beginning) of its newest queued frame.
+    newest: Vec<(u64, u64)>,
 }
 
 impl Outbound {
@@ -84,6 +96,47 @@ impl Outbound {
         self.frames.push_back(frame);
     }
 
+    /// Queues a frame of conflated room `room`, unless that would pass `limits`.
+    pub fn push_conflatable(
+        &mut self,
+        frame: Bytes,
+        room: u64,
+        limits: &SendQueueLimits,
+    ) -> Result<(), Overflow> {
+        self.push(frame, limits)?;
+        let conflation = self.conflation.get_or_insert_with(Box::default);
+        let position = conflation.popped + self.frames.len() as u64 - 1;
+        match conflation.newest.iter_mut().find(|(r, _)| *r == room) {
+            Some(slot) => slot.1 = position,
+            None => conflation.newest.push((room, position)),
+        }
+        Ok(())
+    }
+
+    /// Puts `frame` in the place of the newest queued frame of conflated room `room`, if
+    /// one waits unstarted. True if it did.
+    pub fn replace_newest(&mut self, room: u64, frame: Bytes) -> bool {
+        let Some(conflation) = &self.conflation else {
+            return false;
+        };
+        let Some(&(_, position)) = conflation.newest.iter().find(|(r, _)| *r == room) else {
+            return false;
+        };
+        let Some(index) = position.checked_sub(conflation.popped) else {
+            return false;
+        };
+        let index = index as usize;
+        if (index == 0 && self.front_started) || index < self.protected {
+            return false;
+        }
+        let Some(slot) = self.frames.get_mut(index) else {
+            return false;
+        };
+        self.bytes = self.bytes - slot.len() + frame.len();
+        *slot = frame;
+        true
+    }
+
     /// Queues a frame that a later [`Outbound::discard_unsent`] must keep.
     pub fn push_protected(&mut self, frame: Bytes) {
         debug_assert_eq!(
@@ -102,6 +155,7 @@ impl Outbound {
         let keep = usize::from(self.front_started).max(self.protected);
         self.frames.truncate(keep);
         self.bytes = self.frames.iter().map(Bytes::len).sum();
+        self.conflation = None;
     }
 
     /// Writes queued frames to `fd` until the queue is empty or the socket is full.
@@ -149,6 +203,7 @@ impl Outbound {
     /// The queue has just been written out completely.
     fn after_drain(&mut self) {
         self.drained_lately = true;
+        self.conflation = None;
         // A connection that just came (the handshake, a join) or that is sent to now and
         // then gives the memory back at once: thousands of connections opening together
         // would otherwise all hold a queue at the same time, and the allocator keeps the
@@ -185,6 +240,9 @@ impl Outbound {
             if n >= front.len() {
                 n -= front.len();
                 self.frames.pop_front();
+                if let Some(conflation) = &mut self.conflation {
+                    conflation.popped += 1;
+                }
                 self.front_started = false;
                 self.protected = self.protected.saturating_sub(1);
             } else {
@@ -216,6 +274,54 @@ mod tests {
         assert_eq!(q.push(Bytes::from_static(&[0; 40]), &LIMITS), Err(Overflow));
         q.push(Bytes::from_static(&[0; 10]), &LIMITS).unwrap();
         assert_eq!(q.push(Bytes::from_static(&[0; 1]), &LIMITS), Err(Overflow));
+    }
+
+    #[test]
+    fn a_conflated_rooms_newest_queued_frame_is_replaced_in_place() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let roomy = SendQueueLimits {
+            max_bytes: 1 << 20,
+            max_frames: 100,
+        };
+        let mut q = Outbound::default();
+        assert!(
+            !q.replace_newest(7, Bytes::from_static(b"x")),
+            "nothing queued"
+        );
+        q.push(Bytes::from_static(b"a1 "), &roomy).unwrap();
+        q.push_conflatable(Bytes::from_static(b"p1 "), 7, &roomy)
+            .unwrap();
+        q.push(Bytes::from_static(b"a2 "), &roomy).unwrap();
+        assert!(q.replace_newest(7, Bytes::from_static(b"p3! ")));
+        assert!(!q.replace_newest(8, Bytes::from_static(b"other")));
+        q.push_conflatable(Bytes::from_static(b"q1 "), 8, &roomy)
+            .unwrap();
+        assert!(q.write_to(a.as_raw_fd()).unwrap().drained);
+        let mut got = [0u8; 13];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"a1 p3! a2 q1 ");
+        assert!(
+            !q.replace_newest(7, Bytes::from_static(b"late")),
+            "what was written is not replaced"
+        );
+    }
+
+    #[test]
+    fn a_started_frame_is_never_replaced() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let big = Bytes::from(vec![1u8; 4 << 20]);
+        let roomy = SendQueueLimits {
+            max_bytes: 16 << 20,
+            max_frames: 10,
+        };
+        let mut q = Outbound::default();
+        q.push_conflatable(big.clone(), 7, &roomy).unwrap();
+        let w = q.write_to(a.as_raw_fd()).unwrap();
+        assert!(!w.drained && w.bytes > 0);
+        assert!(!q.replace_newest(7, Bytes::from_static(b"newer")));
+        q.push_conflatable(big, 7, &roomy).unwrap();
+        assert!(q.replace_newest(7, Bytes::from_static(b"newer")));
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! back, in order, and the shard stops reading its clients until it is through. Another
 //! thread waits while an inbox is full, up to the write timeout.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::error::EngineError;
-use super::message::{ShardMessage, Target};
+use super::message::{FrameKind, ShardMessage, Target};
 use super::shared::HubShared;
+use crate::room::Room;
 
 /// How a publisher hands a message to a shard.
 pub(crate) trait Post {
@@ -27,12 +30,35 @@ pub(crate) fn publish(
     target: Target,
     frame: Bytes,
 ) -> Result<(), EngineError> {
+    deliver(via, hub, target, frame, FrameKind::Notice)
+}
+
+/// Delivers `frame`, a positioned message of `room` already sequenced (or with history
+/// off, encoded), to every member of `room`.
+pub(crate) fn publish_positioned(
+    via: &mut impl Post,
+    hub: &HubShared,
+    room: Arc<Room>,
+    frame: Bytes,
+) -> Result<(), EngineError> {
+    let target = Target::Room { room, except: None };
+    deliver(via, hub, target, frame, FrameKind::Positioned)
+}
+
+fn deliver(
+    via: &mut impl Post,
+    hub: &HubShared,
+    target: Target,
+    frame: Bytes,
+    kind: FrameKind,
+) -> Result<(), EngineError> {
     let published_us = hub.now_us();
     for shard in target.shards(hub.config.shards) {
         let msg = ShardMessage::Deliver {
             target: target.clone(),
             frame: frame.clone(),
             published_us,
+            kind,
         };
         via.post(shard, msg)?;
     }

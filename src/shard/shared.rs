@@ -21,6 +21,7 @@ use crate::config::HubConfig;
 use crate::forwarded::TrustedProxies;
 use crate::origin::OriginPolicy;
 use crate::registry::Registry;
+use crate::room_pattern::RoomPatterns;
 use crate::stats::{self, Counters, HubStats};
 use crate::ws::encode;
 
@@ -54,7 +55,8 @@ impl HubShared {
     ) -> (HubShared, Vec<Receiver<ShardMessage>>) {
         let shards = config.shards;
         let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| Mailbox::new()).unzip();
-        let registry = Registry::new(shards);
+        let conflate = RoomPatterns::new(&config.rooms.conflate).expect("checked with the config");
+        let registry = Registry::new(shards, conflate);
         for room in &config.rooms.create {
             registry.create_room(room);
         }

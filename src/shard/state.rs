@@ -1,5 +1,5 @@
-//! Everything a shard owns: its connections, who is in which room, what waits to be
-//! written.
+//! Everything a shard owns: its connections, who is in which room, the streams of the
+//! rooms it is home to, what waits to be written.
 
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use super::connection::Connection;
 use super::membership::Membership;
 use super::message::ShardMessage;
+use super::streams::Streams;
 
 pub(crate) struct ShardState {
     /// Boxed, so the slab's spare capacity costs a pointer per slot, not a connection.
@@ -15,6 +16,8 @@ pub(crate) struct ShardState {
     pub by_seq: HashMap<u64, usize>,
     /// Rooms and their members, every view of it.
     pub membership: Membership,
+    /// The streams of the rooms this shard is home to (history on).
+    pub streams: Streams,
     /// Connections with frames queued since the last flush pass.
     pub dirty: Vec<usize>,
     /// Messages for other shards whose inboxes were full, in order, per shard.
@@ -30,6 +33,7 @@ impl ShardState {
             conns: Slab::new(),
             by_seq: HashMap::new(),
             membership: Membership::default(),
+            streams: Streams::default(),
             dirty: Vec::new(),
             held_back: (0..shards).map(|_| VecDeque::new()).collect(),
             next_seq: 1,

@@ -46,6 +46,29 @@ pub fn ping_frame() -> Bytes {
     Bytes::from_static(&[0x89, 0x00])
 }
 
+/// The payload of an unmasked server frame built here.
+pub fn payload_of(frame: &[u8]) -> &[u8] {
+    let head = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        Some(_) => 2,
+        None => frame.len(),
+    };
+    &frame[head.min(frame.len())..]
+}
+
+/// The text frame of a JSON object frame with `"conflated":true` added as its first
+/// field: what a connection that fell behind gets in place of the messages it skipped.
+pub fn conflated_frame(frame: &[u8]) -> Bytes {
+    const MARK: &[u8] = br#"{"conflated":true,"#;
+    let object = payload_of(frame);
+    let rest = object.strip_prefix(b"{").unwrap_or(object);
+    frame_with(OpCode::Text, MARK.len() + rest.len(), |buf| {
+        buf.extend_from_slice(MARK);
+        buf.extend_from_slice(rest);
+    })
+}
+
 fn frame_with(opcode: OpCode, size_hint: usize, write: impl FnOnce(&mut BytesMut)) -> Bytes {
     let mut buf = BytesMut::with_capacity(MAX_HEAD + size_hint);
     buf.put_bytes(0, MAX_HEAD);
@@ -93,6 +116,19 @@ mod tests {
         assert_eq!(u64::from_be_bytes(f[2..10].try_into().unwrap()), 70_000);
         assert_eq!(f.len(), 10 + 70_000);
         assert!(f[10..].iter().all(|&b| b == b'y'));
+    }
+
+    #[test]
+    fn payloads_are_found_behind_every_header_length_and_marked_conflated() {
+        for size in [5, 300, 70_000] {
+            let text = format!(r#"{{"type":"x","v":"{}"}}"#, "z".repeat(size));
+            let frame = text_frame(&text);
+            assert_eq!(payload_of(&frame), text.as_bytes());
+            let marked = conflated_frame(&frame);
+            let expected = format!(r#"{{"conflated":true,{}"#, &text[1..]);
+            assert_eq!(payload_of(&marked), expected.as_bytes());
+            assert_eq!(marked.len(), text_frame(&expected).len());
+        }
     }
 
     #[test]

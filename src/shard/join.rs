@@ -1,0 +1,191 @@
+//! Joining and leaving rooms: `joined` and `left` to the connection, `user_joined` and
+//! `user_left` to the others, and, with history on, where the join falls in the room's
+//! stream and what a recovering client missed (see [`super::sequence`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::context::Ctx;
+use super::dispatch::{room_not_found, why_not_member};
+use super::fanout::send_to;
+use super::membership::{JoinRefused, Joined};
+use super::message::{HeldJoin, ShardMessage, Target};
+use super::publish::Post;
+use super::streams::JoinPoint;
+use crate::protocol::{ErrorCode, ProtocolError, Recover, ServerMessage};
+use crate::room::Room;
+use crate::stats::RecoveryOutcome;
+use crate::ws::encode;
+
+/// Joins `key` to room `name`; tells the joiner (`joined`, and with `recover` what it
+/// missed) and the others (`user_joined`). Returns the room's count after.
+pub(crate) fn join_room(
+    cx: &mut Ctx,
+    key: usize,
+    name: &str,
+    recover: Option<Recover>,
+) -> Result<usize, ProtocolError> {
+    let conn = &cx.state.conns[key];
+    let (id, user) = (
+        conn.id,
+        conn.user.clone().expect("open connections have a user"),
+    );
+    let config = cx.config();
+    let history = &config.history;
+    // Away from the room's home the join waits for the home to place it in the stream.
+    let hold = history.is_on() && crate::room::home_shard(name, config.shards) != cx.shard.index;
+    let joined = cx.state.membership.join(
+        &cx.hub().registry,
+        key,
+        id,
+        name,
+        config.rooms.create_on_join,
+        config.limits.rooms_per_connection,
+        hold,
+    );
+    let Joined {
+        room,
+        count,
+        new,
+        held,
+    } = joined.map_err(|refused| match refused {
+        JoinRefused::AtCap(cap) => ProtocolError {
+            code: ErrorCode::LimitExceeded,
+            text: format!("Room limit reached ({cap} rooms per connection)").into(),
+        },
+        JoinRefused::NoSuchRoom => room_not_found(),
+    })?;
+    if !new {
+        // Already a member, and receiving the room live: nothing to place or replay.
+        let recovered = recover.as_ref().map(|_| false);
+        send_joined(cx, key, &room, count, recovered, None);
+    } else if let Some(ticket) = held {
+        let join = HeldJoin {
+            conn: id,
+            key,
+            ticket,
+            count,
+        };
+        let ask = ShardMessage::PlaceJoin {
+            room: room.clone(),
+            join,
+            recover,
+        };
+        let _ = cx.post(room.home, ask);
+    } else if history.is_on() {
+        let point = cx
+            .state
+            .streams
+            .place_join(&room, Instant::now(), history, recover.as_ref());
+        answer_join(cx, key, &room, count, point);
+    } else {
+        if recover.is_some() {
+            cx.counters().count_recovery(RecoveryOutcome::HistoryOff);
+        }
+        let recovered = recover.as_ref().map(|_| false);
+        send_joined(cx, key, &room, count, recovered, None);
+    }
+    if new && config.rooms.notify_join_leave {
+        let notice = cx.hub().encode(&ServerMessage::UserJoined {
+            room: name,
+            user_id: &user,
+            count,
+        });
+        let except = Some(id);
+        cx.publish(Target::Room { room, except }, notice);
+    }
+    Ok(count)
+}
+
+/// The home shard has placed the held join `join` in the stream of `room`: the joiner
+/// gets `joined` and what it missed, then the room live. A join its connection has left
+/// meanwhile (or made again) is dropped.
+pub(super) fn join_placed(cx: &mut Ctx, room: Arc<Room>, join: HeldJoin, point: JoinPoint) {
+    let here =
+        cx.state.key_of(join.conn.seq()) == Some(join.key) && cx.state.conns[join.key].is_open();
+    if !here || !cx.state.membership.release(join.key, &room, join.ticket) {
+        return;
+    }
+    answer_join(cx, join.key, &room, join.count, point);
+}
+
+/// Sends `joined` at `point` of the stream, then, if the join recovers, every missed
+/// frame in order; counts the recovery's outcome.
+fn answer_join(cx: &mut Ctx, key: usize, room: &Room, count: usize, point: JoinPoint) {
+    let JoinPoint {
+        epoch,
+        top,
+        recovery,
+    } = point;
+    let (recovered, replay) = match recovery {
+        None => (None, Vec::new()),
+        Some(Ok(frames)) => {
+            cx.counters().count_recovery(RecoveryOutcome::Recovered);
+            (Some(true), frames)
+        }
+        Some(Err(failure)) => {
+            cx.counters().count_recovery(failure.into());
+            (Some(false), Vec::new())
+        }
+    };
+    send_joined(cx, key, room, count, recovered, Some((&epoch, top)));
+    for frame in replay {
+        send_to(cx, key, frame);
+    }
+}
+
+/// Sends `joined`; with history on, at the stream's `(epoch, top)`.
+fn send_joined(
+    cx: &mut Ctx,
+    key: usize,
+    room: &Room,
+    count: usize,
+    recovered: Option<bool>,
+    position: Option<(&str, u64)>,
+) {
+    let answer: Bytes = encode::json_frame(&ServerMessage::Joined {
+        room: &room.name,
+        count,
+        recovered,
+        epoch: position.map(|(epoch, _)| epoch),
+        offset: position.map(|(_, top)| top),
+    });
+    send_to(cx, key, answer);
+}
+
+/// Takes `key` out of room `name`; tells the leaver (`left`) and the rest
+/// (`user_left`). Returns the room's count after.
+pub(crate) fn leave_room(cx: &mut Ctx, key: usize, name: &str) -> Result<usize, ProtocolError> {
+    let id = cx.state.conns[key].id;
+    let Some((room, count)) = cx.state.membership.leave(&cx.hub().registry, key, id, name) else {
+        return Err(why_not_member(cx, name));
+    };
+    notify_left(cx, key, &room, count);
+    let left = encode::json_frame(&ServerMessage::Left { room: name, count });
+    send_to(cx, key, left);
+    Ok(count)
+}
+
+/// Sends `user_left` to the members that remain in `room` after connection `key` left
+/// it, `count` of them.
+pub(crate) fn notify_left(cx: &mut Ctx, key: usize, room: &Arc<Room>, count: usize) {
+    let conn = &cx.state.conns[key];
+    let (id, user) = (
+        conn.id,
+        conn.user.clone().expect("open connections have a user"),
+    );
+    if cx.config().rooms.notify_join_leave && count > 0 && !cx.shard.is_stopping() {
+        let notice = cx.hub().encode(&ServerMessage::UserLeft {
+            room: &room.name,
+            user_id: &user,
+            count,
+        });
+        let target = Target::Room {
+            room: room.clone(),
+            except: Some(id),
+        };
+        cx.publish(target, notice);
+    }
+}
