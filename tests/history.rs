@@ -554,3 +554,117 @@ async fn recoveries_and_history_show_in_stats_and_metrics() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+mod interleavings {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Publish this many messages to the room.
+        Publish(u64),
+        /// Client `i` reads up to `read` of the messages it has not read yet, then drops.
+        Drop { i: usize, read: u64 },
+        /// Client `i`, if dropped, comes back and joins with `recover`.
+        Back(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u64..6).prop_map(Op::Publish),
+            (0usize..3, 0u64..8).prop_map(|(i, read)| Op::Drop { i, read }),
+            (0usize..3).prop_map(Op::Back),
+        ]
+    }
+
+    /// One client over all its connections: every offset it got, in order.
+    struct Member {
+        user: String,
+        client: Option<Client>,
+        seen: Vec<u64>,
+    }
+
+    impl Member {
+        fn last(&self) -> u64 {
+            self.seen.last().copied().unwrap_or(0)
+        }
+
+        async fn read(&mut self, n: u64) {
+            let client = self.client.as_mut().expect("connected");
+            for _ in 0..n {
+                let m = next_positioned(client, "mixed").await;
+                self.seen.push(offset(&m));
+            }
+        }
+    }
+
+    async fn run(ops: Vec<Op>) {
+        let h = TestHub::start(with_history(10_000));
+        h.hub.create_room("mixed").unwrap();
+        let mut epoch = String::new();
+        let mut members = Vec::new();
+        for i in 0..3 {
+            let user = format!("m{i}");
+            let mut client = h.connect(&user).await;
+            epoch = join(&mut client, "mixed").await["epoch"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            members.push(Member {
+                user,
+                client: Some(client),
+                seen: Vec::new(),
+            });
+        }
+        let mut top = 0;
+        for op in ops {
+            match op {
+                Op::Publish(n) => {
+                    for _ in 0..n {
+                        top = publish(&h, "mixed", top + 1).await;
+                    }
+                }
+                Op::Drop { i, read } => {
+                    let member = &mut members[i];
+                    if member.client.is_some() {
+                        member.read(read.min(top - member.last())).await;
+                        member.client = None;
+                    }
+                }
+                Op::Back(i) => {
+                    let member = &mut members[i];
+                    if member.client.is_none() {
+                        let mut client = h.connect(&member.user).await;
+                        let last = member.last();
+                        let joined = join_recovering(&mut client, "mixed", last, &epoch).await;
+                        assert_eq!(joined["recovered"], true, "{joined}");
+                        member.client = Some(client);
+                    }
+                }
+            }
+        }
+        for member in members.iter_mut() {
+            if member.client.is_some() {
+                member.read(top - member.last()).await;
+            }
+            let expected: Vec<u64> = (1..=member.last()).collect();
+            assert_eq!(
+                member.seen, expected,
+                "{}: a gap or a duplicate",
+                member.user
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_interleaving_of_publishes_drops_and_recoveries_loses_or_repeats(
+            ops in proptest::collection::vec(op(), 1..16)
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(run(ops));
+        }
+    }
+}
