@@ -14,7 +14,11 @@
 //!   that owns its connections outright, and `HubShared`, what the shards and the
 //!   handle share. Its module map follows a chat message from socket to socket.
 //! - `registry` and `room`: the hub-wide directory of rooms and of users' connections,
-//!   touched on joins, leaves, opens and closes, never per message.
+//!   touched on joins, leaves, opens and closes, never per message; `room_pattern`: the
+//!   room names and `prefix*` patterns of settings such as `rooms.conflate`.
+//! - History (`history.*`): each room's stream of positioned messages lives on the room's
+//!   home shard (`shard::sequence`, `shard::streams`), which orders them and recovers
+//!   clients that come back.
 //! - [`protocol`]: protocol v1, what clients send and what the server answers.
 //! - [`ws`]: WebSocket framing: decode client frames from a shared buffer, reassemble
 //!   messages, encode server frames once.
