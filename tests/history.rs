@@ -14,11 +14,16 @@ use neonex_testkit::hub::{config, connect_spread, flood_limits, TestHub};
 use serde_json::{json, Value};
 
 fn with_history(size: usize) -> HubConfig {
+    keeping(HistoryConfig {
+        size,
+        ..HistoryConfig::default()
+    })
+}
+
+/// The tests' hub, keeping `history`.
+fn keeping(history: HistoryConfig) -> HubConfig {
     HubConfig {
-        history: HistoryConfig {
-            size,
-            ..HistoryConfig::default()
-        },
+        history,
         limits: flood_limits(),
         // Clients come and go here under one user name: its presence notices would come
         // between a welcome and its `joined`.
@@ -305,14 +310,11 @@ async fn refused_recovery(
 
 #[tokio::test]
 async fn a_recovery_is_refused_whole_for_another_epoch_a_gap_too_long_or_a_future_offset() {
-    let h = TestHub::start(HubConfig {
-        history: HistoryConfig {
-            size: 20,
-            max_recover: 5,
-            ..HistoryConfig::default()
-        },
-        ..with_history(20)
-    });
+    let h = TestHub::start(keeping(HistoryConfig {
+        size: 20,
+        max_recover: 5,
+        ..HistoryConfig::default()
+    }));
     h.hub.create_room("refusals").unwrap();
     for n in 1..=30 {
         publish(&h, "refusals", n).await;
@@ -340,14 +342,11 @@ async fn a_recovery_is_refused_whole_for_another_epoch_a_gap_too_long_or_a_futur
 
 #[tokio::test]
 async fn a_gap_the_ring_has_passed_is_not_recovered() {
-    let h = TestHub::start(HubConfig {
-        history: HistoryConfig {
-            size: 10,
-            max_recover: 300,
-            ..HistoryConfig::default()
-        },
-        ..with_history(10)
-    });
+    let h = TestHub::start(keeping(HistoryConfig {
+        size: 10,
+        max_recover: 300,
+        ..HistoryConfig::default()
+    }));
     h.hub.create_room("ring").unwrap();
     for n in 1..=25 {
         publish(&h, "ring", n).await;
@@ -358,14 +357,11 @@ async fn a_gap_the_ring_has_passed_is_not_recovered() {
 
 #[tokio::test]
 async fn messages_older_than_the_ttl_are_not_recovered() {
-    let h = TestHub::start(HubConfig {
-        history: HistoryConfig {
-            size: 100,
-            ttl: Duration::from_millis(300),
-            ..HistoryConfig::default()
-        },
-        ..with_history(100)
-    });
+    let h = TestHub::start(keeping(HistoryConfig {
+        size: 100,
+        ttl: Duration::from_millis(300),
+        ..HistoryConfig::default()
+    }));
     h.hub.create_room("brief").unwrap();
     for n in 1..=3 {
         publish(&h, "brief", n).await;
@@ -435,14 +431,11 @@ async fn a_malformed_recover_is_a_bad_request_and_joins_nothing() {
 
 #[tokio::test]
 async fn the_api_publishes_positioned_messages_and_reads_them_back() {
-    let h = TestHub::start(HubConfig {
-        history: HistoryConfig {
-            size: 100,
-            max_recover: 4,
-            ..HistoryConfig::default()
-        },
-        ..with_history(100)
-    });
+    let h = TestHub::start(keeping(HistoryConfig {
+        size: 100,
+        max_recover: 4,
+        ..HistoryConfig::default()
+    }));
     let mut member = h.connect("member").await;
     let joined = join(&mut member, "feed").await;
     let mut received = Vec::new();
