@@ -3,6 +3,11 @@
 //! A broadcast is encoded once into `Bytes` by whoever publishes it. This shard queues a
 //! handle to it on each local recipient; every other shard that has recipients gets the
 //! same handle through its inbox and does the same. Nothing is copied per recipient.
+//!
+//! In a conflated room (`rooms.conflate`) a member that has fallen behind gets a room's
+//! positioned message in the place of the room's newest one still waiting in its queue,
+//! marked `"conflated": true`: that marked frame is made once per delivery, for all the
+//! members that need it.
 
 use std::time::Instant;
 

@@ -2,7 +2,8 @@
 //!
 //! Data frames, pongs, pings and the close frame share this one queue, so a control frame
 //! never lands inside a half-written data frame. Frames are `Bytes` handles: a broadcast
-//! frame sits in many queues at once and is never copied.
+//! frame sits in many queues at once and is never copied. For conflated rooms the queue
+//! remembers where each room's newest frame waits, so that a newer one can take its place.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
