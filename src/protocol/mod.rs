@@ -65,6 +65,11 @@ impl ProtocolError {
         }
     }
 
+    /// `room_not_found`: the room does not exist.
+    pub fn room_not_found() -> Self {
+        Self::new(ErrorCode::RoomNotFound, "Room not found")
+    }
+
     /// A `bad_request` naming what was wrong.
     pub fn bad_request(text: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Self {

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use super::context::Ctx;
 use super::fanout::send_to;
-use super::join::{join_room, leave_room};
+use super::join::{join_room, leave_room, why_not_member};
 use super::message::Target;
 use super::positioned::Positioned;
 use super::sequence::publish_to_room;
@@ -85,22 +85,10 @@ fn membership(cx: &Ctx, key: usize, name: &str) -> Result<(Arc<Room>, Arc<str>),
     }
 }
 
-pub(super) fn why_not_member(cx: &Ctx, name: &str) -> ProtocolError {
-    if cx.hub().registry.room(name).is_some() {
-        ProtocolError::new(ErrorCode::NotInRoom, "Not in room")
-    } else {
-        room_not_found()
-    }
-}
-
 /// Tells connection `key` what was wrong with its message; the connection stays.
 pub(super) fn send_error(cx: &mut Ctx, key: usize, code: ErrorCode, text: &str) {
     let frame = encode::json_frame(&ServerMessage::Error { code, error: text });
     send_to(cx, key, frame);
-}
-
-pub(super) fn room_not_found() -> ProtocolError {
-    ProtocolError::new(ErrorCode::RoomNotFound, "Room not found")
 }
 
 #[cfg(doc)]

@@ -8,7 +8,6 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::context::Ctx;
-use super::dispatch::{room_not_found, why_not_member};
 use super::fanout::send_to;
 use super::membership::{JoinRefused, Joined};
 use super::message::{HeldJoin, ShardMessage, Target};
@@ -55,7 +54,7 @@ pub(crate) fn join_room(
             code: ErrorCode::LimitExceeded,
             text: format!("Room limit reached ({cap} rooms per connection)").into(),
         },
-        JoinRefused::NoSuchRoom => room_not_found(),
+        JoinRefused::NoSuchRoom => ProtocolError::room_not_found(),
     })?;
     if !new {
         // Already a member, and receiving the room live: nothing to place or replay.
@@ -187,5 +186,15 @@ pub(crate) fn notify_left(cx: &mut Ctx, key: usize, room: &Arc<Room>, count: usi
             except: Some(id),
         };
         cx.publish(target, notice);
+    }
+}
+
+/// Why connection of this shard is not in room `name`: it is not a member, or there is
+/// no such room.
+pub(super) fn why_not_member(cx: &Ctx, name: &str) -> ProtocolError {
+    if cx.hub().registry.room(name).is_some() {
+        ProtocolError::new(ErrorCode::NotInRoom, "Not in room")
+    } else {
+        ProtocolError::room_not_found()
     }
 }

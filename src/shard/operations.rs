@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use super::dispatch::room_not_found;
 use super::error::EngineError;
 use super::message::{ShardMessage, Target};
 use super::publish::Post;
 use super::shared::HubShared;
 use crate::ids::ConnectionId;
+use crate::protocol::ProtocolError;
 use crate::room::Room;
 
 #[cfg(doc)]
@@ -41,7 +41,10 @@ pub(crate) fn room(
     name: &str,
     except: Option<ConnectionId>,
 ) -> Result<Audience, EngineError> {
-    let room = hub.registry.room(name).ok_or_else(room_not_found)?;
+    let room = hub
+        .registry
+        .room(name)
+        .ok_or_else(ProtocolError::room_not_found)?;
     // Counted before publishing, under the room's lock, so a leave meanwhile cannot
     // make it wrong.
     let count = room.recipients(except);
@@ -68,7 +71,10 @@ pub(crate) fn remove_room(
     hub: &HubShared,
     name: &str,
 ) -> Result<Arc<Room>, EngineError> {
-    let (room, _) = hub.registry.remove_room(name).ok_or_else(room_not_found)?;
+    let (room, _) = hub
+        .registry
+        .remove_room(name)
+        .ok_or_else(ProtocolError::room_not_found)?;
     for shard in 0..hub.config.shards {
         // A shard that cannot be told now learns it from the directory: its members'
         // messages to the room find no room.

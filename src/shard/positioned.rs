@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
-use super::shared::HubShared;
 use crate::protocol::{unix_time, ServerMessage};
 
 /// A message that takes a place in its room's stream when history is on.
@@ -41,28 +40,28 @@ impl Positioned {
         })
     }
 
-    /// The frame every member of `room` receives, with `offset` when positioned.
-    pub fn encode(&self, hub: &HubShared, room: &str, offset: Option<u64>) -> bytes::Bytes {
+    /// The message every member of `room` receives, with `offset` when positioned.
+    pub fn message<'a>(&'a self, room: &'a str, offset: Option<u64>) -> ServerMessage<'a> {
         match self {
             Positioned::Chat {
                 user_id,
                 message,
                 data,
                 time,
-            } => hub.encode(&ServerMessage::ChatMessage {
+            } => ServerMessage::ChatMessage {
                 room,
                 user_id,
                 message: message.as_deref(),
                 data: data.as_deref(),
                 time: *time,
                 offset,
-            }),
-            Positioned::Publication { data, time } => hub.encode(&ServerMessage::Publication {
+            },
+            Positioned::Publication { data, time } => ServerMessage::Publication {
                 room,
                 data,
                 time: *time,
                 offset,
-            }),
+            },
         }
     }
 }

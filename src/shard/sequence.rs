@@ -33,14 +33,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::context::Ctx;
-use super::dispatch::room_not_found;
 use super::error::EngineError;
 use super::message::{HeldJoin, Reply, ShardMessage};
 use super::positioned::Positioned;
 use super::publish::{publish_positioned, Post};
 use super::shared::HubShared;
 use super::streams::Page;
-use crate::protocol::Recover;
+use crate::protocol::{ProtocolError, Recover};
 use crate::room::Room;
 
 #[cfg(doc)]
@@ -67,7 +66,7 @@ pub(crate) fn publish_to_room(
             },
         );
     }
-    let frame = message.encode(hub, &room.name, None);
+    let frame = hub.encode(&message.message(&room.name, None));
     publish_positioned(via, hub, room, frame)?;
     if let Some(reply) = reply {
         let _ = reply.send(Ok(None));
@@ -88,7 +87,7 @@ pub(super) fn sequence(
         .state
         .streams
         .sequence(&room, Instant::now(), history, |offset| {
-            message.encode(hub, &room.name, Some(offset))
+            hub.encode(&message.message(&room.name, Some(offset)))
         });
     let answer = match sequenced {
         Some((offset, frame)) => {
@@ -96,7 +95,7 @@ pub(super) fn sequence(
             let _ = publish_positioned(cx, hub, room, frame);
             Ok(Some(offset))
         }
-        None => Err(EngineError::Refused(room_not_found())),
+        None => Err(EngineError::Refused(ProtocolError::room_not_found())),
     };
     if let Some(reply) = reply {
         let _ = reply.send(answer);
@@ -128,6 +127,6 @@ pub(super) fn read_history(
         .state
         .streams
         .page(&room, Instant::now(), history, since, limit)
-        .ok_or_else(|| EngineError::Refused(room_not_found()));
+        .ok_or_else(|| EngineError::Refused(ProtocolError::room_not_found()));
     let _ = reply.send(page);
 }
