@@ -9,6 +9,7 @@
 mod clock;
 mod conn;
 mod http;
+mod offsets;
 mod protocol;
 mod report;
 mod scenario;
@@ -163,6 +164,11 @@ struct FanoutArgs {
     /// Users are named PREFIX-pub and PREFIX-s1.. [default: lg<pid>].
     #[arg(long, value_name = "PREFIX")]
     user_prefix: Option<String>,
+    /// Check the hub's history offsets (neonex with history.size > 0): every subscriber
+    /// must get every offset after its `joined` top once and in order; a gap or a duplicate
+    /// fails the run.
+    #[arg(long)]
+    history: bool,
     /// Exit 0 even when deliveries were lost or duplicated.
     #[arg(long)]
     allow_loss: bool,
@@ -360,6 +366,9 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
         return Err("--payload-bytes must be at most 65536".into());
     }
     check_common_limits(a.conns_per_source, a.settle_ms)?;
+    if a.history && c.protocol != ProtocolKind::Neonex {
+        return Err("--history needs --protocol neonex (the others have no offsets)".into());
+    }
     let user_prefix = prefix(&a.user_prefix)?;
     Ok(FanoutConfig {
         url,
@@ -383,6 +392,7 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
         user_prefix,
         max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
+        history: a.history,
     })
 }
 
@@ -648,6 +658,9 @@ mod tests {
         assert_eq!(c.url, "ws://127.0.0.1:3000/socket.io/");
         let c = fanout(&["--protocol", "nchan", "--url", "ws://127.0.0.1:9/sub"]).unwrap();
         assert_eq!(c.protocol, ProtocolKind::Nchan);
+        assert!(!c.history);
+        assert!(fanout(&["--history"]).unwrap().history);
+        assert!(fanout(&["--history", "--protocol", "uws"]).is_err());
     }
 
     fn parse(args: &[&str]) -> Result<Command, String> {

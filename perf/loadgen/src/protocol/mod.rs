@@ -109,6 +109,22 @@ pub enum Incoming<'a> {
     Other,
 }
 
+/// What a `joined` says about the room's stream when the hub keeps history (neonex 1.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct JoinedStream {
+    /// The room.
+    pub room: String,
+    /// Present when the join asked to recover: whether every missed message follows.
+    #[serde(default)]
+    pub recovered: Option<bool>,
+    /// The room's stream; absent when the hub keeps no history.
+    #[serde(default)]
+    pub epoch: Option<String>,
+    /// The room's top offset when the join took effect.
+    #[serde(default)]
+    pub offset: Option<u64>,
+}
+
 /// How a protocol publishes (see [`HubProtocol::publish_path`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishVia {
@@ -148,6 +164,15 @@ pub trait HubProtocol: Send + Sync + 'static {
     /// Classifies one server text message. This is on the hot path (once per delivery):
     /// it must not parse whole messages that are chat deliveries.
     fn classify<'a>(&self, text: &'a [u8]) -> Incoming<'a>;
+    /// The `offset` of a chat message (`text` classified as [`Incoming::Chat`]), if it has
+    /// one. Called only by runs that check offsets.
+    fn chat_offset(&self, _text: &[u8]) -> Option<u64> {
+        None
+    }
+    /// What a message classified as [`Incoming::Joined`] says about the room's stream.
+    fn joined_stream(&self, _text: &[u8]) -> Option<JoinedStream> {
+        None
+    }
 }
 
 /// Appends `user` to `s` percent-encoded for a query string.

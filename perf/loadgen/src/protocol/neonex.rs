@@ -4,7 +4,7 @@
 
 use memchr::memmem;
 
-use super::{push_json_string, push_query_value, HubProtocol, Incoming};
+use super::{push_json_string, push_query_value, HubProtocol, Incoming, JoinedStream};
 use crate::target::Target;
 
 /// The neonex protocol.
@@ -12,6 +12,7 @@ use crate::target::Target;
 pub struct Neonex {
     type_key: memmem::Finder<'static>,
     message_key: memmem::Finder<'static>,
+    offset_key: memmem::FinderRev<'static>,
 }
 
 impl Default for Neonex {
@@ -19,6 +20,7 @@ impl Default for Neonex {
         Self {
             type_key: memmem::Finder::new(TYPE_KEY),
             message_key: memmem::Finder::new(MESSAGE_KEY),
+            offset_key: memmem::FinderRev::new(OFFSET_KEY),
         }
     }
 }
@@ -26,6 +28,9 @@ impl Default for Neonex {
 const TYPE_FIRST: &[u8] = br#"{"type":""#;
 const TYPE_KEY: &[u8] = br#""type":""#;
 const MESSAGE_KEY: &[u8] = br#""message":""#;
+const OFFSET_KEY: &[u8] = br#""offset":"#;
+/// The server writes `offset` last (or before `conflated`): search this tail first.
+const OFFSET_TAIL: usize = 64;
 
 #[derive(serde::Deserialize)]
 struct RoomOf {
@@ -103,6 +108,29 @@ impl HubProtocol for Neonex {
             _ => Incoming::Other,
         }
     }
+
+    /// The last `"offset":` key of the message: the server writes the top-level one last,
+    /// after any `data` the sender attached (which might hold an `offset` key of its own);
+    /// inside the text of `message` a quote is always escaped, so the key cannot appear there.
+    fn chat_offset(&self, text: &[u8]) -> Option<u64> {
+        let tail = text.len().saturating_sub(OFFSET_TAIL);
+        let at = match self.offset_key.rfind(&text[tail..]) {
+            Some(i) => tail + i,
+            None => self.offset_key.rfind(text)?,
+        } + OFFSET_KEY.len();
+        let digits = text[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 19 {
+            return None;
+        }
+        std::str::from_utf8(&text[at..at + digits])
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    fn joined_stream(&self, text: &[u8]) -> Option<JoinedStream> {
+        serde_json::from_slice(text).ok()
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +179,54 @@ mod tests {
         ] {
             assert_eq!(p.classify(other), Incoming::Other);
         }
+    }
+
+    #[test]
+    fn parses_history_fields() {
+        let p = Neonex::default();
+        let chat = br#"{"type":"chat_message","room":"bench","user_id":"lg-pub","message":"12:345 xx","time":1700000000,"offset":17}"#;
+        assert_eq!(p.chat_offset(chat), Some(17));
+        // The sender's data may hold an "offset" key; the server's own comes last.
+        let data = br#"{"type":"chat_message","room":"g","user_id":"u","data":{"offset":3},"time":9,"offset":4}"#;
+        assert_eq!(p.chat_offset(data), Some(4));
+        let conflated = br#"{"type":"chat_message","room":"g","user_id":"u","message":"a","time":9,"offset":40,"conflated":true}"#;
+        assert_eq!(p.chat_offset(conflated), Some(40));
+        // A quoted "offset": inside the text is escaped, so not a key.
+        let quoted = br#"{"type":"chat_message","room":"g","user_id":"u","message":"\"offset\":5","time":9}"#;
+        assert_eq!(p.chat_offset(quoted), None);
+        assert_eq!(
+            p.chat_offset(br#"{"type":"chat_message","room":"g","message":"x","time":9}"#),
+            None
+        );
+        // A long message: the key is found past the 64-byte tail too.
+        let long = format!(
+            r#"{{"type":"chat_message","room":"g","offset":99,"message":"{}","time":9}}"#,
+            "x".repeat(200)
+        );
+        assert_eq!(p.chat_offset(long.as_bytes()), Some(99));
+        let j =
+            br#"{"type":"joined","room":"g","count":2,"recovered":true,"epoch":"e1","offset":9}"#;
+        assert_eq!(p.classify(j), Incoming::Joined { room: "g".into() });
+        assert_eq!(
+            p.joined_stream(j),
+            Some(JoinedStream {
+                room: "g".into(),
+                recovered: Some(true),
+                epoch: Some("e1".into()),
+                offset: Some(9),
+            })
+        );
+        let plain = p
+            .joined_stream(br#"{"type":"joined","room":"g","count":2}"#)
+            .unwrap();
+        assert_eq!(
+            (plain.recovered, plain.epoch, plain.offset),
+            (None, None, None)
+        );
+        let refused = p
+            .joined_stream(br#"{"type":"joined","room":"g","count":2,"recovered":false,"epoch":"e2","offset":90}"#)
+            .unwrap();
+        assert_eq!(refused.recovered, Some(false));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use hdrhistogram::Histogram;
 
 use crate::conn::{self, Scratch};
+use crate::offsets::OffsetTotals;
 use crate::scenario::common::keep_first;
 use crate::seq::{Seen, SeqTracker};
 
@@ -156,6 +157,8 @@ pub struct ReceiverStats {
     /// Receivers that counted their losses at the end.
     pub finalized: usize,
     pub receivers_with_loss: u64,
+    /// Offsets of the receivers (runs that check the hub's history offsets).
+    pub offsets: OffsetTotals,
 }
 
 impl ReceiverStats {
@@ -169,6 +172,7 @@ impl ReceiverStats {
             late: 0,
             finalized: 0,
             receivers_with_loss: 0,
+            offsets: OffsetTotals::default(),
         }
     }
 
@@ -190,6 +194,7 @@ impl ReceiverStats {
         self.late += other.late;
         self.finalized += other.finalized;
         self.receivers_with_loss += other.receivers_with_loss;
+        self.offsets.merge(&other.offsets);
     }
 }
 

@@ -323,6 +323,7 @@ mod tests {
             publisher_echoes: 0,
             publishing,
             usage,
+            history: None,
             ok: true,
         };
         let expected = "scenario protocol url subscribers threads pace rate window payload_bytes \

@@ -7,6 +7,10 @@
 //! 3. measure: the publisher sends stamped messages at a fixed rate or with a window of
 //!    messages in flight, for a duration or a message count;
 //! 4. drain: wait (bounded) until every subscriber got every message, then count losses.
+//!
+//! With `history` (neonex with `history.size` > 0), every subscriber also checks the room's
+//! offsets: from the top its `joined` gave, every offset once, in order, up to the room's
+//! final top (the highest offset any connection received).
 
 use std::net::Ipv4Addr;
 use std::rc::Rc;
@@ -19,6 +23,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{self, now_ns};
 use crate::conn::WsConn;
+use crate::offsets::{OffsetReport, OffsetTracker};
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind, PublishVia};
 use crate::report::{self, CpuSample, Heading, Usage};
 use crate::scenario::common::{self, first, keep_first, sleep_ms, SetupProgress, Sink, Step};
@@ -86,6 +91,8 @@ pub struct FanoutConfig {
     /// Connections per source address; above this many connections in total, sources
     /// 127.0.0.2, 127.0.0.3, ... are used.
     pub conns_per_source: usize,
+    /// Check the history offsets of every delivery (neonex with history on).
+    pub history: bool,
 }
 
 impl FanoutConfig {
@@ -127,6 +134,12 @@ struct Shared {
     ring_mask: usize,
     /// Window mode: a message reached every subscriber.
     progress: Notify,
+    /// History: the highest offset the publisher received (its own messages).
+    top_offset: AtomicU64,
+    /// History: the epoch of the first `joined`.
+    epoch: Mutex<Option<String>>,
+    /// History: `joined` messages with another epoch.
+    epoch_changes: AtomicU64,
 }
 
 impl Shared {
@@ -145,6 +158,9 @@ impl Shared {
             slots: (0..ring).map(|_| AtomicU32::new(0)).collect(),
             ring_mask: ring - 1,
             progress: Notify::new(),
+            top_offset: AtomicU64::new(0),
+            epoch: Mutex::new(None),
+            epoch_changes: AtomicU64::new(0),
         }
     }
 
@@ -179,7 +195,43 @@ struct Ctx<P> {
 
 enum Role {
     Publisher,
-    Subscriber(SeqTracker),
+    Subscriber(Subscriber),
+}
+
+/// What a subscriber tracks.
+#[derive(Default)]
+struct Subscriber {
+    seq: SeqTracker,
+    /// History: its offsets, from its `joined` on.
+    offsets: Option<OffsetTracker>,
+    /// History: chat messages without an offset.
+    without_offset: u64,
+}
+
+/// History: checks the stream a `joined` for our room describes, and starts the
+/// subscriber's offset tracker after its top. Fails the setup when the hub keeps no history.
+fn on_joined_stream<P: HubProtocol>(ctx: &Ctx<P>, role: &mut Role, text: &[u8]) {
+    let stream = ctx.proto.joined_stream(text);
+    let Some((epoch, top)) = stream.and_then(|s| Some((s.epoch?, s.offset?))) else {
+        return ctx.shared.setup.fail(format!(
+            "--history: `joined` carries no epoch and offset (is history on in the hub, \
+             history.size > 0?): {}",
+            String::from_utf8_lossy(text)
+        ));
+    };
+    {
+        let mut first = ctx.shared.epoch.lock().unwrap_or_else(|e| e.into_inner());
+        match &*first {
+            None => *first = Some(epoch),
+            Some(e) if *e != epoch => {
+                ctx.shared.epoch_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(_) => {}
+        }
+    }
+    if let Role::Subscriber(sub) = role {
+        sub.offsets = Some(OffsetTracker::after(top));
+    }
 }
 
 /// Handles one server text message; returns the text message to answer with, if the
@@ -194,10 +246,24 @@ fn on_message<P: HubProtocol>(
 ) -> Option<&'static [u8]> {
     match ctx.proto.classify(text) {
         Incoming::Chat { message } => {
-            let Role::Subscriber(tracker) = role else {
+            let Role::Subscriber(sub) = role else {
                 b.echoes += 1;
+                if ctx.cfg.history {
+                    if let Some(offset) = ctx.proto.chat_offset(text) {
+                        ctx.shared.top_offset.fetch_max(offset, Ordering::Relaxed);
+                    }
+                }
                 return None;
             };
+            if let Some(offsets) = &mut sub.offsets {
+                match ctx.proto.chat_offset(text) {
+                    Some(offset) => {
+                        offsets.observe(offset);
+                    }
+                    None => sub.without_offset += 1,
+                }
+            }
+            let tracker = &mut sub.seq;
             let Some((seq, sent)) = message.and_then(stamp::parse) else {
                 b.counts.foreign += 1;
                 return None;
@@ -214,6 +280,9 @@ fn on_message<P: HubProtocol>(
             b.counts.noise(now);
             if room == ctx.cfg.room {
                 b.joined = true;
+                if ctx.cfg.history {
+                    on_joined_stream(ctx, role, text);
+                }
             }
         }
         Incoming::Error { text } => b.counts.server_error(now, text, &ctx.shared.received),
@@ -342,7 +411,7 @@ async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: u
         Ok(x) => x,
         Err(e) => return ctx.shared.setup.fail(e),
     };
-    let mut role = Role::Subscriber(SeqTracker::default());
+    let mut role = Role::Subscriber(Subscriber::default());
     let mut closed = None;
     // One stop future for the whole loop: re-creating it per read would re-register a
     // waiter (a mutex and a list insert) on every read.
@@ -386,13 +455,16 @@ async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: u
         }
         None => joining.conn.close().await,
     }
-    if let Role::Subscriber(tracker) = role {
+    if let Role::Subscriber(sub) = role {
         let published = ctx.shared.published.load(Ordering::SeqCst);
-        env.stats.borrow_mut().finalize_receiver(
-            tracker.lost(published),
-            tracker.duplicates,
-            tracker.late,
-        );
+        let mut stats = env.stats.borrow_mut();
+        let tracker = &sub.seq;
+        stats.finalize_receiver(tracker.lost(published), tracker.duplicates, tracker.late);
+        if ctx.cfg.history {
+            let offsets = sub.offsets.unwrap_or_else(|| OffsetTracker::after(0));
+            let who = format!("subscriber {idx}");
+            stats.offsets.add(&who, &offsets, sub.without_offset);
+        }
     }
 }
 
@@ -671,7 +743,11 @@ pub struct FanoutReport {
     pub publishing: Publishing,
     #[serde(flatten)]
     pub usage: Usage,
-    /// Zero lost, zero duplicated, no disconnects, no publish error.
+    /// With `--history`: the offset check (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<OffsetReport>,
+    /// Zero lost, zero duplicated, no disconnects, no publish error; with `--history`, no
+    /// offset missing, repeated or out of order.
     pub ok: bool,
 }
 
@@ -775,6 +851,23 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         let s = h.join().map_err(|_| "worker thread panicked".to_string())?;
         stats.merge(&s);
     }
+    let history = cfg.history.then(|| {
+        let top = stats
+            .offsets
+            .lasts
+            .iter()
+            .map(|&(last, _)| last)
+            .chain([shared.top_offset.load(Ordering::SeqCst)])
+            .max()
+            .unwrap_or(0);
+        stats.offsets.finish(top);
+        OffsetReport::new(
+            &stats.offsets,
+            top,
+            first(&shared.epoch),
+            shared.epoch_changes.load(Ordering::SeqCst),
+        )
+    });
     if stats.finalized != cfg.subscribers {
         return Err(format!(
             "only {} of {} subscribers reported",
@@ -812,7 +905,9 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         setup: Setup::new(setup_seconds, settle_seconds, settled, setup_noise, &stats),
         subscribers_with_loss: stats.receivers_with_loss,
         publisher_echoes: shared.echoes.load(Ordering::SeqCst),
-        ok: delivery_report::passed(&deliveries, &disturbances, &publishing),
+        ok: delivery_report::passed(&deliveries, &disturbances, &publishing)
+            && history.as_ref().is_none_or(OffsetReport::ok),
+        history,
         deliveries,
         disturbances,
         publishing,
@@ -850,5 +945,8 @@ pub fn print(r: &FanoutReport) {
         &r.publishing,
         &r.usage,
     );
+    if let Some(h) = &r.history {
+        h.print_rows(&row, "subscribers");
+    }
     report::print_result(&row, r.ok);
 }
