@@ -157,6 +157,17 @@ impl WsConn {
         let _ = self.stream.shutdown().await;
     }
 
+    /// Ends the connection at once, like a client that vanished: no close frame, the socket
+    /// is closed. With `reset`, `SO_LINGER` 0 makes the kernel send RST instead of FIN (and
+    /// keep no TIME_WAIT); without it the kernel sends FIN, or RST anyway when received
+    /// data is still unread.
+    pub fn abort(self, reset: bool) {
+        if reset {
+            set_linger_zero(&self.stream);
+        }
+        drop(self);
+    }
+
     /// Starts the closing handshake (close frame 1000) and waits, at most `timeout`, for the
     /// server to answer it and close the TCP connection, so that the server is the side that
     /// closes first (RFC 6455 §7.1.1; the TIME_WAIT state stays on its side). Returns true
@@ -269,6 +280,25 @@ fn read_draining(stream: &TcpStream, dst: &mut [u8]) -> io::Result<usize> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
         other => other,
+    }
+}
+
+/// `SO_LINGER` on with a zero timeout: closing the socket resets the connection. Best effort.
+fn set_linger_zero(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd, a pointer to a linger struct and its size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 

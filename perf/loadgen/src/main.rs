@@ -31,6 +31,7 @@ use scenario::alltoall::{self, AllToAllConfig};
 use scenario::churn::{self, ChurnConfig};
 use scenario::fanout::{self, FanoutConfig, Pace};
 use scenario::idle::{self, IdleConfig};
+use scenario::recovery::{self, DropMode, RecoveryConfig};
 
 /// Most connections one run may open.
 const MAX_CONNECTIONS: usize = 100_000;
@@ -87,6 +88,15 @@ enum Command {
     /// Reports connects per second achieved, errors, connect/join/close times and the
     /// server's CPU per connection.
     Churn(ChurnArgs),
+    /// N clients in one room drop at once and reconnect at once, recovering what they missed
+    /// (neonex with history on).
+    ///
+    /// A publisher publishes at --rate throughout. After --warmup every client closes its
+    /// socket without a close frame, stays away --away, then reconnects and joins with
+    /// `recover` {its last offset, the epoch}. Reports how long until every client caught up,
+    /// per-client recovery times, recovered:false answers, the server's CPU, and checks that
+    /// every client got every offset exactly once across the drop.
+    RecoveryStorm(RecoveryStormArgs),
 }
 
 #[derive(Args, Debug)]
@@ -272,6 +282,58 @@ struct ChurnArgs {
     #[arg(long, default_value_t = 25_000, value_name = "N")]
     conns_per_source: usize,
     /// Users are named PREFIX-k0.. [default: lg<pid>].
+    #[arg(long, value_name = "PREFIX")]
+    user_prefix: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct RecoveryStormArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Clients that drop and recover (plus one publisher connection).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    clients: usize,
+    /// Room every connection joins.
+    #[arg(long, default_value = "storm")]
+    room: String,
+    /// Messages per second, published from the warm-up to the end of the run.
+    #[arg(long, default_value_t = 50.0, value_name = "MSGS_PER_SEC")]
+    rate: f64,
+    /// Seconds of publishing before the drop.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    warmup: f64,
+    /// Seconds between the drop and the reconnect (0 reconnects at once).
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    away: f64,
+    /// How the clients drop: fin (close without a close frame) or rst (SO_LINGER 0).
+    #[arg(long, value_enum, default_value_t = DropMode::Fin)]
+    drop: DropMode,
+    /// Reconnecting clients between connect and `joined` at once [default: all of them].
+    #[arg(long, value_name = "N")]
+    reconnect_concurrency: Option<usize>,
+    /// Fail when not every client caught up this long after the reconnect start.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    recover_timeout: f64,
+    /// Seconds of publishing after every client caught up.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    tail: f64,
+    /// Length of each message text.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    payload_bytes: usize,
+    /// Settled when no non-chat frame came for this long.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    settle_ms: u64,
+    /// Stop waiting for quiet after this long.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    settle_max: f64,
+    /// After publishing, wait this long at most for every client to reach the final top.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    drain_timeout: f64,
+    /// Connections per source address over the whole run (each client connects twice; see
+    /// fanout).
+    #[arg(long, default_value_t = 25_000, value_name = "N")]
+    conns_per_source: usize,
+    /// Users are named PREFIX-pub and PREFIX-r1.. [default: lg<pid>].
     #[arg(long, value_name = "PREFIX")]
     user_prefix: Option<String>,
 }
@@ -525,6 +587,66 @@ fn churn_config(a: &ChurnArgs) -> Result<ChurnConfig, String> {
     })
 }
 
+fn recovery_config(a: &RecoveryStormArgs) -> Result<RecoveryConfig, String> {
+    let c = &a.common;
+    c.check()?;
+    let url = c.url();
+    let target = target::parse(&url)?;
+    if c.protocol != ProtocolKind::Neonex {
+        return Err("recovery-storm needs --protocol neonex (history and recovery)".into());
+    }
+    if a.clients == 0 || a.clients + 1 > MAX_CONNECTIONS {
+        return Err(format!(
+            "--clients must be 1 to {} (connection cap {MAX_CONNECTIONS})",
+            MAX_CONNECTIONS - 1
+        ));
+    }
+    check_room(&a.room)?;
+    if !(a.rate > 0.0 && a.rate <= 100_000.0) {
+        return Err("--rate must be in (0, 100000] messages per second".into());
+    }
+    if !(0.0..=60.0).contains(&a.away) {
+        return Err(format!(
+            "--away must be in [0, 60] seconds (got {})",
+            a.away
+        ));
+    }
+    let reconnect_concurrency = a.reconnect_concurrency.unwrap_or(a.clients);
+    if reconnect_concurrency == 0 || reconnect_concurrency > a.clients {
+        return Err("--reconnect-concurrency must be 1 to --clients".into());
+    }
+    if a.payload_bytes > 64 * 1024 {
+        return Err("--payload-bytes must be at most 65536".into());
+    }
+    check_common_limits(a.conns_per_source, a.settle_ms)?;
+    Ok(RecoveryConfig {
+        url,
+        target,
+        protocol: c.protocol,
+        clients: a.clients,
+        room: a.room.clone(),
+        rate: a.rate,
+        warmup: seconds("warmup", a.warmup, MAX_DURATION_S)?,
+        away: Duration::from_secs_f64(a.away),
+        drop: a.drop,
+        reconnect_concurrency,
+        recover_timeout: seconds("recover-timeout", a.recover_timeout, MAX_DURATION_S)?,
+        tail: seconds("tail", a.tail, 60.0)?,
+        payload_bytes: a.payload_bytes,
+        threads: c.threads.min(a.clients + 1),
+        connect_timeout: c.connect_timeout()?,
+        connect_concurrency: c.connect_concurrency(),
+        setup_timeout: c.setup_timeout()?,
+        settle_quiet: Duration::from_millis(a.settle_ms),
+        settle_max: seconds("settle-max", a.settle_max, 120.0)?,
+        drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
+        server_pid: c.server_pid,
+        user_prefix: prefix(&a.user_prefix)?,
+        max_message: MAX_MESSAGE,
+        conns_per_source: a.conns_per_source,
+    })
+}
+
 /// Raises the open-file limit and checks it covers `connections`.
 fn check_fd_limit(connections: usize) -> Result<(), String> {
     let limit = sys::raise_fd_limit()?;
@@ -599,6 +721,24 @@ fn run_churn(a: &ChurnArgs) -> Result<bool, String> {
     Ok(report.ok)
 }
 
+fn run_recovery(a: &RecoveryStormArgs) -> Result<bool, String> {
+    let cfg = recovery_config(a)?;
+    check_fd_limit(cfg.clients + 1)?;
+    let missed = cfg.rate * cfg.away.as_secs_f64();
+    if missed > 300.0 {
+        eprintln!(
+            "loadgen: note: about {missed:.0} messages are published while the clients are \
+             away; above the hub's history.max_recover (300 by default) it answers \
+             recovered:false"
+        );
+    }
+    start_watchdog(cfg.run_budget());
+    let report = recovery::run(cfg)?;
+    recovery::print(&report);
+    write_json(&a.common.json, &report)?;
+    Ok(report.ok)
+}
+
 fn main() -> ExitCode {
     clock::init();
     let cli = Cli::parse();
@@ -607,6 +747,7 @@ fn main() -> ExitCode {
         Command::AllToAll(a) => run_alltoall(a),
         Command::Idle(a) => run_idle(a),
         Command::Churn(a) => run_churn(a),
+        Command::RecoveryStorm(a) => run_recovery(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -708,5 +849,39 @@ mod tests {
             panic!("churn")
         };
         assert!(churn_config(&a).is_err());
+        let Ok(Command::RecoveryStorm(a)) = parse(&["recovery-storm", "--clients", "500"]) else {
+            panic!("recovery-storm")
+        };
+        let c = recovery_config(&a).unwrap();
+        assert_eq!(
+            (c.clients, c.reconnect_concurrency, c.rate),
+            (500, 500, 50.0)
+        );
+        assert_eq!((c.away, c.drop), (Duration::from_secs(1), DropMode::Fin));
+        for bad in [
+            &["recovery-storm", "--protocol", "uws"][..],
+            &["recovery-storm", "--clients", "0"],
+            &[
+                "recovery-storm",
+                "--clients",
+                "10",
+                "--reconnect-concurrency",
+                "11",
+            ],
+            &["recovery-storm", "--away=-1"],
+            &["recovery-storm", "--url", "ws://10.0.0.1:3000/ws"],
+        ] {
+            let Ok(Command::RecoveryStorm(a)) = parse(bad) else {
+                panic!("recovery-storm")
+            };
+            assert!(recovery_config(&a).is_err(), "{bad:?}");
+        }
+        let Ok(Command::RecoveryStorm(a)) =
+            parse(&["recovery-storm", "--away", "0", "--drop", "rst"])
+        else {
+            panic!("recovery-storm")
+        };
+        let c = recovery_config(&a).unwrap();
+        assert_eq!((c.away, c.drop), (Duration::ZERO, DropMode::Rst));
     }
 }

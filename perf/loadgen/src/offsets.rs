@@ -34,8 +34,8 @@ pub struct OffsetTracker {
     gaps: Vec<(u64, u64)>,
     /// Skipped offsets of gaps forgotten past [`MAX_GAPS`].
     written_off: u64,
-    /// Offsets given up on purpose (a recovery the server refused): not missing, not
-    /// received.
+    /// Offsets given up on purpose by [`skip_to`](Self::skip_to) (a recovery the server
+    /// refused): not missing, not received.
     pub skipped: u64,
     /// Times an offset came later than the next expected (each gap counts once).
     pub gap_events: u64,
@@ -113,9 +113,24 @@ impl OffsetTracker {
         OffsetSeen::Duplicate
     }
 
+    /// Gives up the offsets up to `top` that were not received yet (the server answered a
+    /// recovery with `recovered:false`: they will not come). They count as
+    /// [`skipped`](Self::skipped), not as missing; the tracker expects `top + 1` next.
+    pub fn skip_to(&mut self, top: u64) {
+        if top >= self.next {
+            self.skipped += top + 1 - self.next;
+            self.next = top + 1;
+        }
+    }
+
     /// Offsets skipped between those received (not counting the tail after the last one).
     pub fn missing_inside(&self) -> u64 {
         self.written_off + self.gaps.iter().map(|&(a, b)| b - a).sum::<u64>()
+    }
+
+    /// True when the offsets received so far have no hole and no repeat.
+    pub fn contiguous(&self) -> bool {
+        self.missing_inside() == 0 && self.duplicates == 0 && self.reordered == 0
     }
 }
 
@@ -324,11 +339,6 @@ mod tests {
         fn missing_to(&self, top: u64) -> u64 {
             self.missing_inside() + top.saturating_sub(self.last())
         }
-
-        /// True when the offsets received so far have no hole and no repeat.
-        fn contiguous(&self) -> bool {
-            self.missing_inside() == 0 && self.duplicates == 0 && self.reordered == 0
-        }
     }
 
     #[test]
@@ -386,6 +396,24 @@ mod tests {
         assert_eq!(t.observe(14), OffsetSeen::Late);
         assert_eq!(t.observe(14), OffsetSeen::Duplicate);
         assert_eq!(t.duplicates, 4);
+    }
+
+    #[test]
+    fn recovery_across_a_drop_and_a_refused_one() {
+        // Saw 1..=20, dropped, recovered: the replay 21..=30 then live 31.. continue it.
+        let mut t = OffsetTracker::after(0);
+        (1..=20).for_each(|o| assert_eq!(t.observe(o), OffsetSeen::Next));
+        (21..=35).for_each(|o| assert_eq!(t.observe(o), OffsetSeen::Next));
+        assert!(t.contiguous());
+        // Refused (recovered:false, top 50): 36..=50 are given up, not missing.
+        t.skip_to(50);
+        assert_eq!((t.skipped, t.last(), t.missing_to(50)), (15, 50, 0));
+        assert_eq!(t.observe(51), OffsetSeen::Next);
+        // A replay after a refusal would be a repeat of what was given up.
+        assert_eq!(t.observe(40), OffsetSeen::Duplicate);
+        // skip_to below what was received changes nothing.
+        t.skip_to(20);
+        assert_eq!((t.skipped, t.last()), (15, 51));
     }
 
     #[test]

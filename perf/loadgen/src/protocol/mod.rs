@@ -173,6 +173,17 @@ pub trait HubProtocol: Send + Sync + 'static {
     fn joined_stream(&self, _text: &[u8]) -> Option<JoinedStream> {
         None
     }
+    /// Appends the text message that joins `room` and asks to recover everything after
+    /// `offset` of `epoch` to `out`; false when the protocol cannot.
+    fn encode_join_recover(
+        &self,
+        _room: &str,
+        _offset: u64,
+        _epoch: &str,
+        _out: &mut Vec<u8>,
+    ) -> bool {
+        false
+    }
 }
 
 /// Appends `user` to `s` percent-encoded for a query string.

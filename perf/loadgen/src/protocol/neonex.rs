@@ -131,6 +131,17 @@ impl HubProtocol for Neonex {
     fn joined_stream(&self, text: &[u8]) -> Option<JoinedStream> {
         serde_json::from_slice(text).ok()
     }
+
+    fn encode_join_recover(&self, room: &str, offset: u64, epoch: &str, out: &mut Vec<u8>) -> bool {
+        out.extend_from_slice(br#"{"type":"join_room","room":"#);
+        push_json_string(out, room);
+        out.extend_from_slice(br#","recover":{"offset":"#);
+        out.extend_from_slice(offset.to_string().as_bytes());
+        out.extend_from_slice(br#","epoch":"#);
+        push_json_string(out, epoch);
+        out.extend_from_slice(b"}}");
+        true
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +255,14 @@ mod tests {
         out.clear();
         assert!(p.encode_leave("bench", &mut out));
         assert_eq!(out, br#"{"type":"leave_room","room":"bench"}"#);
+        out.clear();
+        assert!(p.encode_join_recover("bench", 42, "e\"1", &mut out));
+        assert_eq!(
+            out,
+            br#"{"type":"join_room","room":"bench","recover":{"offset":42,"epoch":"e\"1"}}"#
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["recover"]["epoch"], "e\"1");
         let t = crate::target::parse("ws://127.0.0.1:3000/ws?token=abc").unwrap();
         assert_eq!(
             p.request_target(&t, "lg s/1", "bench"),

@@ -8,3 +8,4 @@ pub mod delivery;
 pub mod delivery_report;
 pub mod fanout;
 pub mod idle;
+pub mod recovery;
