@@ -3,7 +3,8 @@
 //!
 //! Many connections per thread on current-thread tokio runtimes, batched 64 KiB reads,
 //! hand-rolled client framing, and a protocol trait per hub. Scenarios: fan-out, all-to-all,
-//! idle connections (memory per connection) and churn (connects per second).
+//! idle connections (memory per connection), churn (connects per second) and, for neonex with
+//! history on, recovery-storm (N clients drop and recover at once).
 //! Only servers on 127.0.0.0/8 are ever targeted, and every run stops by itself.
 
 mod clock;
@@ -44,7 +45,7 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 #[command(
     name = "loadgen",
     version,
-    about = "Load generator for WebSocket hubs (neonex and peers): fan-out, all-to-all, idle, churn",
+    about = "Load generator for WebSocket hubs (neonex and peers): fan-out, all-to-all, idle, churn, recovery-storm",
     long_about = "Load generator for WebSocket hubs: neonex protocol v1 and the peer hubs of \
         perf/peers (--protocol uws|ws|gorilla|socketio|nchan).\n\n\
         Opens many WebSocket connections to a hub on this machine, drives a scenario and \
