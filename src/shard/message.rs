@@ -105,7 +105,7 @@ pub(crate) enum ShardMessage {
     /// room, and answer with the offset.
     Sequence {
         room: Arc<Room>,
-        message: Positioned,
+        message: Positioned<'static>,
         reply: Option<Reply<Option<u64>>>,
     },
     /// To a room's home shard: where in the stream does `join` fall, and, with

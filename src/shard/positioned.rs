@@ -1,7 +1,8 @@
 //! A positioned message on its way to be encoded: a client's `chat_message` or a
-//! backend's `publication`, owned, so that it can travel to the room's home shard, which
-//! gives it its offset and encodes it once.
+//! backend's `publication`. It borrows the text it came in, and is made owned only to
+//! travel to the room's home shard, which gives it its offset and encodes it once.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -9,39 +10,60 @@ use serde_json::value::RawValue;
 use crate::protocol::{unix_time, ServerMessage};
 
 /// A message that takes a place in its room's stream when history is on.
-pub(crate) enum Positioned {
+pub(crate) enum Positioned<'a> {
     /// A client's `message`.
     Chat {
         user_id: Arc<str>,
-        message: Option<Box<str>>,
-        data: Option<Box<RawValue>>,
+        message: Option<Cow<'a, str>>,
+        data: Option<Cow<'a, RawValue>>,
         time: u64,
     },
     /// A backend's publication, its JSON as sent.
-    Publication { data: Box<RawValue>, time: u64 },
+    Publication { data: Cow<'a, RawValue>, time: u64 },
 }
 
-impl Positioned {
+impl<'a> Positioned<'a> {
     /// A client's `message` of now.
-    pub fn chat(user_id: Arc<str>, message: Option<&str>, data: Option<&RawValue>) -> Self {
+    pub fn chat(user_id: Arc<str>, message: Option<&'a str>, data: Option<&'a RawValue>) -> Self {
         Positioned::Chat {
             user_id,
-            message: message.map(Box::from),
-            data: data.map(ToOwned::to_owned),
+            message: message.map(Cow::Borrowed),
+            data: data.map(Cow::Borrowed),
             time: unix_time(),
         }
     }
 
-    /// A backend's publication of now; `json` was checked to be JSON.
-    pub fn publication(json: &str) -> Result<Self, serde_json::Error> {
+    /// A backend's publication of now, unless `json` is not JSON.
+    pub fn publication(json: &'a str) -> Result<Self, serde_json::Error> {
         Ok(Positioned::Publication {
-            data: RawValue::from_string(json.to_owned())?,
+            data: Cow::Borrowed(serde_json::from_str(json)?),
             time: unix_time(),
         })
     }
 
+    /// The same message, owning its text: to travel to another shard.
+    pub fn into_owned(self) -> Positioned<'static> {
+        match self {
+            Positioned::Chat {
+                user_id,
+                message,
+                data,
+                time,
+            } => Positioned::Chat {
+                user_id,
+                message: message.map(|m| Cow::Owned(m.into_owned())),
+                data: data.map(|d| Cow::Owned(d.into_owned())),
+                time,
+            },
+            Positioned::Publication { data, time } => Positioned::Publication {
+                data: Cow::Owned(data.into_owned()),
+                time,
+            },
+        }
+    }
+
     /// The message every member of `room` receives, with `offset` when positioned.
-    pub fn message<'a>(&'a self, room: &'a str, offset: Option<u64>) -> ServerMessage<'a> {
+    pub fn message<'m>(&'m self, room: &'m str, offset: Option<u64>) -> ServerMessage<'m> {
         match self {
             Positioned::Chat {
                 user_id,

@@ -22,11 +22,12 @@
 //! happens in place.
 //!
 //! # The cost
-//! A message published on its room's home costs what it costs without history, plus a
-//! copy of its text into the ring's frame (no copy at all: the ring keeps a handle to the
-//! one frame). A message published elsewhere takes one extra hop: a post to the home's
-//! inbox, with the message's text copied once into an owned [`Positioned`], before the
-//! usual fan-out. A join elsewhere takes a round trip to the home before `joined`.
+//! Every positioned message has its text copied once into an owned [`Positioned`] (it is
+//! handed over as a message, even to a home that is the publishing shard itself); the
+//! ring costs no copy, as it keeps a handle to the one frame all members got. A message
+//! published away from its home also takes one extra hop, a post to the home's inbox,
+//! before the usual fan-out. With history off nothing is copied: the message is encoded
+//! from the client's bytes. A join elsewhere takes a round trip to the home before `joined`.
 //! `perf/RESULTS.md` has the measured figures.
 
 use std::sync::Arc;
@@ -52,7 +53,7 @@ pub(crate) fn publish_to_room(
     via: &mut impl Post,
     hub: &HubShared,
     room: Arc<Room>,
-    message: Positioned,
+    message: Positioned<'_>,
     reply: Option<Reply<Option<u64>>>,
 ) -> Result<(), EngineError> {
     if hub.config.history.is_on() {
@@ -61,7 +62,7 @@ pub(crate) fn publish_to_room(
             home,
             ShardMessage::Sequence {
                 room,
-                message,
+                message: message.into_owned(),
                 reply,
             },
         );
@@ -78,7 +79,7 @@ pub(crate) fn publish_to_room(
 pub(super) fn sequence(
     cx: &mut Ctx,
     room: Arc<Room>,
-    message: Positioned,
+    message: Positioned<'static>,
     reply: Option<Reply<Option<u64>>>,
 ) {
     let hub = cx.hub();
