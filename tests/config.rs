@@ -281,3 +281,34 @@ async fn settings_reach_the_running_server() {
         "max_message_size came from the environment"
     );
 }
+
+#[test]
+fn history_and_conflation_settings_are_read_and_checked() {
+    let (code, out, err) = run_neonex(
+        &["config"],
+        &[
+            ("NEONEX_HISTORY_SIZE", "500"),
+            ("NEONEX_HISTORY_TTL", "2m"),
+            ("NEONEX_ROOMS_CONFLATE", "ticker.*,scores"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("[history]\nsize = 500\nttl = \"2m\"\nmax_recover = 300"),
+        "{out}"
+    );
+    assert!(
+        out.contains("conflate = [\"ticker.*\", \"scores\"]"),
+        "{out}"
+    );
+    for (key, value, named) in [
+        ("NEONEX_ROOMS_CONFLATE", "bad name", "rooms.conflate"),
+        ("NEONEX_ROOMS_CONFLATE", "a*b", "rooms.conflate"),
+        ("NEONEX_HISTORY_MAX_RECOVER", "0", "history.max_recover"),
+        ("NEONEX_HISTORY_TTL", "0s", "history.ttl"),
+    ] {
+        let (code, _, err) = run_neonex(&["config"], &[("NEONEX_HISTORY_SIZE", "5"), (key, value)]);
+        assert_eq!(code, 2, "{key}={value}: {err}");
+        assert!(err.contains(named), "{key}={value}: {err}");
+    }
+}

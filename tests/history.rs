@@ -34,22 +34,23 @@ fn keeping(history: HistoryConfig) -> HubConfig {
 
 /// Joins `room` asking to recover from `(offset, epoch)`; returns the `joined`.
 async fn join_recovering(client: &mut Client, room: &str, offset: u64, epoch: &str) -> Value {
-    client
-        .send_json(&json!({"type": "join_room", "room": room,
-            "recover": {"offset": offset, "epoch": epoch}}))
-        .await;
-    client
-        .expect(&format!("joined {room}"), |m| {
-            m["type"] == "joined" && m["room"] == room
-        })
-        .await
+    let recover = json!({"offset": offset, "epoch": epoch});
+    send_join(
+        client,
+        json!({"type": "join_room", "room": room, "recover": recover}),
+    )
+    .await
 }
 
 /// Joins `room`; returns the `joined`.
 async fn join(client: &mut Client, room: &str) -> Value {
-    client
-        .send_json(&json!({"type": "join_room", "room": room}))
-        .await;
+    send_join(client, json!({"type": "join_room", "room": room})).await
+}
+
+/// Sends the `join_room` message `join`; returns the `joined` for its room.
+async fn send_join(client: &mut Client, join: Value) -> Value {
+    client.send_json(&join).await;
+    let room = join["room"].clone();
     client
         .expect(&format!("joined {room}"), |m| {
             m["type"] == "joined" && m["room"] == room
