@@ -117,6 +117,7 @@ impl HubConfig {
         }
         self.check_rooms()?;
         self.check_history()?;
+        self.check_cluster()?;
         Ok(HandshakeGuards {
             authenticator,
             origins,
@@ -140,10 +141,10 @@ impl HubConfig {
                 format!("{key} must be greater than zero"),
             ));
         }
-        if self.shards == 0 || self.shards > u16::MAX as usize {
+        if self.shards == 0 || self.shards > crate::ids::MAX_SHARDS {
             return Err(ConfigError::invalid(
                 "shards",
-                "shards must be between 1 and 65535",
+                format!("shards must be between 1 and {}", crate::ids::MAX_SHARDS),
             ));
         }
         for (key, size) in [
@@ -197,6 +198,51 @@ impl HubConfig {
                     format!("{key} must be at least 1 when set"),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        let Some(urls) = &cluster.nats_url else {
+            return Ok(());
+        };
+        for url in urls.split(',').map(str::trim) {
+            if let Err(e) = url.parse::<async_nats::ServerAddr>() {
+                return Err(ConfigError::invalid(
+                    "cluster.nats_url",
+                    format!("cluster.nats_url: {url:?} is not a NATS address ({e})"),
+                ));
+            }
+        }
+        if let Some(node) = &cluster.node_id {
+            if !crate::cluster::is_valid_node_id(node) {
+                return Err(ConfigError::invalid(
+                    "cluster.node_id",
+                    format!("cluster.node_id: {node:?} must be 1 to 64 of A-Z a-z 0-9 _ -"),
+                ));
+            }
+        }
+        if !crate::cluster::is_valid_subject_prefix(&cluster.subject_prefix) {
+            return Err(ConfigError::invalid(
+                "cluster.subject_prefix",
+                format!(
+                    "cluster.subject_prefix: {:?} is not a NATS subject (tokens of A-Z a-z 0-9 _ - separated by dots)",
+                    cluster.subject_prefix
+                ),
+            ));
+        }
+        if cluster.node_timeout < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "cluster.node_timeout",
+                "cluster.node_timeout must be at least 1s",
+            ));
+        }
+        if self.history.is_on() {
+            return Err(ConfigError::invalid(
+                "history.size",
+                "history in a cluster is kept in JetStream, which this build does not do yet: set history.size = 0 with cluster.nats_url",
+            ));
         }
         Ok(())
     }

@@ -42,6 +42,8 @@ pub struct HubConfig {
     pub history: HistoryConfig,
     /// Who hears `presence` messages (`presence.scope`).
     pub presence: PresenceScope,
+    /// Several nodes on one NATS acting as one hub (`cluster.*`); off without a NATS URL.
+    pub cluster: ClusterConfig,
     /// Bounds of each connection's outbound queue; over them the client is a slow consumer
     /// and is closed with 1008 (`hub.send_queue_bytes`, `hub.send_queue_frames`).
     pub send_queue: SendQueueLimits,
@@ -164,6 +166,7 @@ impl Default for HubConfig {
             rooms: RoomsConfig::default(),
             history: HistoryConfig::default(),
             presence: PresenceScope::All,
+            cluster: ClusterConfig::default(),
             send_queue: SendQueueLimits::default(),
             socket_unsent_bytes: 128 * 1024,
             shutdown_timeout: Duration::from_secs(10),
@@ -240,6 +243,41 @@ impl Default for HistoryConfig {
             size: 0,
             ttl: Duration::from_secs(600),
             max_recover: 300,
+        }
+    }
+}
+
+/// A cluster of neonex nodes sharing one NATS (`cluster.*`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The NATS server(s), comma-separated; `None` runs a single node
+    /// (`cluster.nats_url`, `--cluster`).
+    pub nats_url: Option<String>,
+    /// This node's name in the cluster; `None`: the host name and a random suffix
+    /// (`cluster.node_id`).
+    pub node_id: Option<String>,
+    /// The first token of every NATS subject the hub uses, so that several hubs can share
+    /// one NATS (`cluster.subject_prefix`).
+    pub subject_prefix: String,
+    /// A node silent this long is taken for dead and its connections removed
+    /// (`cluster.node_timeout`).
+    pub node_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// True when the hub is a node of a cluster.
+    pub fn is_on(&self) -> bool {
+        self.nats_url.is_some()
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            node_id: None,
+            subject_prefix: "neonex".to_owned(),
+            node_timeout: Duration::from_secs(15),
         }
     }
 }

@@ -19,6 +19,9 @@
 //! - History (`history.*`): each room's stream of positioned messages lives on the room's
 //!   home shard (`shard::sequence`, `shard::streams`), which orders them and recovers
 //!   clients that come back.
+//! - `cluster`: several nodes on one NATS acting as one hub (`cluster.*`): the bridge
+//!   thread that owns the NATS client, frames sent once per node, and each node's view
+//!   of the others' connections.
 //! - [`protocol`]: protocol v1, what clients send and what the server answers.
 //! - [`ws`]: WebSocket framing: decode client frames from a shared buffer, reassemble
 //!   messages, encode server frames once.
@@ -38,6 +41,7 @@ pub mod auth;
 #[doc(hidden)]
 pub mod bench;
 mod checked_config;
+pub(crate) mod cluster;
 pub mod config;
 pub mod forwarded;
 pub mod http;
@@ -55,8 +59,9 @@ pub mod stats;
 pub mod ws;
 
 pub use checked_config::CheckedConfig;
+pub use cluster::{ClusterStats, LinkState};
 pub use config::{
-    ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, RoomsConfig,
+    ClusterConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, RoomsConfig,
     SendQueueLimits,
 };
 pub use hub::{ConnectionInfo, HeldMessage, History, Hub, HubError, Published, RoomInfo};

@@ -67,6 +67,10 @@ struct SettingsArgs {
     /// Run the shards on epoll even where io_uring is available (`hub.driver = "epoll"`).
     #[arg(long)]
     epoll: bool,
+    /// Join the cluster on this NATS server, e.g. `nats://127.0.0.1:4222`
+    /// (`cluster.nats_url`).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
     /// Log format (`log.format`).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -80,6 +84,7 @@ impl SettingsArgs {
             shards: self.shards,
             log_format: self.log_format,
             epoll: self.epoll,
+            cluster: self.cluster.clone(),
         };
         let settings = Settings::load(self.config.as_deref(), std::env::vars(), &overrides)?;
         let checked = settings.check()?;

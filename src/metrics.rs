@@ -2,12 +2,14 @@
 //!
 //! Names follow Prometheus conventions: the `neonex_` prefix, `_total` on counters, base
 //! units (seconds, bytes), a `shard` label on everything a shard counts, and fan-out
-//! latency as a histogram with `_bucket`, `_sum` and `_count`.
+//! latency as a histogram with `_bucket`, `_sum` and `_count`. In a cluster the
+//! `neonex_cluster_*` families carry the node's name as a `node` label.
 
 use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
+use crate::cluster::{ClusterStats, LinkState};
 use crate::stats::HubStats;
 
 /// The content type of the exposition format.
@@ -154,7 +156,83 @@ pub fn render(stats: &HubStats) -> String {
     for (i, shard) in stats.shards.iter().enumerate() {
         f.histogram(&format!("shard=\"{i}\""), shard.latency.as_ref());
     }
+    if let Some(cluster) = &stats.cluster {
+        render_cluster(out, cluster);
+    }
     std::mem::take(out)
+}
+
+/// The cluster's families, each with this node's name as its `node` label.
+fn render_cluster(out: &mut String, cluster: &ClusterStats) {
+    let node = format!("node=\"{}\"", cluster.node_id);
+    let connected = f64::from(u8::from(cluster.nats == LinkState::Connected));
+    type Pick = fn(&ClusterStats) -> f64;
+    let families: [(&str, &str, &str, Pick); 5] = [
+        (
+            "neonex_cluster_nodes",
+            "gauge",
+            "Live nodes of the cluster, this one included.",
+            |c| c.nodes as f64,
+        ),
+        (
+            "neonex_cluster_connections",
+            "gauge",
+            "Open connections in the whole cluster.",
+            |c| c.connections as f64,
+        ),
+        (
+            "neonex_cluster_users",
+            "gauge",
+            "Distinct users with a connection anywhere in the cluster.",
+            |c| c.users as f64,
+        ),
+        (
+            "neonex_cluster_resyncs_total",
+            "counter",
+            "Snapshots taken of other nodes, after a gap in their events or on meeting them.",
+            |c| c.resyncs as f64,
+        ),
+        (
+            "neonex_cluster_nodes_lost_total",
+            "counter",
+            "Nodes taken for dead after cluster.node_timeout of silence.",
+            |c| c.nodes_lost as f64,
+        ),
+    ];
+    family(
+        out,
+        "neonex_cluster_nats_connected",
+        "gauge",
+        "1 while the node is connected to NATS, 0 while it serves alone.",
+    )
+    .sample(&node, connected);
+    for (name, kind, help, pick) in families {
+        family(out, name, kind, help).sample(&node, pick(cluster));
+    }
+    let mut f = family(
+        out,
+        "neonex_cluster_messages_total",
+        "counter",
+        "Frames and connection events between this node and the others, by direction and kind.",
+    );
+    for (direction, kind, n) in [
+        ("out", "frame", cluster.messages_out),
+        ("in", "frame", cluster.messages_in),
+        ("out", "event", cluster.events_out),
+        ("in", "event", cluster.events_in),
+    ] {
+        let labels = format!("{node},direction=\"{direction}\",kind=\"{kind}\"");
+        f.sample(&labels, n as f64);
+    }
+    let mut f = family(
+        out,
+        "neonex_cluster_dropped_total",
+        "counter",
+        "Frames and events dropped: out, the bridge's queue was full or NATS unreachable; in, a shard's inbox was full.",
+    );
+    for (direction, n) in [("out", cluster.dropped_out), ("in", cluster.dropped_in)] {
+        f.sample(&format!("{node},direction=\"{direction}\""), n as f64);
+    }
 }
 
 fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {

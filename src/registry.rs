@@ -87,6 +87,12 @@ impl Registry {
         Some((room, members))
     }
 
+    /// A room of this name that is not in the directory and has no members here: what
+    /// a publication to a room with members on other nodes only is addressed to.
+    pub fn stand_in(&self, name: &str) -> Arc<Room> {
+        Arc::new(Room::new(0, name.into(), false, self.shards, false))
+    }
+
     pub fn rooms(&self) -> Vec<Arc<Room>> {
         self.rooms.iter().map(|r| r.value().clone()).collect()
     }
@@ -164,8 +170,20 @@ impl Registry {
         }
     }
 
+    pub fn user_connection_count(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, |c| c.len())
+    }
+
     pub fn user_connections(&self, user: &str) -> Vec<ConnectionId> {
         self.users.get(user).map(|c| c.to_vec()).unwrap_or_default()
+    }
+
+    /// Every user with its connections.
+    pub fn users(&self) -> Vec<(Arc<str>, Vec<ConnectionId>)> {
+        self.users
+            .iter()
+            .map(|e| (e.key().clone(), e.value().to_vec()))
+            .collect()
     }
 
     pub fn user_count(&self) -> usize {

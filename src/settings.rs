@@ -86,6 +86,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--epoll`.
     pub epoll: bool,
+    /// `--cluster`.
+    pub cluster: Option<String>,
 }
 
 impl Settings {
@@ -107,6 +109,9 @@ impl Settings {
         }
         if let Some(shards) = overrides.shards {
             settings.hub.shards = shards;
+        }
+        if let Some(url) = &overrides.cluster {
+            settings.hub.cluster.nats_url = Some(url.clone());
         }
         if let Some(format) = overrides.log_format {
             settings.log.format = format;

@@ -410,6 +410,10 @@ pub struct HubStats {
     pub conflated: u64,
     /// The same, shard by shard.
     pub shards: Vec<ShardStats>,
+    /// This node's part in a cluster (`cluster.nats_url`); the figures above are this
+    /// node's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterStats>,
     #[serde(skip)]
     pub(crate) latency: Option<Histogram<u64>>,
 }
@@ -464,6 +468,7 @@ impl HubStats {
             })),
             conflated: sum(|s| s.conflated),
             shards,
+            cluster: None,
             latency,
         }
     }

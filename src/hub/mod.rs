@@ -15,6 +15,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::checked_config::CheckedConfig;
+use crate::cluster::command::{Answer, Command};
+use crate::cluster::{bridge, Cluster, Outbound};
 use crate::config::HubConfig;
 use crate::ids::{is_valid_room_name, ConnectionId};
 use crate::shard::message::{Reply, ShardMessage, Target, REPLY_TIMEOUT};
@@ -48,6 +50,8 @@ mod error;
 pub struct Hub {
     shared: Arc<HubShared>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// The cluster's bridge thread, ended after the shards.
+    bridge: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Hub {
@@ -63,13 +67,30 @@ impl Hub {
     pub fn from_checked(checked: CheckedConfig) -> Result<Hub, HubError> {
         let CheckedConfig { config, guards } = checked;
         guards.log_start(&config);
-        let (shared, inboxes) = HubShared::new(config, guards);
+        let io = |e: std::io::Error| HubError::Io(e.to_string());
+        let bridge = match config.cluster.is_on() {
+            true => Some(bridge::start(&config.cluster).map_err(io)?),
+            false => None,
+        };
+        let (cluster, outbox) = match &bridge {
+            Some(b) => {
+                let (cluster, outbox) =
+                    Cluster::new(&config.cluster, b.tag, b.name.clone(), b.link.clone());
+                tracing::info!(node = %cluster.name, tag = cluster.tag, "cluster node");
+                (Some(cluster), Some(outbox))
+            }
+            None => (None, None),
+        };
+        let (shared, inboxes) = HubShared::new(config, guards, cluster);
         let shared = Arc::new(shared);
-        let threads =
-            spawn::start_all(&shared, inboxes).map_err(|e| HubError::Io(e.to_string()))?;
+        let threads = spawn::start_all(&shared, inboxes).map_err(io)?;
+        let bridge = bridge
+            .zip(outbox)
+            .map(|(bridge, outbox)| bridge.run(shared.clone(), outbox));
         Ok(Hub {
             shared,
             threads: Arc::new(Mutex::new(threads)),
+            bridge: Arc::new(Mutex::new(bridge)),
         })
     }
 
@@ -125,35 +146,80 @@ impl Hub {
     /// False if no such connection is open. Waits for the owning shard.
     pub fn disconnect(&self, id: ConnectionId, code: u16, reason: &str) -> bool {
         let reason = reason.to_owned();
-        self.ask(id, |conn, reply| ShardMessage::Disconnect {
-            conn,
+        let remote = Command::Disconnect {
+            conn: id.to_bits(),
             code,
-            reason,
-            reply,
-        })
+            reason: reason.clone(),
+        };
+        self.ask(
+            id,
+            |conn, reply| ShardMessage::Disconnect {
+                conn,
+                code,
+                reason,
+                reply,
+            },
+            (remote, Answer::done),
+        )
         .is_ok()
     }
 
     /// Connection `id`, as its shard describes it, until it is gone (a closing connection
     /// is still described, as it is still counted). Waits for the owning shard.
     pub fn connection(&self, id: ConnectionId) -> Option<ConnectionInfo> {
-        self.ask(id, |conn, reply| ShardMessage::Describe { conn, reply })
-            .ok()
+        let remote = Command::Describe { conn: id.to_bits() };
+        self.ask(
+            id,
+            |conn, reply| ShardMessage::Describe { conn, reply },
+            (remote, move |answer: Answer| answer.described(id)),
+        )
+        .ok()
     }
 
-    /// The open connections of `user`, on all shards, sorted.
+    /// The open connections of `user`, on all shards (and, in a cluster, on every node
+    /// that answers within a few seconds), sorted.
     pub fn user_connections(&self, user: &str) -> Vec<ConnectionId> {
-        operations::user_connections(&self.shared, user)
+        let shared = &*self.shared;
+        let here = shared.registry.user_connections(user);
+        let command = Command::UserConnections {
+            user: user.to_owned(),
+        };
+        sorted(here, self.gather(command))
     }
 
-    /// Open WebSocket connections.
+    /// Open WebSocket connections, in the whole cluster.
     pub fn connection_count(&self) -> usize {
-        self.shared.admission.open()
+        let shared = &*self.shared;
+        let elsewhere = shared
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.view().connection_count());
+        shared.admission.open() + elsewhere
     }
 
-    /// Distinct users with at least one open connection.
+    /// Distinct users with at least one open connection, in the whole cluster.
     pub fn user_count(&self) -> usize {
-        self.shared.registry.user_count()
+        let shared = &*self.shared;
+        match &shared.cluster {
+            None => shared.registry.user_count(),
+            Some(cluster) => {
+                let mut users = cluster.view().users();
+                users.extend(shared.registry.users().into_iter().map(|(user, _)| user));
+                users.len()
+            }
+        }
+    }
+
+    /// This node's part of what every other node answers to `command` within a few
+    /// seconds (nothing outside a cluster).
+    fn gather(&self, command: Command) -> Vec<Vec<ConnectionId>> {
+        let Some(cluster) = &self.shared.cluster else {
+            return Vec::new();
+        };
+        cluster
+            .gather(command, Answer::connections)
+            .recv_timeout(REPLY_TIMEOUT)
+            .unwrap_or_default()
     }
 
     /// Creates room `name` (persistent: it stays when empty). `Ok(false)` if it existed;
@@ -162,12 +228,12 @@ impl Hub {
         if !is_valid_room_name(name) {
             return Err(HubError::InvalidRoomName);
         }
-        Ok(self.shared.registry.create_room(name))
+        Ok(operations::create_room(&self.shared, name))
     }
 
     /// Room `name`, if it exists.
     pub fn room(&self, name: &str) -> Option<RoomInfo> {
-        self.shared.registry.room(name).map(|r| RoomInfo::of(&r))
+        RoomInfo::named(&self.shared, name)
     }
 
     /// Removes room `name`; its members get `left` with count 0. False if there was none.
@@ -178,7 +244,7 @@ impl Hub {
 
     /// Every room, by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
-        RoomInfo::all(&self.shared.registry)
+        RoomInfo::all(&self.shared)
     }
 
     /// Number of rooms.
@@ -191,30 +257,59 @@ impl Hub {
     /// shard, so it cannot be called from a shard thread.
     pub fn join_room(&self, id: ConnectionId, room: &str) -> Result<usize, HubError> {
         let room = checked_room_name(room)?;
-        self.ask(id, |conn, reply| ShardMessage::Join { conn, room, reply })
+        let remote = Command::Join {
+            conn: id.to_bits(),
+            room: room.clone(),
+        };
+        self.ask(
+            id,
+            |conn, reply| ShardMessage::Join { conn, room, reply },
+            (remote, Answer::count),
+        )
     }
 
     /// Makes connection `id` leave `room` as if it had sent `leave_room`. Returns the
     /// room's count after.
     pub fn leave_room(&self, id: ConnectionId, room: &str) -> Result<usize, HubError> {
         let room = checked_room_name(room)?;
-        self.ask(id, |conn, reply| ShardMessage::Leave { conn, room, reply })
+        let remote = Command::Leave {
+            conn: id.to_bits(),
+            room: room.clone(),
+        };
+        self.ask(
+            id,
+            |conn, reply| ShardMessage::Leave { conn, room, reply },
+            (remote, Answer::count),
+        )
     }
 
-    /// Sends a command to the shard that owns `id` and waits for its answer.
-    fn ask<T>(
+    /// Sends a command to the shard that owns `id` (`local`), or in a cluster to the node
+    /// that owns it (`remote`: the command, and how its answer reads), and waits for the
+    /// answer.
+    fn ask<T: Send + 'static>(
         &self,
         id: ConnectionId,
-        command: impl FnOnce(ConnectionId, Reply<T>) -> ShardMessage,
+        local: impl FnOnce(ConnectionId, Reply<T>) -> ShardMessage,
+        remote: (Command, impl FnOnce(Answer) -> Option<T> + Send + 'static),
     ) -> Result<T, HubError> {
         if on_shard_thread() {
             return Err(HubError::OnShardThread);
         }
-        if id.shard() >= self.shard_count() {
-            return Err(HubError::UnknownConnection(id));
-        }
-        let (reply, answer) = oneshot::channel();
-        self.shared.post(id.shard(), command(id, reply))?;
+        let shared = &*self.shared;
+        let answer = match &shared.cluster {
+            Some(cluster) if id.node() != cluster.tag => {
+                let (command, convert) = remote;
+                cluster.ask(id.node(), command, convert)
+            }
+            _ if id.node() != shared.node_tag() || id.shard() >= self.shard_count() => {
+                return Err(HubError::UnknownConnection(id));
+            }
+            _ => {
+                let (reply, answer) = oneshot::channel();
+                shared.post(id.shard(), local(id, reply))?;
+                answer
+            }
+        };
         let answered = answer
             .recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| HubError::Overloaded)?;
@@ -223,15 +318,21 @@ impl Hub {
 
     /// True if connection `id` is in room `room`.
     pub fn room_has_member(&self, room: &str, id: ConnectionId) -> bool {
-        self.shared
-            .registry
-            .room(room)
-            .is_some_and(|r| r.has_member(id))
+        let shared = &*self.shared;
+        match &shared.cluster {
+            Some(cluster) if id.node() != cluster.tag => cluster.is_remote_member(room, id),
+            _ => shared.registry.room(room).is_some_and(|r| r.has_member(id)),
+        }
     }
 
-    /// The connections in room `room`, sorted.
+    /// The connections in room `room` (in a cluster, on every node that answers within a
+    /// few seconds), sorted.
     pub fn room_members(&self, room: &str) -> Vec<ConnectionId> {
-        operations::room_members(&self.shared, room).map_or_else(Vec::new, |(_, members)| members)
+        let here = operations::local_room_members(&self.shared, room);
+        let command = Command::RoomMembers {
+            room: room.to_owned(),
+        };
+        sorted(here, self.gather(command))
     }
 
     /// Sends `text` (normally JSON) to every connection. Returns the number of open
@@ -386,7 +487,9 @@ impl Hub {
 
     /// Sends `text` to one connection. A connection that has closed meanwhile drops it.
     pub fn send_to_connection(&self, id: ConnectionId, text: &str) -> Result<(), HubError> {
-        if id.shard() >= self.shard_count() {
+        let shared = &*self.shared;
+        let elsewhere = shared.cluster.as_ref().is_some_and(|c| id.node() != c.tag);
+        if !elsewhere && (id.node() != shared.node_tag() || id.shard() >= self.shard_count()) {
             return Err(HubError::UnknownConnection(id));
         }
         let frame = encode::text_frame(text);
@@ -417,12 +520,27 @@ impl Hub {
         for thread in threads {
             let _ = thread.join();
         }
+        // After the shards, whose connections' closes the other nodes have heard by now.
+        let bridge = self.bridge.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (Some(cluster), Some(bridge)) = (&self.shared.cluster, bridge) {
+            let (done, said) = std::sync::mpsc::channel();
+            cluster.send(Outbound::Goodbye(done));
+            let _ = said.recv_timeout(std::time::Duration::from_secs(3));
+            let _ = bridge.join();
+        }
     }
 
     /// True once [`Hub::close`] has been called.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::SeqCst)
     }
+}
+
+/// This node's connections and the other nodes', together and sorted.
+fn sorted(mut here: Vec<ConnectionId>, elsewhere: Vec<Vec<ConnectionId>>) -> Vec<ConnectionId> {
+    here.extend(elsewhere.into_iter().flatten());
+    here.sort();
+    here
 }
 
 fn checked_room_name(room: &str) -> Result<String, HubError> {

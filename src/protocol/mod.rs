@@ -10,7 +10,7 @@ pub use client::{parse_client_message, ClientMessage, Recover};
 pub use server::{PresenceStatus, ServerMessage};
 
 /// The `code` of an `error` message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Not JSON, or not an object with a string `type`.

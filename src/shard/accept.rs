@@ -64,7 +64,7 @@ pub(crate) fn adopt(cx: &mut Ctx, stream: TcpStream, remote: SocketAddr) {
     let state = &mut *cx.state;
     let seq = state.next_seq;
     state.next_seq += 1;
-    let id = ConnectionId::new(shard.index, seq);
+    let id = ConnectionId::on_node(shard.hub.node_tag(), shard.index, seq);
     let deadline = now + config.handshake_timeout;
     let conn = Connection::new(id, stream, remote, now, deadline);
     let stream = conn.stream.clone();

@@ -23,6 +23,7 @@ use super::respond::{refuse, respond};
 use super::sequence::publish_to_room;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
+use crate::cluster::command::{Answer, Command};
 use crate::http::RequestHead;
 use crate::ids::ConnectionId;
 
@@ -65,16 +66,16 @@ fn serve_route(
             }
             json!({ "queued": audience.map_or(0, |a| a.count) })
         }
-        Route::ListRooms => json!({ "rooms": RoomInfo::all(&hub.registry) }),
+        Route::ListRooms => json!({ "rooms": RoomInfo::all(hub) }),
         Route::CreateRoom { room } => {
-            let created = hub.registry.create_room(&room);
-            let info = hub.registry.room(&room).map(|r| RoomInfo::of(&r));
+            let created = operations::create_room(hub, &room);
+            let info = hub.registry.room(&room).map(|r| RoomInfo::of(hub, &r));
             let status = if created { 201 } else { 200 };
             return Ok(Some((status, json!({ "room": info, "created": created }))));
         }
         Route::RemoveRoom { room } => {
-            let room = operations::remove_room(cx, hub, &room).map_err(|_| room_not_found())?;
-            json!({ "removed": room.name.as_ref() })
+            operations::remove_room(cx, hub, &room).map_err(|_| room_not_found())?;
+            json!({ "removed": room })
         }
         Route::RoomPublish { room } => {
             let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
@@ -117,23 +118,45 @@ fn serve_route(
             return Ok(None);
         }
         Route::RoomMembers { room } => {
-            let (room, members) =
-                operations::room_members(hub, &room).ok_or_else(room_not_found)?;
-            json!({ "room": room.name.as_ref(), "members": members })
+            if hub.registry.room(&room).is_none() && hub.room_count(&room, 0) == 0 {
+                return Err(room_not_found());
+            }
+            let here = operations::local_room_members(hub, &room);
+            let command = Command::RoomMembers { room: room.clone() };
+            list_and_answer(
+                cx,
+                key,
+                here,
+                command,
+                move |members| json!({ "room": room, "members": members }),
+            );
+            return Ok(None);
         }
         Route::UserConnections { user } => {
-            let connections = operations::user_connections(hub, &user);
-            json!({ "user_id": user, "connections": connections })
+            let here = hub.registry.user_connections(&user);
+            let command = Command::UserConnections { user: user.clone() };
+            list_and_answer(
+                cx,
+                key,
+                here,
+                command,
+                move |connections| json!({ "user_id": user, "connections": connections }),
+            );
+            return Ok(None);
         }
         Route::DisconnectUser { user, close } => {
             // The registry still lists connections that are closing; only the shards
             // know which of them this call closes, so the answer waits for theirs.
-            let ids = hub.registry.user_connections(&user);
+            let mut ids = hub.registry.user_connections(&user);
+            if let Some(cluster) = &hub.cluster {
+                ids.extend(cluster.view().connections_of(&user));
+            }
             disconnect_and_answer(cx, key, &ids, &close, Disconnecting::User);
             return Ok(None);
         }
         Route::DisconnectConnection { id, close } => {
-            if id.shard() >= hub.config.shards {
+            let elsewhere = hub.cluster.as_ref().is_some_and(|c| id.node() != c.tag);
+            if !elsewhere && (id.node() != hub.node_tag() || id.shard() >= hub.config.shards) {
                 return Err(connection_not_found(id));
             }
             disconnect_and_answer(cx, key, &[id], &close, Disconnecting::One(id));
@@ -151,9 +174,18 @@ fn disconnect_and_answer(
     close: &CloseRequest,
     what: Disconnecting,
 ) {
+    let hub = cx.hub();
     let answers = ids
         .iter()
         .map(|&id| {
+            if let Some(cluster) = hub.cluster.as_ref().filter(|c| id.node() != c.tag) {
+                let command = Command::Disconnect {
+                    conn: id.to_bits(),
+                    code: close.code,
+                    reason: close.reason.clone(),
+                };
+                return cluster.ask(id.node(), command, Answer::done);
+            }
             let (reply, answer) = oneshot::channel();
             let msg = ShardMessage::Disconnect {
                 conn: id,
@@ -174,6 +206,37 @@ fn disconnect_and_answer(
         what,
         answers,
     ));
+}
+
+/// Answers the call `key` with `render`'s body of the connections `here` and, in a
+/// cluster, those every other node lists for `command` within the timeout, sorted.
+fn list_and_answer(
+    cx: &mut Ctx,
+    key: usize,
+    mut here: Vec<ConnectionId>,
+    command: Command,
+    render: impl FnOnce(Vec<ConnectionId>) -> Value + 'static,
+) {
+    let Some(cluster) = &cx.hub().cluster else {
+        here.sort();
+        let body = render(here).to_string();
+        return respond(cx, key, 200, "application/json", &body);
+    };
+    let gathered = cluster.gather(command, Answer::connections);
+    let (shard, stream) = (cx.shard.clone(), await_answer(cx, key));
+    monoio::spawn(async move {
+        let elsewhere = monoio::time::timeout(REPLY_TIMEOUT, gathered.into_future()).await;
+        here.extend(
+            elsewhere
+                .ok()
+                .and_then(Result::ok)
+                .into_iter()
+                .flatten()
+                .flatten(),
+        );
+        here.sort();
+        respond_later(&shard, key, &stream, 200, &render(here).to_string());
+    });
 }
 
 /// Answers the call `key` with `render`'s body once another shard's `answer` comes: at

@@ -55,6 +55,12 @@ impl<'a> Ctx<'a> {
         let _ = publish::publish(self, hub, target, frame);
     }
 
+    /// Delivers a notice this node made for its own clients (see [`publish::notify`]).
+    pub fn notify(&mut self, target: Target, frame: Bytes) {
+        let hub = self.hub();
+        let _ = publish::notify(self, hub, target, frame);
+    }
+
     /// Lists connection `key` for the next flush pass, and makes sure the pass runs.
     pub fn mark_dirty(&mut self, key: usize) {
         self.state.list_dirty(key);

@@ -21,6 +21,18 @@ use crate::config::SendQueueLimits;
 use crate::stats;
 use crate::ws::encode;
 
+/// The slab key of connection `id` (the whole id, see `ShardState::key_of`).
+fn key_of(
+    by_seq: &std::collections::HashMap<u64, usize>,
+    conns: &slab::Slab<Box<Connection>>,
+    id: crate::ids::ConnectionId,
+) -> Option<usize> {
+    by_seq
+        .get(&id.seq())
+        .copied()
+        .filter(|&key| conns[key].id == id)
+}
+
 /// Queues a frame for one connection of this shard (a reply, not a broadcast).
 pub(crate) fn send_to(cx: &mut Ctx, key: usize, frame: Bytes) {
     let target = Target::Connection(cx.state.conns[key].id);
@@ -49,7 +61,7 @@ pub(crate) fn deliver_local(
         marked: None,
         close_deadline: Instant::now() + config.write_timeout,
     };
-    let conns = &mut state.conns;
+    let (conns, by_seq) = (&mut state.conns, &state.by_seq);
     match target {
         Target::All { except } => {
             for (key, conn) in conns.iter_mut() {
@@ -92,15 +104,15 @@ pub(crate) fn deliver_local(
                 }
             }
         }
-        Target::Connections(ids) => {
-            for id in ids.iter().filter(|id| id.shard() == cx.shard.index) {
-                if let Some(&key) = state.by_seq.get(&id.seq()) {
+        Target::User { connections, .. } => {
+            for id in connections.iter().filter(|id| id.shard() == cx.shard.index) {
+                if let Some(key) = key_of(by_seq, conns, *id) {
                     fanout.offer(key, &mut conns[key]);
                 }
             }
         }
         Target::Connection(id) => {
-            if let Some(key) = state.by_seq.get(&id.seq()).copied() {
+            if let Some(key) = key_of(by_seq, conns, *id) {
                 fanout.offer(key, &mut conns[key]);
             }
         }

@@ -160,7 +160,12 @@ fn on_request(cx: &mut Ctx, key: usize, request: RequestHead, body: &[u8], rest:
             &ApiError::new(405, "method_not_allowed", "method not allowed"),
         );
     } else if path == "/health" {
-        respond(cx, key, 200, "application/json", r#"{"status":"ok"}"#);
+        // Still 200 without the cluster: the node serves its own clients.
+        let body = match cx.hub().is_degraded() {
+            true => r#"{"status":"degraded"}"#,
+            false => r#"{"status":"ok"}"#,
+        };
+        respond(cx, key, 200, "application/json", body);
     } else if path == "/stats" {
         let stats = serde_json::to_string(&cx.hub().stats()).expect("stats serialize");
         respond(cx, key, 200, "application/json", &stats);
@@ -194,10 +199,14 @@ fn on_upgrade(cx: &mut Ctx, key: usize, request: RequestHead, rest: [&mut [u8]; 
         return refuse(cx, key, &refusal.into());
     }
     let per_user = cx.config().limits.connections_per_user;
-    let Ok(first) = cx.hub().registry.add_connection(id, &user, per_user) else {
+    let hub = cx.hub();
+    let (added, elsewhere) =
+        hub.with_remote_connections(&user, || hub.registry.add_connection(id, &user, per_user));
+    let Ok(first_here) = added else {
         cx.hub().admission.release(ip);
         return refuse(cx, key, &Refusal::TooManyForUser.into());
     };
+    let first = first_here && elsewhere == 0;
     cx.counters().count_response(101);
     let subprotocol = http::choose_subprotocol(&request, &cx.config().subprotocols);
     cx.state.conns[key]

@@ -172,7 +172,7 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
             // described too: the hub's counts and its answers agree.
             let state = &cx.state;
             let described = state
-                .key_of(id.seq())
+                .key_of(id)
                 .map(|key| &state.conns[key])
                 .and_then(|conn| {
                     Some(ConnectionInfo {
@@ -195,7 +195,7 @@ fn on_open_connection<T>(
     conn: crate::ids::ConnectionId,
     f: impl FnOnce(&mut Ctx, usize) -> Result<T, EngineError>,
 ) -> Result<T, EngineError> {
-    match cx.state.key_of(conn.seq()) {
+    match cx.state.key_of(conn) {
         Some(key) if cx.state.conns[key].is_open() => f(cx, key),
         _ => Err(EngineError::UnknownConnection(conn)),
     }

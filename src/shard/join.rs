@@ -13,6 +13,7 @@ use super::membership::{JoinRefused, Joined};
 use super::message::{HeldJoin, ShardMessage, Target};
 use super::publish::Post;
 use super::streams::JoinPoint;
+use crate::cluster::LocalEvent;
 use crate::protocol::{ErrorCode, ProtocolError, Recover, ServerMessage};
 use crate::room::Room;
 use crate::stats::RecoveryOutcome;
@@ -46,7 +47,7 @@ pub(crate) fn join_room(
     );
     let Joined {
         room,
-        count,
+        count: here,
         new,
         held,
     } = joined.map_err(|refused| match refused {
@@ -56,6 +57,14 @@ pub(crate) fn join_room(
         },
         JoinRefused::NoSuchRoom => ProtocolError::room_not_found(),
     })?;
+    if new && cx.state.opening != Some(key) {
+        cx.hub().announce(|| LocalEvent::Joined {
+            conn: id,
+            user: user.clone(),
+            room: room.name.clone(),
+        });
+    }
+    let count = cx.hub().room_count(name, here);
     if !new {
         // Already a member, and receiving the room live: nothing to place or replay.
         let recovered = recover.as_ref().map(|_| false);
@@ -93,7 +102,7 @@ pub(crate) fn join_room(
             count,
         });
         let except = Some(id);
-        cx.publish(Target::Room { room, except }, notice);
+        cx.notify(Target::Room { room, except }, notice);
     }
     Ok(count)
 }
@@ -102,8 +111,7 @@ pub(crate) fn join_room(
 /// gets `joined` and what it missed, then the room live. A join its connection has left
 /// meanwhile (or made again) is dropped.
 pub(super) fn join_placed(cx: &mut Ctx, room: Arc<Room>, join: HeldJoin, point: JoinPoint) {
-    let here =
-        cx.state.key_of(join.conn.seq()) == Some(join.key) && cx.state.conns[join.key].is_open();
+    let here = cx.state.key_of(join.conn) == Some(join.key) && cx.state.conns[join.key].is_open();
     if !here || !cx.state.membership.release(join.key, &room, join.ticket) {
         return;
     }
@@ -158,24 +166,30 @@ fn send_joined(
 /// (`user_left`). Returns the room's count after.
 pub(crate) fn leave_room(cx: &mut Ctx, key: usize, name: &str) -> Result<usize, ProtocolError> {
     let id = cx.state.conns[key].id;
-    let Some((room, count)) = cx.state.membership.leave(&cx.hub().registry, key, id, name) else {
+    let Some((room, here)) = cx.state.membership.leave(&cx.hub().registry, key, id, name) else {
         return Err(why_not_member(cx, name));
     };
-    notify_left(cx, key, &room, count);
+    cx.hub().announce(|| LocalEvent::Left {
+        conn: id,
+        room: room.name.clone(),
+    });
+    notify_left(cx, key, &room, here);
+    let count = cx.hub().room_count(name, here);
     let left = encode::json_frame(&ServerMessage::Left { room: name, count });
     send_to(cx, key, left);
     Ok(count)
 }
 
-/// Sends `user_left` to the members that remain in `room` after connection `key` left
-/// it, `count` of them.
-pub(crate) fn notify_left(cx: &mut Ctx, key: usize, room: &Arc<Room>, count: usize) {
+/// Sends `user_left` to the members on this node that remain in `room` after connection
+/// `key` left it, `here` of them, with the count of the cluster.
+pub(crate) fn notify_left(cx: &mut Ctx, key: usize, room: &Arc<Room>, here: usize) {
     let conn = &cx.state.conns[key];
     let (id, user) = (
         conn.id,
         conn.user.clone().expect("open connections have a user"),
     );
-    if cx.config().rooms.notify_join_leave && count > 0 && !cx.shard.is_stopping() {
+    if cx.config().rooms.notify_join_leave && here > 0 && !cx.shard.is_stopping() {
+        let count = cx.hub().room_count(&room.name, here);
         let notice = cx.hub().encode(&ServerMessage::UserLeft {
             room: &room.name,
             user_id: &user,
@@ -185,7 +199,7 @@ pub(crate) fn notify_left(cx: &mut Ctx, key: usize, room: &Arc<Room>, count: usi
             room: room.clone(),
             except: Some(id),
         };
-        cx.publish(target, notice);
+        cx.notify(target, notice);
     }
 }
 

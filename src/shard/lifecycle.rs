@@ -12,6 +12,7 @@ use super::join::{join_room, notify_left};
 use super::message::Target;
 use super::ratelimit::TokenBucket;
 use super::Shard;
+use crate::cluster::LocalEvent;
 use crate::config::PresenceScope;
 use crate::ids::ConnectionId;
 use crate::protocol::{unix_time, PresenceStatus, ServerMessage};
@@ -40,13 +41,21 @@ pub(crate) fn open(cx: &mut Ctx, key: usize, user: Arc<str>, first: bool) {
     cx.mark_dirty(key);
     crate::stats::add(&cx.counters().connections, 1);
     tracing::debug!(conn = %id, user = %user, %remote, "connection opened");
+    // The other nodes hear of the connection once, with the rooms it joined on the way in.
+    cx.state.opening = Some(key);
     for room in &cx.config().rooms.autojoin {
         if let Err(e) = join_room(cx, key, room, None) {
             send_error(cx, key, e.code, &e.text);
         }
     }
+    cx.state.opening = None;
+    let rooms: Arc<[Arc<Room>]> = cx.state.membership.rooms_of(key).into();
+    cx.hub().announce(|| LocalEvent::Opened {
+        conn: id,
+        user: user.clone(),
+        rooms: rooms.iter().map(|r| r.name.clone()).collect(),
+    });
     if first {
-        let rooms: Arc<[Arc<Room>]> = cx.state.membership.rooms_of(key).into();
         announce_presence(cx, id, &user, PresenceStatus::Online, rooms);
     }
 }
@@ -70,7 +79,7 @@ fn announce_presence(
         status,
         time: unix_time(),
     });
-    cx.publish(target, frame);
+    cx.notify(target, frame);
 }
 
 /// Removes the connection at `key` for good: out of its rooms (telling the members),
@@ -92,7 +101,14 @@ fn finish_in(cx: &mut Ctx, key: usize) {
     let Some(user) = conn.user else {
         return;
     };
-    let last = cx.hub().registry.remove_connection(conn.id, &user);
+    let hub = cx.hub();
+    let (last_here, elsewhere) =
+        hub.with_remote_connections(&user, || hub.registry.remove_connection(conn.id, &user));
+    let last = last_here && elsewhere == 0;
+    hub.announce(|| LocalEvent::Closed {
+        conn: conn.id,
+        rooms: rooms.iter().map(|r| r.name.clone()).collect(),
+    });
     cx.hub().admission.release(conn.remote.ip());
     let counters = cx.counters();
     counters
@@ -111,6 +127,13 @@ fn finish_in(cx: &mut Ctx, key: usize) {
 pub(crate) fn forget_room(cx: &mut Ctx, room: &Arc<Room>) {
     cx.state.streams.end(room);
     let members = cx.state.membership.forget_room(room);
+    for &key in &members {
+        let conn = cx.state.conns[key].id;
+        cx.hub().announce(|| LocalEvent::Left {
+            conn,
+            room: room.name.clone(),
+        });
+    }
     if members.is_empty() {
         return;
     }

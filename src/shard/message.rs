@@ -28,9 +28,13 @@ pub(crate) enum Target {
         rooms: Arc<[Arc<Room>]>,
         except: Option<ConnectionId>,
     },
-    /// These connections: a user's, looked up once when it was published, so no shard
-    /// looks the user up again.
-    Connections(Arc<[ConnectionId]>),
+    /// Every connection of a user: those of this node, looked up once when it was
+    /// published so that no shard looks the user up again, and in a cluster those of the
+    /// other nodes that hold the user's connections.
+    User {
+        user: Arc<str>,
+        connections: Arc<[ConnectionId]>,
+    },
     /// One connection.
     Connection(ConnectionId),
 }
@@ -48,8 +52,9 @@ impl Target {
                 shards.dedup();
                 shards
             }
-            Target::Connections(ids) => {
-                let mut shards: SmallVec<[usize; 8]> = ids.iter().map(|c| c.shard()).collect();
+            Target::User { connections, .. } => {
+                let mut shards: SmallVec<[usize; 8]> =
+                    connections.iter().map(|c| c.shard()).collect();
                 shards.sort_unstable();
                 shards.dedup();
                 shards

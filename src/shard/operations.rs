@@ -9,6 +9,7 @@ use super::error::EngineError;
 use super::message::{ShardMessage, Target};
 use super::publish::Post;
 use super::shared::HubShared;
+use crate::cluster::command::{Answer, Command};
 use crate::ids::ConnectionId;
 use crate::protocol::ProtocolError;
 use crate::room::Room;
@@ -22,9 +23,13 @@ pub(crate) struct Audience {
     pub count: usize,
 }
 
-/// Every connection but `except`.
+/// Every connection of the cluster but `except`.
 pub(crate) fn everyone(hub: &HubShared, except: Option<ConnectionId>) -> Audience {
-    let open = hub.admission.open();
+    let elsewhere = hub
+        .cluster
+        .as_ref()
+        .map_or(0, |c| c.view().connection_count());
+    let open = hub.admission.open() + elsewhere;
     Audience {
         target: Target::All { except },
         count: if except.is_some() {
@@ -35,38 +40,84 @@ pub(crate) fn everyone(hub: &HubShared, except: Option<ConnectionId>) -> Audienc
     }
 }
 
-/// The members of room `name` but `except`.
+/// The members of room `name` in the cluster but `except`.
 pub(crate) fn room(
     hub: &HubShared,
     name: &str,
     except: Option<ConnectionId>,
 ) -> Result<Audience, EngineError> {
-    let room = hub
-        .registry
-        .room(name)
-        .ok_or_else(ProtocolError::room_not_found)?;
-    // Counted before publishing, under the room's lock, so a leave meanwhile cannot
-    // make it wrong.
-    let count = room.recipients(except);
+    let (room, here) = match hub.registry.room(name) {
+        // Counted before publishing, under the room's lock, so a leave meanwhile cannot
+        // make it wrong.
+        Some(room) => {
+            let here = room.recipients(except);
+            (room, here)
+        }
+        None if hub.room_count(name, 0) > 0 => (hub.registry.stand_in(name), 0),
+        None => return Err(ProtocolError::room_not_found().into()),
+    };
+    let skipped_elsewhere = except.is_some_and(|id| {
+        hub.cluster
+            .as_ref()
+            .is_some_and(|c| c.is_remote_member(name, id))
+    });
+    let elsewhere = hub.room_count(name, 0) - usize::from(skipped_elsewhere);
     Ok(Audience {
         target: Target::Room { room, except },
-        count,
+        count: here + elsewhere,
     })
 }
 
-/// Every connection of `user`, looked up once here so no shard looks the user up again;
-/// `None` when the user has none.
+/// Every connection of `user` in the cluster, this node's looked up once here so no shard
+/// looks the user up again; `None` when the user has none.
 pub(crate) fn user(hub: &HubShared, user: &str) -> Option<Audience> {
-    let ids = hub.registry.user_connections(user);
-    let count = ids.len();
+    let (ids, elsewhere) =
+        hub.with_remote_connections(user, || hub.registry.user_connections(user));
+    let count = ids.len() + elsewhere;
     (count > 0).then(|| Audience {
-        target: Target::Connections(ids.into()),
+        target: Target::User {
+            user: user.into(),
+            connections: ids.into(),
+        },
         count,
     })
 }
 
-/// Removes room `name`; every shard forgets it and tells its members `left`.
+/// Removes room `name` from the cluster: here, where every shard forgets it and tells
+/// its members `left`, and on every other node. Refused when no node has the room.
 pub(crate) fn remove_room(
+    via: &mut impl Post,
+    hub: &HubShared,
+    name: &str,
+) -> Result<(), EngineError> {
+    let elsewhere = hub.room_count(name, 0) > 0;
+    if let Some(cluster) = &hub.cluster {
+        let command = Command::RemoveRoom {
+            room: name.to_owned(),
+        };
+        let _ = cluster.gather(command, Answer::done);
+    }
+    match remove_room_here(via, hub, name) {
+        Err(_) if elsewhere => Ok(()),
+        removed => removed.map(drop),
+    }
+}
+
+/// Creates room `name` (persistent) in the cluster: here and on every other node. True
+/// if it did not exist here.
+pub(crate) fn create_room(hub: &HubShared, name: &str) -> bool {
+    if let Some(cluster) = &hub.cluster {
+        let command = Command::CreateRoom {
+            room: name.to_owned(),
+        };
+        let _ = cluster.gather(command, Answer::done);
+    }
+    hub.registry.create_room(name)
+}
+
+/// Removes room `name` from this node: every shard forgets it and tells its members
+/// `left`.
+pub(crate) fn remove_room_here(
     via: &mut impl Post,
     hub: &HubShared,
     name: &str,
@@ -83,17 +134,10 @@ pub(crate) fn remove_room(
     Ok(room)
 }
 
-/// The connections in room `name`, sorted.
-pub(crate) fn room_members(hub: &HubShared, name: &str) -> Option<(Arc<Room>, Vec<ConnectionId>)> {
-    let room = hub.registry.room(name)?;
-    let mut members = room.members();
-    members.sort();
-    Some((room, members))
-}
-
-/// The open connections of `user`, sorted.
-pub(crate) fn user_connections(hub: &HubShared, user: &str) -> Vec<ConnectionId> {
-    let mut ids = hub.registry.user_connections(user);
-    ids.sort();
-    ids
+/// This node's connections in room `name`.
+pub(crate) fn local_room_members(hub: &HubShared, name: &str) -> Vec<ConnectionId> {
+    hub.registry
+        .room(name)
+        .map(|r| r.members())
+        .unwrap_or_default()
 }

@@ -6,6 +6,11 @@
 //! itself in place and never blocks on another shard: a full inbox holds the message
 //! back, in order, and the shard stops reading its clients until it is through. Another
 //! thread waits while an inbox is full, up to the write timeout.
+//!
+//! In a cluster a publication also goes to the other nodes ([`crate::cluster`]), once
+//! per node; a notice made from a node's own view of the cluster (`user_joined`,
+//! `user_left`, `presence`) stays on the node, through [`notify`], since every node makes
+//! its own for its clients.
 
 use std::sync::Arc;
 
@@ -22,9 +27,23 @@ pub(crate) trait Post {
     fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError>;
 }
 
-/// Delivers `frame` to every recipient of `target` on every shard: one handle to the
-/// same bytes for each shard with recipients.
+/// Delivers `frame` to every recipient of `target` on every shard, and of every node:
+/// one handle to the same bytes for each shard with recipients.
 pub(crate) fn publish(
+    via: &mut impl Post,
+    hub: &HubShared,
+    target: Target,
+    frame: Bytes,
+) -> Result<(), EngineError> {
+    if let Some(cluster) = &hub.cluster {
+        cluster.forward(&target, &frame, FrameKind::Notice);
+    }
+    deliver(via, hub, target, frame, FrameKind::Notice)
+}
+
+/// Delivers `frame`, a notice this node made for its own clients, to the recipients of
+/// `target` on this node's shards only.
+pub(crate) fn notify(
     via: &mut impl Post,
     hub: &HubShared,
     target: Target,
@@ -42,10 +61,15 @@ pub(crate) fn publish_positioned(
     frame: Bytes,
 ) -> Result<(), EngineError> {
     let target = Target::Room { room, except: None };
+    if let Some(cluster) = &hub.cluster {
+        cluster.forward(&target, &frame, FrameKind::Positioned);
+    }
     deliver(via, hub, target, frame, FrameKind::Positioned)
 }
 
-fn deliver(
+/// Delivers `frame` to the recipients of `target` on this node's shards. A connection of
+/// another node has none here.
+pub(crate) fn deliver(
     via: &mut impl Post,
     hub: &HubShared,
     target: Target,
@@ -53,6 +77,11 @@ fn deliver(
     kind: FrameKind,
 ) -> Result<(), EngineError> {
     let published_us = hub.now_us();
+    if let Target::Connection(id) = &target {
+        if id.node() != hub.node_tag() {
+            return Ok(());
+        }
+    }
     for shard in target.shards(hub.config.shards) {
         let msg = ShardMessage::Deliver {
             target: target.clone(),
@@ -71,5 +100,24 @@ pub(crate) struct FromThread<'a>(pub &'a HubShared);
 impl Post for FromThread<'_> {
     fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {
         self.0.post(shard, msg)
+    }
+}
+
+/// Posting from the cluster's bridge: it never waits for a shard. A full inbox drops the
+/// message, counted as dropped on the way in.
+pub(crate) struct WithoutWaiting<'a>(pub &'a HubShared);
+
+impl Post for WithoutWaiting<'_> {
+    fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {
+        let posted = self.0.mailboxes[shard].try_post(msg);
+        if posted.is_err() {
+            if let Some(cluster) = &self.0.cluster {
+                cluster
+                    .counters
+                    .dropped_in
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        posted.map_err(|_| EngineError::Overloaded)
     }
 }

@@ -17,6 +17,7 @@ use super::thread::on_shard_thread;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::checked_config::HandshakeGuards;
+use crate::cluster::Cluster;
 use crate::config::HubConfig;
 use crate::forwarded::TrustedProxies;
 use crate::origin::OriginPolicy;
@@ -43,6 +44,8 @@ pub(crate) struct HubShared {
     pub next_adopter: AtomicUsize,
     /// Zero of the hub-wide microsecond clock ([`HubShared::now_us`]).
     pub epoch: std::time::Instant,
+    /// This node's part in a cluster (`cluster.nats_url`).
+    pub cluster: Option<Cluster>,
 }
 
 impl HubShared {
@@ -52,6 +55,7 @@ impl HubShared {
     pub fn new(
         config: HubConfig,
         guards: HandshakeGuards,
+        cluster: Option<Cluster>,
     ) -> (HubShared, Vec<Receiver<ShardMessage>>) {
         let shards = config.shards;
         let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| Mailbox::new()).unzip();
@@ -77,6 +81,7 @@ impl HubShared {
             closed: AtomicBool::new(false),
             next_adopter: AtomicUsize::new(0),
             epoch: std::time::Instant::now(),
+            cluster,
         };
         (shared, inboxes)
     }
@@ -88,14 +93,58 @@ impl HubShared {
         encode::json_frame(message)
     }
 
+    /// This node's tag in the cluster, the first part of its connection ids; 0 for a
+    /// hub that is no cluster's node.
+    pub fn node_tag(&self) -> u16 {
+        self.cluster.as_ref().map_or(0, |c| c.tag)
+    }
+
+    /// Members of `room` in the whole cluster: `here` on this node, and the others'.
+    pub fn room_count(&self, room: &str, here: usize) -> usize {
+        here + self
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.remote_room_count(room))
+    }
+
+    /// Runs `step`, a change to `user`'s connections on this node, so that no change to
+    /// the view of the other nodes comes between it and the count it returns beside:
+    /// `user`'s connections on the other nodes. A user's presence is decided on the sum,
+    /// here and on the bridge, in one order.
+    pub fn with_remote_connections<R>(&self, user: &str, step: impl FnOnce() -> R) -> (R, usize) {
+        match &self.cluster {
+            None => (step(), 0),
+            Some(cluster) => {
+                let view = cluster.view();
+                (step(), view.user_count(user))
+            }
+        }
+    }
+
+    /// Tells the other nodes what happened to a connection of this node.
+    pub fn announce(&self, event: impl FnOnce() -> crate::cluster::LocalEvent) {
+        if let Some(cluster) = &self.cluster {
+            cluster.announce(event());
+        }
+    }
+
     /// A snapshot of every counter.
     pub fn stats(&self) -> HubStats {
-        HubStats::collect(
+        let mut stats = HubStats::collect(
             &self.counters,
             self.admission.open() as u64,
             self.registry.user_count() as u64,
             self.registry.room_count() as u64,
-        )
+        );
+        stats.cluster = self.cluster.as_ref().map(|c| c.stats(self));
+        stats
+    }
+
+    /// True while the node runs without the rest of its cluster (NATS unreachable).
+    pub fn is_degraded(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.link() != crate::cluster::LinkState::Connected)
     }
 
     /// Encodes `text` (JSON from a backend) to be fanned out. Counted like [`Self::encode`].

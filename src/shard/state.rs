@@ -1,13 +1,15 @@
 //! Everything a shard owns: its connections, who is in which room, the streams of the
 //! rooms it is home to, what waits to be written.
 
-use slab::Slab;
 use std::collections::{HashMap, VecDeque};
+
+use slab::Slab;
 
 use super::connection::Connection;
 use super::membership::Membership;
 use super::message::ShardMessage;
 use super::streams::Streams;
+use crate::ids::ConnectionId;
 
 pub(crate) struct ShardState {
     /// Boxed, so the slab's spare capacity costs a pointer per slot, not a connection.
@@ -25,6 +27,9 @@ pub(crate) struct ShardState {
     pub next_seq: u64,
     /// Reused by multi-room fan-out to de-duplicate recipients.
     pub scratch: Vec<usize>,
+    /// The connection whose opening is under way: its autojoins are announced to the
+    /// other nodes with its opening, not one by one.
+    pub opening: Option<usize>,
 }
 
 impl ShardState {
@@ -38,12 +43,17 @@ impl ShardState {
             held_back: (0..shards).map(|_| VecDeque::new()).collect(),
             next_seq: 1,
             scratch: Vec::new(),
+            opening: None,
         }
     }
 
-    /// The slab key of connection `seq`, if it is still here.
-    pub fn key_of(&self, seq: u64) -> Option<usize> {
-        self.by_seq.get(&seq).copied()
+    /// The slab key of connection `id`, if it is still here. The whole id must match:
+    /// a connection of another node may have the same shard and sequence.
+    pub fn key_of(&self, id: ConnectionId) -> Option<usize> {
+        self.by_seq
+            .get(&id.seq())
+            .copied()
+            .filter(|&key| self.conns[key].id == id)
     }
 
     /// Lists connection `key` for the next flush pass, once.
