@@ -238,12 +238,6 @@ impl HubConfig {
                 "cluster.node_timeout must be at least 1s",
             ));
         }
-        if self.history.is_on() {
-            return Err(ConfigError::invalid(
-                "history.size",
-                "history in a cluster is kept in JetStream, which this build does not do yet: set history.size = 0 with cluster.nats_url",
-            ));
-        }
         Ok(())
     }
 

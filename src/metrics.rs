@@ -167,7 +167,7 @@ fn render_cluster(out: &mut String, cluster: &ClusterStats) {
     let node = format!("node=\"{}\"", cluster.node_id);
     let connected = f64::from(u8::from(cluster.nats == LinkState::Connected));
     type Pick = fn(&ClusterStats) -> f64;
-    let families: [(&str, &str, &str, Pick); 5] = [
+    let families: [(&str, &str, &str, Pick); 8] = [
         (
             "neonex_cluster_nodes",
             "gauge",
@@ -197,6 +197,24 @@ fn render_cluster(out: &mut String, cluster: &ClusterStats) {
             "counter",
             "Nodes taken for dead after cluster.node_timeout of silence.",
             |c| c.nodes_lost as f64,
+        ),
+        (
+            "neonex_cluster_journal_appends_total",
+            "counter",
+            "Positioned messages this node appended to the JetStream journal (history on).",
+            |c| c.journal_appends as f64,
+        ),
+        (
+            "neonex_cluster_journal_conflicts_total",
+            "counter",
+            "Journal appends that found another node had appended first, and were tried again.",
+            |c| c.journal_conflicts as f64,
+        ),
+        (
+            "neonex_cluster_journal_repairs_total",
+            "counter",
+            "Messages read from the journal to fill a gap before delivering them.",
+            |c| c.journal_repairs as f64,
         ),
     ];
     family(

@@ -10,6 +10,7 @@ use neonex_testkit::http::http_call;
 use neonex_testkit::nats::Nats;
 use neonex_testkit::wait::blocking;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 /// What every node of these tests runs with: two shards, so that frames from NATS cross
 /// shards too, and a short node timeout.
@@ -176,6 +177,15 @@ async fn a_rooms_members_on_every_node_get_each_message_once_and_in_order() {
         .map(|c| c.id.to_string().split('-').next().unwrap().to_owned())
         .collect();
     assert_eq!(tags.len(), 3, "one tag per node: {tags:?}");
+    let metrics = http_call(cluster.addr(0), "GET", "/metrics", "", "")
+        .await
+        .body;
+    for name in dashboard_cluster_metrics() {
+        assert!(
+            metrics.contains(&format!("\n{name}{{")),
+            "the dashboard's cluster row uses {name}, which /metrics of a node does not have"
+        );
+    }
     for node in 0..3 {
         let s = stats(cluster.addr(node)).await;
         assert_eq!(s["cluster"]["node_id"], format!("node-{node}"));
@@ -498,4 +508,229 @@ async fn without_nats_each_node_serves_its_own_and_the_cluster_heals() {
         .await;
     assert_eq!(m["user_id"], "ann");
     assert_eq!(amy.expect_type("chat_message").await["message"], "together");
+}
+
+/// History on: a room's positioned messages live in JetStream.
+const HISTORY: [(&str, &str); 3] = [
+    ("NEONEX_HISTORY_SIZE", "1000"),
+    ("NEONEX_LIMITS_MESSAGES_PER_SECOND", "100000"),
+    ("NEONEX_LIMITS_BURST", "100000"),
+];
+
+/// Joins `room` and returns the `joined` answer.
+async fn join(client: &mut Client, room: &str, recover: Option<&Value>) -> Value {
+    let mut request = json!({"type": "join_room", "room": room});
+    if let Some(recover) = recover {
+        request["recover"] = recover.clone();
+    }
+    client.send_json(&request).await;
+    client
+        .expect(&format!("joined {room}"), |m| {
+            m["type"] == "joined" && m["room"] == room
+        })
+        .await
+}
+
+/// Reads `n` chat messages of `room`; returns (offset, text) of each.
+async fn chat_messages(client: &mut Client, room: &str, n: usize) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let m = client
+            .expect("a chat message", |m| {
+                m["type"] == "chat_message" && m["room"] == room
+            })
+            .await;
+        let offset = m["offset"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no offset: {m}"));
+        got.push((offset, m["message"].as_str().unwrap_or_default().to_owned()));
+    }
+    got
+}
+
+#[tokio::test]
+async fn with_history_every_member_on_every_node_sees_one_order_of_offsets() {
+    let cluster = Cluster::start(3, &HISTORY).await;
+    let mut clients = Vec::new();
+    for node in 0..3 {
+        let mut c = client(cluster.addr(node), &format!("u{node}")).await;
+        let joined = join(&mut c, "h", None).await;
+        assert!(joined["epoch"].is_string(), "{joined}");
+        clients.push((c, joined));
+    }
+    let epochs: std::collections::HashSet<String> = clients
+        .iter()
+        .map(|(_, j)| j["epoch"].to_string())
+        .collect();
+    assert_eq!(epochs.len(), 1, "one epoch on every node: {epochs:?}");
+    for node in 0..3 {
+        wait_for_room_count(cluster.addr(node), "h", 3).await;
+    }
+    // Two publishers on two nodes at once.
+    const EACH: usize = 60;
+    for i in 0..EACH {
+        clients[0].0.say("h", &format!("a{i}")).await;
+        clients[2].0.say("h", &format!("c{i}")).await;
+    }
+    let mut orders = Vec::new();
+    for (c, joined) in &mut clients {
+        let top = joined["offset"].as_u64().unwrap();
+        let got = chat_messages(c, "h", 2 * EACH).await;
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        let expected: Vec<u64> = (top + 1..=top + 2 * EACH as u64).collect();
+        assert_eq!(offsets, expected, "{}: offsets not contiguous", c.id);
+        let texts: Vec<String> = got.into_iter().map(|(_, t)| t).collect();
+        for prefix in ["a", "c"] {
+            let own: Vec<&String> = texts.iter().filter(|t| t.starts_with(prefix)).collect();
+            let sent: Vec<String> = (0..EACH).map(|i| format!("{prefix}{i}")).collect();
+            assert_eq!(own, sent.iter().collect::<Vec<_>>(), "a publisher's order");
+        }
+        orders.push(texts);
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order for all");
+    let mut appends = 0;
+    for node in 0..3 {
+        let c = stats(cluster.addr(node)).await["cluster"].clone();
+        appends += c["journal_appends"].as_u64().unwrap();
+    }
+    assert_eq!(appends, 2 * EACH as u64, "each message appended once");
+}
+
+#[tokio::test]
+async fn a_client_whose_node_died_recovers_on_another_node() {
+    let mut cluster = Cluster::start(3, &HISTORY).await;
+    let mut publisher = client(cluster.addr(0), "pub").await;
+    join(&mut publisher, "h", None).await;
+    let mut dora = client(cluster.addr(2), "dora").await;
+    let joined = join(&mut dora, "h", None).await;
+    let epoch = joined["epoch"].clone();
+    wait_for_room_count(cluster.addr(0), "h", 2).await;
+    for i in 0..5 {
+        publisher.say("h", &format!("before {i}")).await;
+    }
+    let seen = chat_messages(&mut dora, "h", 5).await;
+    let last = seen.last().unwrap().0;
+    cluster.nodes[2].child.kill().unwrap();
+    cluster.nodes[2].child.wait().unwrap();
+    for i in 0..7 {
+        publisher.say("h", &format!("while away {i}")).await;
+    }
+    chat_messages(&mut publisher, "h", 12).await;
+    let mut back = client(cluster.addr(1), "dora").await;
+    let recover = json!({"offset": last, "epoch": epoch});
+    let joined = join(&mut back, "h", Some(&recover)).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(joined["epoch"], epoch, "the epoch outlives the node");
+    assert_eq!(joined["offset"], last + 7);
+    let missed = chat_messages(&mut back, "h", 7).await;
+    let expected: Vec<(u64, String)> = (0..7)
+        .map(|i| (last + 1 + i as u64, format!("while away {i}")))
+        .collect();
+    assert_eq!(missed, expected);
+    publisher.say("h", "live").await;
+    let live = chat_messages(&mut back, "h", 1).await;
+    assert_eq!(live, [(last + 8, "live".to_owned())]);
+}
+
+#[tokio::test]
+async fn with_history_the_api_publishes_on_one_node_and_reads_on_another() {
+    let cluster = Cluster::start(2, &HISTORY).await;
+    let (a, b) = (cluster.addr(0), cluster.addr(1));
+    let mut eve = client(b, "eve").await;
+    let joined = join(&mut eve, "scores", None).await;
+    wait_for_room_count(a, "scores", 1).await;
+    let r = http_call(a, "POST", "/api/rooms/scores/publish", "", r#"{"home":1}"#).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let offset = r.json()["offset"].as_u64().expect("an offset");
+    assert_eq!(offset, joined["offset"].as_u64().unwrap() + 1);
+    let publication = eve.expect_type("publication").await;
+    assert_eq!(publication["offset"], offset);
+    assert_eq!(publication["data"], json!({"home": 1}));
+    let history = http_call(a, "GET", "/api/rooms/scores/history", "", "")
+        .await
+        .json();
+    assert_eq!(history["epoch"], joined["epoch"]);
+    assert_eq!(history["offset"], offset);
+    assert_eq!(history["messages"], json!([publication]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_that_stops_reading_never_blocks_a_shard() {
+    let burst = [
+        ("NEONEX_LIMITS_MESSAGES_PER_SECOND", "1000000"),
+        ("NEONEX_LIMITS_BURST", "1000000"),
+        // Amy's reader may fall behind on a loaded machine: she is no slow consumer here.
+        ("NEONEX_HUB_SEND_QUEUE_FRAMES", "200000"),
+        ("NEONEX_HUB_SEND_QUEUE_BYTES", "64MiB"),
+    ];
+    let cluster = Cluster::start(2, &burst).await;
+    let a = cluster.addr(0);
+    let mut ann = client(a, "ann").await;
+    let amy = client(a, "amy").await;
+    let _bob = client(cluster.addr(1), "bob").await;
+    wait_for_room_count(a, "general", 3).await;
+    // Frozen, NATS keeps its sockets open and reads nothing: the node's writes to it
+    // back up, and then its bridge's queue.
+    cluster.nats.freeze();
+    // `typing` goes to the room's other members, and to the other nodes, and not back to
+    // the sender, which therefore need not read.
+    const N: usize = 100_000;
+    let sent = Instant::now();
+    let reader = tokio::spawn(count_messages(amy.ws, "typing", N));
+    let typing = json!({"type": "typing", "room": "general", "data": true}).to_string();
+    for _ in 0..N {
+        ann.send_text(&typing).await;
+    }
+    assert_eq!(reader.await.unwrap(), N, "amy got every local message");
+    let took = sent.elapsed();
+    let health = http_call(a, "GET", "/health", "", "").await;
+    assert_eq!(health.status, 200);
+    let s = stats(a).await;
+    cluster.nats.thaw();
+    assert!(
+        took < Duration::from_secs(20),
+        "local delivery took {took:?} while NATS was frozen"
+    );
+    assert!(
+        s["cluster"]["dropped_out"].as_u64().unwrap() > 0,
+        "the bridge's queue overflowed and dropped: {}",
+        s["cluster"]
+    );
+}
+
+/// Reads `ws` until `n` messages of type `kind` have come (20 s at most); how many came.
+async fn count_messages(mut ws: neonex_testkit::client::Ws, kind: &str, n: usize) -> usize {
+    let needle = format!("\"type\":\"{kind}\"");
+    let mut count = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count < n {
+        match tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut ws)).await {
+            Ok(Some(Ok(Message::Text(text)))) => count += usize::from(text.contains(&needle)),
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    count
+}
+
+/// The `neonex_cluster_*` metrics the Grafana dashboard charts.
+fn dashboard_cluster_metrics() -> Vec<String> {
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../deploy/grafana/neonex-dashboard.json")).unwrap();
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let mut rest = target["expr"].as_str().unwrap();
+            while let Some(at) = rest.find("neonex_cluster_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                names.push(name);
+            }
+        }
+    }
+    assert!(names.len() >= 8, "the dashboard has a cluster row");
+    names
 }

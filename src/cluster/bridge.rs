@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle as TaskHandle;
 
 use super::command::{self, Answer, Command};
+use super::history::Histories;
 use super::inbound::{self, Source};
 use super::subjects::Subjects;
 use super::view::{Change, View};
@@ -213,6 +214,8 @@ struct Bridge {
     /// Nodes that said goodbye, by tag, with their incarnation: their late events are
     /// not a new node.
     departed: RefCell<HashMap<u16, u64>>,
+    /// The rooms' logs, with history on.
+    history: Option<Rc<Histories>>,
 }
 
 impl Bridge {
@@ -253,12 +256,22 @@ impl Bridge {
 }
 
 async fn run(hub: Arc<HubShared>, client: Client, outbox: mpsc::Receiver<Outbound>) {
+    let history = hub.config.history.is_on().then(|| {
+        let subjects = hub
+            .cluster
+            .as_ref()
+            .expect("a cluster's node")
+            .subjects
+            .clone();
+        Rc::new(Histories::new(hub.clone(), client.clone(), subjects))
+    });
     let bridge = Rc::new(Bridge {
         hub,
         client,
         seq: Cell::new(0),
         rooms: RefCell::new(HashMap::new()),
         departed: RefCell::new(HashMap::new()),
+        history,
     });
     let cluster = bridge.cluster();
     let subjects = cluster.subjects.clone();
@@ -347,6 +360,41 @@ async fn send_outbox(bridge: Rc<Bridge>, mut outbox: mpsc::Receiver<Outbound>) {
                     reply(answers.into_iter().flatten().collect());
                 });
             }
+            Outbound::Sequence {
+                room,
+                message,
+                reply,
+            } => match &bridge.history {
+                Some(h) => drop(tokio::task::spawn_local(
+                    h.clone().sequence(room, message, reply),
+                )),
+                None => refuse(reply),
+            },
+            Outbound::PlaceJoin {
+                room,
+                join,
+                recover,
+            } => {
+                if let Some(h) = &bridge.history {
+                    tokio::task::spawn_local(h.clone().place_join(room, join, recover));
+                }
+            }
+            Outbound::ReadHistory {
+                room,
+                since,
+                limit,
+                reply,
+            } => match &bridge.history {
+                Some(h) => drop(tokio::task::spawn_local(
+                    h.clone().read(room, since, limit, reply),
+                )),
+                None => refuse(Some(reply)),
+            },
+            Outbound::Purge(room) => {
+                if let Some(h) = &bridge.history {
+                    tokio::task::spawn_local(h.clone().purge(room));
+                }
+            }
             Outbound::Goodbye(done) => {
                 if bridge.connected() {
                     let payload = bridge.envelope(Body::Goodbye);
@@ -363,6 +411,13 @@ async fn send_outbox(bridge: Rc<Bridge>, mut outbox: mpsc::Receiver<Outbound>) {
                 return;
             }
         }
+    }
+}
+
+/// Answers a history request of a bridge that keeps no history.
+fn refuse<T>(reply: Option<crate::shard::message::Reply<T>>) {
+    if let Some(reply) = reply {
+        let _ = reply.send(Err(crate::shard::error::EngineError::Overloaded));
     }
 }
 
@@ -456,6 +511,9 @@ async fn follow_interest(bridge: &Rc<Bridge>, event: &LocalEvent) {
             if let Some(task) = bridge.rooms.borrow_mut().remove(room) {
                 // Dropping the subscription with its task unsubscribes.
                 task.abort();
+            }
+            if let Some(history) = &bridge.history {
+                history.forget(room);
             }
         }
     }

@@ -40,14 +40,20 @@ use serde::Serialize;
 
 use crate::config::ClusterConfig;
 use crate::ids::ConnectionId;
+use crate::protocol::Recover;
+use crate::room::Room;
 use crate::shard::error::EngineError;
-use crate::shard::message::{FrameKind, Target};
+use crate::shard::message::{FrameKind, HeldJoin, Reply, Target};
+use crate::shard::positioned::Positioned;
 use crate::shard::shared::HubShared;
+use crate::shard::streams::Page;
 use command::{Answer, Command};
 
 pub(crate) mod bridge;
 pub(crate) mod command;
+mod history;
 mod inbound;
+mod journal;
 mod notices;
 mod snapshot;
 pub(crate) mod subjects;
@@ -120,6 +126,28 @@ pub(crate) enum Outbound {
         command: Command,
         reply: Box<dyn FnOnce(Vec<Answer>) + Send>,
     },
+    /// With history on: give a positioned message of `room` its offset in the journal,
+    /// and deliver it (see [`history`]).
+    Sequence {
+        room: Arc<str>,
+        message: Positioned<'static>,
+        reply: Option<Reply<Option<u64>>>,
+    },
+    /// With history on: place a held join in the room's stream.
+    PlaceJoin {
+        room: Arc<Room>,
+        join: HeldJoin,
+        recover: Option<Recover>,
+    },
+    /// With history on: the held messages of `room` after `since`, at most `limit`.
+    ReadHistory {
+        room: Arc<str>,
+        since: u64,
+        limit: usize,
+        reply: Reply<Page>,
+    },
+    /// With history on: forget the history of a removed room.
+    Purge(Arc<str>),
     /// The hub is closing: tell the others this node leaves, then answer.
     Goodbye(std::sync::mpsc::Sender<()>),
 }
@@ -169,6 +197,12 @@ pub(crate) struct ClusterCounters {
     pub resyncs: AtomicU64,
     /// Nodes taken for dead after `cluster.node_timeout` of silence.
     pub nodes_lost: AtomicU64,
+    /// Positioned messages this node appended to the journal (history on).
+    pub journal_appends: AtomicU64,
+    /// Appends refused because another node appended first, and tried again.
+    pub journal_conflicts: AtomicU64,
+    /// Messages read from the journal to fill a gap before delivering.
+    pub journal_repairs: AtomicU64,
 }
 
 /// The node's part in the cluster, shared by the shards, the `Hub` handles and the
@@ -228,6 +262,12 @@ pub struct ClusterStats {
     pub resyncs: u64,
     /// Nodes taken for dead after `cluster.node_timeout` of silence.
     pub nodes_lost: u64,
+    /// Positioned messages appended to the journal (history on).
+    pub journal_appends: u64,
+    /// Appends that found another node had appended first, and tried again.
+    pub journal_conflicts: u64,
+    /// Messages read from the journal to fill a gap before delivering.
+    pub journal_repairs: u64,
 }
 
 impl Cluster {
@@ -397,6 +437,9 @@ impl Cluster {
             dropped_in: get(&c.dropped_in),
             resyncs: get(&c.resyncs),
             nodes_lost: get(&c.nodes_lost),
+            journal_appends: get(&c.journal_appends),
+            journal_conflicts: get(&c.journal_conflicts),
+            journal_repairs: get(&c.journal_repairs),
         }
     }
 }

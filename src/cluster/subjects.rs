@@ -8,6 +8,7 @@
 //! | `P.node.<tag>.deliver` | node `<tag>` | frames for one of its users or connections |
 //! | `P.node.<tag>.snapshot` | node `<tag>` | requests for a snapshot of its connections |
 //! | `P.node.<tag>.command` | node `<tag>` | commands for its connections ([`super::command`]) |
+//! | `P.history.<room>` | the JetStream stream `P_history` | the room's positioned messages, with history on ([`super::journal`]) |
 //!
 //! A room name may hold dots, which NATS reads as token separators; in a subject each dot
 //! is written `%2E` (a room name has no `%` of its own), so every room is one token.
@@ -41,6 +42,21 @@ impl Subjects {
         format!("{}.node.{node}.deliver", self.prefix)
     }
 
+    /// The subject of a room's positioned messages in the journal.
+    pub fn history(&self, room: &str) -> String {
+        format!("{}.history.{}", self.prefix, room.replace('.', "%2E"))
+    }
+
+    /// Every room's subject in the journal.
+    pub fn history_all(&self) -> String {
+        format!("{}.history.>", self.prefix)
+    }
+
+    /// The name of the journal's JetStream stream (a name holds no dot).
+    pub fn journal(&self) -> String {
+        format!("{}_history", self.prefix.replace('.', "_"))
+    }
+
     pub fn command(&self, node: u16) -> String {
         format!("{}.node.{node}.command", self.prefix)
     }
@@ -61,5 +77,7 @@ mod tests {
         assert_eq!(s.room("a.b"), "acme.neonex.room.a%2Eb");
         assert_eq!(s.room(".x."), "acme.neonex.room.%2Ex%2E");
         assert_eq!(s.deliver(7), "acme.neonex.node.7.deliver");
+        assert_eq!(s.history("a.b"), "acme.neonex.history.a%2Eb");
+        assert_eq!(s.journal(), "acme_neonex_history");
     }
 }

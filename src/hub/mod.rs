@@ -398,10 +398,10 @@ impl Hub {
             return Err(HubError::OnShardThread);
         }
         let shared = &*self.shared;
-        let room = shared.registry.room(room).ok_or(HubError::RoomNotFound)?;
+        let (room, queued) =
+            operations::addressed_room(shared, room, None).ok_or(HubError::RoomNotFound)?;
         let message =
             Positioned::publication(json).map_err(|e| HubError::InvalidJson(e.to_string()))?;
-        let queued = room.recipients(None);
         let (reply, answer) = oneshot::channel();
         publish_to_room(&mut FromThread(shared), shared, room, message, Some(reply))?;
         let offset = answer
@@ -436,22 +436,37 @@ impl Hub {
         if !history.is_on() {
             return Err(HubError::HistoryOff);
         }
-        let room = shared.registry.room(room).ok_or(HubError::RoomNotFound)?;
         let limit = limit
             .unwrap_or(history.max_recover)
             .clamp(1, history.max_recover);
         let (reply, answer) = oneshot::channel();
-        let ask = ShardMessage::ReadHistory {
-            room: room.clone(),
-            since,
-            limit,
-            reply,
-        };
-        shared.post(room.home, ask)?;
+        match &shared.cluster {
+            Some(cluster) => {
+                if shared.registry.room(room).is_none() && shared.room_count(room, 0) == 0 {
+                    return Err(HubError::RoomNotFound);
+                }
+                cluster.send(Outbound::ReadHistory {
+                    room: room.into(),
+                    since,
+                    limit,
+                    reply,
+                });
+            }
+            None => {
+                let room = shared.registry.room(room).ok_or(HubError::RoomNotFound)?;
+                let ask = ShardMessage::ReadHistory {
+                    room: room.clone(),
+                    since,
+                    limit,
+                    reply,
+                };
+                shared.post(room.home, ask)?;
+            }
+        }
         let page = answer
             .recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| HubError::Overloaded)??;
-        Ok(History::of(&room.name, page))
+        Ok(History::of(room, page))
     }
 
     /// Sends `text` to every connection of `user`. Returns how many.

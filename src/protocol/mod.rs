@@ -29,6 +29,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// Binary frames are reserved.
     Unsupported,
+    /// The server cannot do it now (in a cluster with history: its store is unreachable).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -43,6 +45,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

@@ -24,6 +24,7 @@ use super::sequence::publish_to_room;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
 use crate::cluster::command::{Answer, Command};
+use crate::cluster::Outbound;
 use crate::http::RequestHead;
 use crate::ids::ConnectionId;
 
@@ -78,10 +79,10 @@ fn serve_route(
             json!({ "removed": room })
         }
         Route::RoomPublish { room } => {
-            let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+            let (room, queued) =
+                operations::addressed_room(hub, &room, None).ok_or_else(room_not_found)?;
             let message = Positioned::publication(api::json_body(body)?)
                 .map_err(|e| ApiError::new(400, "invalid_json", e.to_string()))?;
-            let queued = room.recipients(None);
             let (reply, answer) = oneshot::channel();
             // Carried out here, or on the room's home shard; never fails from a shard.
             let _ = publish_to_room(cx, hub, room, message, Some(reply));
@@ -99,19 +100,34 @@ fn serve_route(
             if !history.is_on() {
                 return Err(history_off());
             }
-            let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
             let limit = limit
                 .unwrap_or(history.max_recover)
                 .min(history.max_recover);
             let (reply, answer) = oneshot::channel();
-            let name = room.name.clone();
-            let ask = ShardMessage::ReadHistory {
-                room: room.clone(),
-                since,
-                limit,
-                reply,
-            };
-            let _ = cx.post(room.home, ask);
+            let name: std::sync::Arc<str> = room.as_str().into();
+            match &hub.cluster {
+                Some(cluster) => {
+                    if hub.registry.room(&room).is_none() && hub.room_count(&room, 0) == 0 {
+                        return Err(room_not_found());
+                    }
+                    cluster.send(Outbound::ReadHistory {
+                        room: name.clone(),
+                        since,
+                        limit,
+                        reply,
+                    });
+                }
+                None => {
+                    let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
+                    let ask = ShardMessage::ReadHistory {
+                        room: room.clone(),
+                        since,
+                        limit,
+                        reply,
+                    };
+                    let _ = cx.post(room.home, ask);
+                }
+            }
             answer_when_ready(cx, key, answer, move |page| {
                 History::of(&name, page).to_json()
             });
@@ -249,6 +265,9 @@ fn answer_when_ready<T: 'static>(
 ) {
     let settle = |answer: Option<Result<T, EngineError>>| match answer {
         Some(Ok(value)) => (200, render(value)),
+        Some(Err(EngineError::Refused(e))) if e.code == crate::protocol::ErrorCode::Unavailable => {
+            (503, ApiError::new(503, "unavailable", e.text).body())
+        }
         Some(Err(EngineError::Refused(_))) => (404, room_not_found().body()),
         Some(Err(_)) | None => (503, unavailable().body()),
     };

@@ -12,7 +12,7 @@ use super::context::Ctx;
 use super::error::EngineError;
 use super::fanout::{deliver_local, post_or_hold};
 use super::info::ConnectionInfo;
-use super::join::{join_placed, join_room, leave_room};
+use super::join::{join_placed, join_refused, join_room, leave_room};
 use super::lifecycle::{begin_shutdown, forget_room};
 use super::mailbox::PostError;
 use super::message::ShardMessage;
@@ -134,6 +134,7 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
             recover,
         } => place_join(cx, room, join, recover),
         ShardMessage::JoinPlaced { room, join, point } => join_placed(cx, room, join, point),
+        ShardMessage::JoinRefused { room, join, error } => join_refused(cx, room, join, error),
         ShardMessage::ReadHistory {
             room,
             since,

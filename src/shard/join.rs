@@ -8,12 +8,13 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::context::Ctx;
+use super::dispatch::send_error;
 use super::fanout::send_to;
 use super::membership::{JoinRefused, Joined};
 use super::message::{HeldJoin, ShardMessage, Target};
 use super::publish::Post;
 use super::streams::JoinPoint;
-use crate::cluster::LocalEvent;
+use crate::cluster::{LocalEvent, Outbound};
 use crate::protocol::{ErrorCode, ProtocolError, Recover, ServerMessage};
 use crate::room::Room;
 use crate::stats::RecoveryOutcome;
@@ -34,8 +35,11 @@ pub(crate) fn join_room(
     );
     let config = cx.config();
     let history = &config.history;
-    // Away from the room's home the join waits for the home to place it in the stream.
-    let hold = history.is_on() && crate::room::home_shard(name, config.shards) != cx.shard.index;
+    // Away from the room's home the join waits for the home to place it in the stream;
+    // in a cluster the home of every room's stream is the bridge.
+    let in_cluster = cx.hub().cluster.is_some();
+    let hold = history.is_on()
+        && (in_cluster || crate::room::home_shard(name, config.shards) != cx.shard.index);
     let joined = cx.state.membership.join(
         &cx.hub().registry,
         key,
@@ -76,12 +80,21 @@ pub(crate) fn join_room(
             ticket,
             count,
         };
-        let ask = ShardMessage::PlaceJoin {
-            room: room.clone(),
-            join,
-            recover,
-        };
-        let _ = cx.post(room.home, ask);
+        match &cx.hub().cluster {
+            Some(cluster) => cluster.send(Outbound::PlaceJoin {
+                room: room.clone(),
+                join,
+                recover,
+            }),
+            None => {
+                let ask = ShardMessage::PlaceJoin {
+                    room: room.clone(),
+                    join,
+                    recover,
+                };
+                let _ = cx.post(room.home, ask);
+            }
+        }
     } else if history.is_on() {
         let point = cx
             .state
@@ -116,6 +129,28 @@ pub(super) fn join_placed(cx: &mut Ctx, room: Arc<Room>, join: HeldJoin, point: 
         return;
     }
     answer_join(cx, join.key, &room, join.count, point);
+}
+
+/// The held join `join` could not be placed: the joiner leaves `room` again, the others
+/// hear it left, and it gets `error`.
+pub(super) fn join_refused(cx: &mut Ctx, room: Arc<Room>, join: HeldJoin, error: ProtocolError) {
+    let here = cx.state.key_of(join.conn) == Some(join.key) && cx.state.conns[join.key].is_open();
+    if !here || !cx.state.membership.release(join.key, &room, join.ticket) {
+        return;
+    }
+    let key = join.key;
+    if let Some((room, here)) =
+        cx.state
+            .membership
+            .leave(&cx.hub().registry, key, join.conn, &room.name)
+    {
+        cx.hub().announce(|| LocalEvent::Left {
+            conn: join.conn,
+            room: room.name.clone(),
+        });
+        notify_left(cx, key, &room, here);
+    }
+    send_error(cx, key, error.code, &error.text);
 }
 
 /// Sends `joined` at `point` of the stream, then, if the join recovers, every missed

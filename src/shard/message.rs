@@ -126,6 +126,13 @@ pub(crate) enum ShardMessage {
         join: HeldJoin,
         point: JoinPoint,
     },
+    /// To the joiner's shard: the held join could not be placed (in a cluster, the
+    /// journal is unreachable); the joiner leaves the room again and gets `error`.
+    JoinRefused {
+        room: Arc<Room>,
+        join: HeldJoin,
+        error: crate::protocol::ProtocolError,
+    },
     /// To a room's home shard: the held messages after `since`, at most `limit`.
     ReadHistory {
         room: Arc<Room>,

@@ -10,6 +10,7 @@ use super::message::{ShardMessage, Target};
 use super::publish::Post;
 use super::shared::HubShared;
 use crate::cluster::command::{Answer, Command};
+use crate::cluster::Outbound;
 use crate::ids::ConnectionId;
 use crate::protocol::ProtocolError;
 use crate::room::Room;
@@ -46,6 +47,23 @@ pub(crate) fn room(
     name: &str,
     except: Option<ConnectionId>,
 ) -> Result<Audience, EngineError> {
+    let (room, count) =
+        addressed_room(hub, name, except).ok_or_else(ProtocolError::room_not_found)?;
+    Ok(Audience {
+        target: Target::Room { room, except },
+        count,
+    })
+}
+
+/// Room `name` as a publication addresses it, with the members in the cluster it reaches
+/// (all but `except`): this node's room, or, when only other nodes have members, a
+/// stand-in with none here. `None` when no node has the room.
+pub(crate) fn addressed_room(
+    hub: &HubShared,
+    name: &str,
+    except: Option<ConnectionId>,
+) -> Option<(Arc<Room>, usize)> {
+    let elsewhere = hub.room_count(name, 0);
     let (room, here) = match hub.registry.room(name) {
         // Counted before publishing, under the room's lock, so a leave meanwhile cannot
         // make it wrong.
@@ -53,19 +71,15 @@ pub(crate) fn room(
             let here = room.recipients(except);
             (room, here)
         }
-        None if hub.room_count(name, 0) > 0 => (hub.registry.stand_in(name), 0),
-        None => return Err(ProtocolError::room_not_found().into()),
+        None if elsewhere > 0 => (hub.registry.stand_in(name), 0),
+        None => return None,
     };
     let skipped_elsewhere = except.is_some_and(|id| {
         hub.cluster
             .as_ref()
             .is_some_and(|c| c.is_remote_member(name, id))
     });
-    let elsewhere = hub.room_count(name, 0) - usize::from(skipped_elsewhere);
-    Ok(Audience {
-        target: Target::Room { room, except },
-        count: here + elsewhere,
-    })
+    Some((room, here + elsewhere - usize::from(skipped_elsewhere)))
 }
 
 /// Every connection of `user` in the cluster, this node's looked up once here so no shard
@@ -96,6 +110,9 @@ pub(crate) fn remove_room(
             room: name.to_owned(),
         };
         let _ = cluster.gather(command, Answer::done);
+        if hub.config.history.is_on() {
+            cluster.send(Outbound::Purge(name.into()));
+        }
     }
     match remove_room_here(via, hub, name) {
         Err(_) if elsewhere => Ok(()),

@@ -40,6 +40,7 @@ use super::positioned::Positioned;
 use super::publish::{publish_positioned, Post};
 use super::shared::HubShared;
 use super::streams::Page;
+use crate::cluster::Outbound;
 use crate::protocol::{ProtocolError, Recover};
 use crate::room::Room;
 
@@ -56,6 +57,14 @@ pub(crate) fn publish_to_room(
     message: Positioned<'_>,
     reply: Option<Reply<Option<u64>>>,
 ) -> Result<(), EngineError> {
+    if let Some(cluster) = hub.cluster.as_ref().filter(|_| hub.config.history.is_on()) {
+        cluster.send(Outbound::Sequence {
+            room: room.name.clone(),
+            message: message.into_owned(),
+            reply,
+        });
+        return Ok(());
+    }
     if hub.config.history.is_on() {
         let home = room.home;
         return via.post(

@@ -60,19 +60,40 @@ pub(crate) struct Stream {
 /// never share one.
 const EPOCH_LEN: usize = 8;
 
+/// A fresh random epoch.
+pub(crate) fn new_epoch() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(EPOCH_LEN)
+        .collect()
+}
+
 impl Stream {
     /// A new stream for `room`, with a fresh random epoch and nothing in it.
     pub fn new(room: Arc<Room>) -> Self {
-        let epoch: String = std::iter::repeat_with(fastrand::alphanumeric)
-            .take(EPOCH_LEN)
-            .collect();
         Self {
-            epoch: epoch.into(),
+            epoch: new_epoch().into(),
             room,
             top: 0,
             held: VecDeque::new(),
             bytes: 0,
         }
+    }
+
+    /// The stream of `room` as another holder (the cluster's journal) numbers it: epoch
+    /// `epoch`, at offset `top`, holding nothing yet.
+    pub fn resumed(room: Arc<Room>, epoch: Arc<str>, top: u64) -> Self {
+        Self {
+            epoch,
+            room,
+            top,
+            held: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// True if every message after `since` up to the top is held.
+    pub fn holds_after(&self, since: u64) -> bool {
+        since >= self.top || self.held.front().is_some_and(|h| h.offset <= since + 1)
     }
 
     pub fn epoch(&self) -> &Arc<str> {

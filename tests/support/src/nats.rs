@@ -43,6 +43,25 @@ impl Nats {
         }
     }
 
+    /// Stops the server without closing its sockets (SIGSTOP): a NATS that reads nothing.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("nats-server runs").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Starts the server again on the same port (and the same JetStream store).
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "nats-server runs already");
