@@ -216,14 +216,14 @@ impl HubConfig {
             }
         }
         if let Some(node) = &cluster.node_id {
-            if !crate::cluster::is_valid_node_id(node) {
+            if !crate::config::is_valid_node_id(node) {
                 return Err(ConfigError::invalid(
                     "cluster.node_id",
                     format!("cluster.node_id: {node:?} must be 1 to 64 of A-Z a-z 0-9 _ -"),
                 ));
             }
         }
-        if !crate::cluster::is_valid_subject_prefix(&cluster.subject_prefix) {
+        if !crate::config::is_valid_subject_prefix(&cluster.subject_prefix) {
             return Err(ConfigError::invalid(
                 "cluster.subject_prefix",
                 format!(

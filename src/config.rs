@@ -332,6 +332,25 @@ impl Default for SendQueueLimits {
     }
 }
 
+/// A node id is 1 to 64 of `[A-Za-z0-9_-]`.
+pub(crate) fn is_valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// A subject prefix is one or more dot-separated tokens of `[A-Za-z0-9_-]`.
+pub(crate) fn is_valid_subject_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.split('.').all(|token| {
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,5 +366,17 @@ mod tests {
         assert_eq!(c.rooms.create, ["general", "random"]);
         assert_eq!(c.rooms.autojoin, ["general"]);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn node_ids_and_subject_prefixes() {
+        assert!(is_valid_node_id("node-a_1"));
+        assert!(!is_valid_node_id(""));
+        assert!(!is_valid_node_id("a.b"));
+        assert!(is_valid_subject_prefix("neonex"));
+        assert!(is_valid_subject_prefix("acme.neonex"));
+        assert!(!is_valid_subject_prefix("a..b"));
+        assert!(!is_valid_subject_prefix("a.*"));
+        assert!(!is_valid_subject_prefix(""));
     }
 }

@@ -59,11 +59,11 @@ pub mod stats;
 pub mod ws;
 
 pub use checked_config::CheckedConfig;
-pub use cluster::{ClusterStats, LinkState};
 pub use config::{
     ClusterConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, RoomsConfig,
     SendQueueLimits,
 };
 pub use hub::{ConnectionInfo, HeldMessage, History, Hub, HubError, Published, RoomInfo};
 pub use ids::ConnectionId;
+pub use stats::{ClusterStats, LinkState};
 pub use stats::{HistoryStats, HubStats, RecoveryStats, ShardStats};

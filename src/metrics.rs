@@ -9,8 +9,8 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use crate::cluster::{ClusterStats, LinkState};
 use crate::stats::HubStats;
+use crate::stats::{ClusterStats, LinkState};
 
 /// The content type of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -413,7 +413,7 @@ pub struct HubStats {
     /// This node's part in a cluster (`cluster.nats_url`); the figures above are this
     /// node's.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<crate::cluster::ClusterStats>,
+    pub cluster: Option<ClusterStats>,
     #[serde(skip)]
     pub(crate) latency: Option<Histogram<u64>>,
 }
@@ -477,6 +477,81 @@ impl HubStats {
     pub fn latency_histogram(&self) -> Option<&Histogram<u64>> {
         self.latency.as_ref()
     }
+}
+
+/// The state of the node's link to NATS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Not connected yet since start.
+    Connecting,
+    /// Connected.
+    Connected,
+    /// Lost; the client reconnects by itself.
+    Disconnected,
+}
+
+impl LinkState {
+    pub(crate) fn from_u8(v: u8) -> LinkState {
+        match v {
+            1 => LinkState::Connected,
+            2 => LinkState::Disconnected,
+            _ => LinkState::Connecting,
+        }
+    }
+
+    pub(crate) fn as_u8(self) -> u8 {
+        match self {
+            LinkState::Connecting => 0,
+            LinkState::Connected => 1,
+            LinkState::Disconnected => 2,
+        }
+    }
+}
+
+/// What `/stats` shows of the cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStats {
+    /// This node's name.
+    pub node_id: String,
+    /// This node's tag (the first part of its connection ids).
+    pub node_tag: u16,
+    /// Live nodes, this one included.
+    pub nodes: usize,
+    /// The other live nodes' names.
+    pub peers: Vec<String>,
+    /// The link to NATS.
+    pub nats: LinkState,
+    /// Open connections in the whole cluster.
+    pub connections: usize,
+    /// Distinct users with a connection anywhere in the cluster.
+    pub users: usize,
+    /// Rooms with members, or kept, anywhere in the cluster.
+    pub rooms: usize,
+    /// Connections on the other nodes.
+    pub remote_connections: usize,
+    /// Frames sent to other nodes.
+    pub messages_out: u64,
+    /// Frames received from other nodes.
+    pub messages_in: u64,
+    /// Connection events sent.
+    pub events_out: u64,
+    /// Connection events received.
+    pub events_in: u64,
+    /// Frames and events dropped on the way out (queue full or NATS unreachable).
+    pub dropped_out: u64,
+    /// Frames dropped on the way in (a shard's inbox full).
+    pub dropped_in: u64,
+    /// Snapshots taken of other nodes.
+    pub resyncs: u64,
+    /// Nodes taken for dead after `cluster.node_timeout` of silence.
+    pub nodes_lost: u64,
+    /// Positioned messages appended to the journal (history on).
+    pub journal_appends: u64,
+    /// Appends that found another node had appended first, and tried again.
+    pub journal_conflicts: u64,
+    /// Messages read from the journal to fill a gap before delivering.
+    pub journal_repairs: u64,
 }
 
 #[cfg(test)]

@@ -34,19 +34,22 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle as TaskHandle;
 
-use super::command::{self, Answer, Command};
+use super::carry_out::carry_out;
+use super::command::{Answer, Command};
 use super::history::Histories;
 use super::inbound::{self, Source};
+use super::link::{Cluster, LocalEvent, Outbound, Route};
 use super::subjects::Subjects;
 use super::view::{Change, View};
 use super::wire::{
     Body, Envelope, Snapshot, CONNECTION_HEADER, EXCEPT_HEADER, KIND_HEADER, POSITIONED,
     USER_HEADER,
 };
-use super::{notices, snapshot, Cluster, LinkState, LocalEvent, Outbound, Route};
+use super::{notices, snapshot};
 use crate::config::ClusterConfig;
 use crate::shard::message::FrameKind;
 use crate::shard::shared::HubShared;
+use crate::stats::LinkState;
 
 /// How long the hub's start waits for NATS before it serves alone (and joins the
 /// cluster as soon as NATS answers).
@@ -82,10 +85,7 @@ pub(crate) fn start(config: &ClusterConfig) -> std::io::Result<Starting> {
         .split(',')
         .map(|u| u.trim().parse().expect("checked with the config"))
         .collect();
-    let name = config
-        .node_id
-        .clone()
-        .unwrap_or_else(super::default_node_id);
+    let name = config.node_id.clone().unwrap_or_else(default_node_id);
     let subjects = Subjects::new(&config.subject_prefix);
     let link = Arc::new(AtomicU8::new(LinkState::Connecting.as_u8()));
     let (ready, tag) = std::sync::mpsc::channel();
@@ -568,7 +568,7 @@ async fn answer_commands(bridge: Rc<Bridge>, mut commands: Subscriber) {
         let bridge = bridge.clone();
         tokio::task::spawn_local(async move {
             let answer = match serde_json::from_slice::<Command>(&message.payload) {
-                Ok(command) => command::carry_out(&bridge.hub, command).await,
+                Ok(command) => carry_out(&bridge.hub, command).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "an unreadable cluster command");
                     Answer::Failed
@@ -757,5 +757,31 @@ async fn heartbeat(bridge: Rc<Bridge>) {
             cluster.counters.nodes_lost.fetch_add(1, Ordering::Relaxed);
             bridge.change_view(|view, local| view.remove_node(tag, local));
         }
+    }
+}
+
+/// The default node id: the host name and a random suffix.
+pub(crate) fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .take(48)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{:06x}", fastrand::u32(..0x100_0000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_node_id_is_a_valid_one() {
+        assert!(crate::config::is_valid_node_id(&default_node_id()));
     }
 }

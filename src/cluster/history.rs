@@ -141,7 +141,7 @@ impl Histories {
         self.rooms.borrow_mut().remove(room);
     }
 
-    fn count(&self, counter: fn(&super::ClusterCounters) -> &std::sync::atomic::AtomicU64) {
+    fn count(&self, counter: fn(&super::link::ClusterCounters) -> &std::sync::atomic::AtomicU64) {
         if let Some(cluster) = &self.hub.cluster {
             counter(&cluster.counters).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }

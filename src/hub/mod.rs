@@ -15,8 +15,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::checked_config::CheckedConfig;
+use crate::cluster::bridge;
 use crate::cluster::command::{Answer, Command};
-use crate::cluster::{bridge, Cluster, Outbound};
+use crate::cluster::link::{Cluster, Outbound};
 use crate::config::HubConfig;
 use crate::ids::{is_valid_room_name, ConnectionId};
 use crate::shard::message::{Reply, ShardMessage, Target, REPLY_TIMEOUT};
@@ -233,7 +234,7 @@ impl Hub {
 
     /// Room `name`, if it exists.
     pub fn room(&self, name: &str) -> Option<RoomInfo> {
-        RoomInfo::named(&self.shared, name)
+        operations::room_info(&self.shared, name)
     }
 
     /// Removes room `name`; its members get `left` with count 0. False if there was none.
@@ -244,7 +245,7 @@ impl Hub {
 
     /// Every room, by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
-        RoomInfo::all(&self.shared)
+        operations::rooms(&self.shared)
     }
 
     /// Number of rooms.

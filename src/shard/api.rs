@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::connection::Phase;
 use super::context::Ctx;
 use super::error::EngineError;
-use super::info::{History, RoomInfo};
+use super::info::History;
 use super::message::{ShardMessage, REPLY_TIMEOUT};
 use super::operations::{self, Audience};
 use super::positioned::Positioned;
@@ -24,7 +24,7 @@ use super::sequence::publish_to_room;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
 use crate::cluster::command::{Answer, Command};
-use crate::cluster::Outbound;
+use crate::cluster::link::Outbound;
 use crate::http::RequestHead;
 use crate::ids::ConnectionId;
 
@@ -67,10 +67,13 @@ fn serve_route(
             }
             json!({ "queued": audience.map_or(0, |a| a.count) })
         }
-        Route::ListRooms => json!({ "rooms": RoomInfo::all(hub) }),
+        Route::ListRooms => json!({ "rooms": operations::rooms(hub) }),
         Route::CreateRoom { room } => {
             let created = operations::create_room(hub, &room);
-            let info = hub.registry.room(&room).map(|r| RoomInfo::of(hub, &r));
+            let info = hub
+                .registry
+                .room(&room)
+                .map(|r| operations::room_info_of(hub, &r));
             let status = if created { 201 } else { 200 };
             return Ok(Some((status, json!({ "room": info, "created": created }))));
         }

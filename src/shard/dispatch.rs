@@ -6,16 +6,13 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::context::Ctx;
-use super::fanout::send_to;
+use super::fanout::{send_error, send_to};
 use super::join::{join_room, leave_room, why_not_member};
 use super::message::Target;
 use super::positioned::Positioned;
 use super::sequence::publish_to_room;
-use crate::protocol::{
-    parse_client_message, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
-};
+use crate::protocol::{parse_client_message, ClientMessage, ProtocolError, ServerMessage};
 use crate::room::Room;
-use crate::ws::encode;
 
 /// The `pong` answer never changes, so it is encoded once.
 static PONG: Bytes = Bytes::from_static(b"\x81\x0f{\"type\":\"pong\"}");
@@ -86,10 +83,6 @@ fn membership(cx: &Ctx, key: usize, name: &str) -> Result<(Arc<Room>, Arc<str>),
 }
 
 /// Tells connection `key` what was wrong with its message; the connection stays.
-pub(super) fn send_error(cx: &mut Ctx, key: usize, code: ErrorCode, text: &str) {
-    let frame = encode::json_frame(&ServerMessage::Error { code, error: text });
-    send_to(cx, key, frame);
-}
 
 #[cfg(doc)]
 use super::join;
@@ -97,6 +90,7 @@ use super::join;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::encode;
 
     #[test]
     fn the_fixed_pong_frame_is_the_encoded_pong() {

@@ -18,6 +18,7 @@ use super::context::Ctx;
 use super::mailbox::PostError;
 use super::message::{FrameKind, ShardMessage, Target};
 use crate::config::SendQueueLimits;
+use crate::protocol::{ErrorCode, ServerMessage};
 use crate::stats;
 use crate::ws::encode;
 
@@ -38,6 +39,12 @@ pub(crate) fn send_to(cx: &mut Ctx, key: usize, frame: Bytes) {
     let target = Target::Connection(cx.state.conns[key].id);
     let now_us = cx.hub().now_us();
     deliver_local(cx, &target, &frame, now_us, FrameKind::Notice);
+}
+
+/// Queues an `error` message for connection `key` of this shard.
+pub(crate) fn send_error(cx: &mut Ctx, key: usize, code: ErrorCode, text: &str) {
+    let frame = encode::json_frame(&ServerMessage::Error { code, error: text });
+    send_to(cx, key, frame);
 }
 
 /// Queues `frame` on this shard's recipients of `target`. Returns how many.

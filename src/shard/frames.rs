@@ -5,7 +5,8 @@
 
 use super::connection::Connection;
 use super::context::Ctx;
-use super::dispatch::{on_text, send_error};
+use super::dispatch::on_text;
+use super::fanout::send_error;
 use super::fanout::send_to;
 use super::ratelimit::Verdict;
 use crate::protocol::{ErrorCode, ServerMessage};

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::shared::HubShared;
 use super::streams::Page;
 use crate::ids::ConnectionId;
 use crate::ws::encode;
@@ -35,63 +34,6 @@ pub struct RoomInfo {
     pub members: usize,
     /// Stays when empty (created at start or with [`Hub::create_room`](crate::Hub::create_room)).
     pub persistent: bool,
-}
-
-impl RoomInfo {
-    /// Room `name` with its members in the whole cluster: none if it has none on any
-    /// node and does not exist here.
-    pub(crate) fn named(hub: &HubShared, name: &str) -> Option<RoomInfo> {
-        match hub.registry.room(name) {
-            Some(room) => Some(RoomInfo::of(hub, &room)),
-            None => {
-                let elsewhere = hub.room_count(name, 0);
-                (elsewhere > 0).then(|| RoomInfo {
-                    name: name.to_owned(),
-                    members: elsewhere,
-                    persistent: false,
-                })
-            }
-        }
-    }
-
-    /// A room of this node, with its members in the whole cluster.
-    pub(crate) fn of(hub: &HubShared, room: &Arc<crate::room::Room>) -> RoomInfo {
-        RoomInfo {
-            name: room.name.to_string(),
-            members: hub.room_count(&room.name, room.count()),
-            persistent: room.is_persistent(),
-        }
-    }
-
-    /// Every room of the cluster, by name: this node's, and those with members on other
-    /// nodes only.
-    pub(crate) fn all(hub: &HubShared) -> Vec<RoomInfo> {
-        let mut elsewhere = hub
-            .cluster
-            .as_ref()
-            .map(|c| c.view().rooms())
-            .unwrap_or_default();
-        let mut rooms: Vec<RoomInfo> = hub
-            .registry
-            .rooms()
-            .iter()
-            .map(|room| {
-                let remote = elsewhere.remove(&room.name).unwrap_or(0);
-                RoomInfo {
-                    name: room.name.to_string(),
-                    members: room.count() + remote,
-                    persistent: room.is_persistent(),
-                }
-            })
-            .collect();
-        rooms.extend(elsewhere.into_iter().map(|(name, members)| RoomInfo {
-            name: name.to_string(),
-            members,
-            persistent: false,
-        }));
-        rooms.sort_by(|a, b| a.name.cmp(&b.name));
-        rooms
-    }
 }
 
 /// What a publication to a room did.

@@ -8,13 +8,13 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::context::Ctx;
-use super::dispatch::send_error;
+use super::fanout::send_error;
 use super::fanout::send_to;
 use super::membership::{JoinRefused, Joined};
 use super::message::{HeldJoin, ShardMessage, Target};
 use super::publish::Post;
 use super::streams::JoinPoint;
-use crate::cluster::{LocalEvent, Outbound};
+use crate::cluster::link::{LocalEvent, Outbound};
 use crate::protocol::{ErrorCode, ProtocolError, Recover, ServerMessage};
 use crate::room::Room;
 use crate::stats::RecoveryOutcome;

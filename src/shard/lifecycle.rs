@@ -6,13 +6,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::connection::Phase;
 use super::context::Ctx;
-use super::dispatch::send_error;
+use super::fanout::send_error;
 use super::fanout::send_to;
 use super::join::{join_room, notify_left};
 use super::message::Target;
 use super::ratelimit::TokenBucket;
 use super::Shard;
-use crate::cluster::LocalEvent;
+use crate::cluster::link::LocalEvent;
 use crate::config::PresenceScope;
 use crate::ids::ConnectionId;
 use crate::protocol::{unix_time, PresenceStatus, ServerMessage};

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use super::error::EngineError;
+use super::info::RoomInfo;
 use super::message::{ShardMessage, Target};
 use super::publish::Post;
 use super::shared::HubShared;
 use crate::cluster::command::{Answer, Command};
-use crate::cluster::Outbound;
+use crate::cluster::link::Outbound;
 use crate::ids::ConnectionId;
 use crate::protocol::ProtocolError;
 use crate::room::Room;
@@ -157,4 +158,59 @@ pub(crate) fn local_room_members(hub: &HubShared, name: &str) -> Vec<ConnectionI
         .room(name)
         .map(|r| r.members())
         .unwrap_or_default()
+}
+
+/// Room `name` with its members in the whole cluster: none if it has none on any node
+/// and does not exist here.
+pub(crate) fn room_info(hub: &HubShared, name: &str) -> Option<RoomInfo> {
+    match hub.registry.room(name) {
+        Some(room) => Some(room_info_of(hub, &room)),
+        None => {
+            let elsewhere = hub.room_count(name, 0);
+            (elsewhere > 0).then(|| RoomInfo {
+                name: name.to_owned(),
+                members: elsewhere,
+                persistent: false,
+            })
+        }
+    }
+}
+
+/// A room of this node, with its members in the whole cluster.
+pub(crate) fn room_info_of(hub: &HubShared, room: &Arc<Room>) -> RoomInfo {
+    RoomInfo {
+        name: room.name.to_string(),
+        members: hub.room_count(&room.name, room.count()),
+        persistent: room.is_persistent(),
+    }
+}
+
+/// Every room of the cluster, by name: this node's, and those with members on other
+/// nodes only.
+pub(crate) fn rooms(hub: &HubShared) -> Vec<RoomInfo> {
+    let mut elsewhere = hub
+        .cluster
+        .as_ref()
+        .map(|c| c.view().rooms())
+        .unwrap_or_default();
+    let mut rooms: Vec<RoomInfo> = hub
+        .registry
+        .rooms()
+        .iter()
+        .map(|room| {
+            let remote = elsewhere.remove(&room.name).unwrap_or(0);
+            RoomInfo {
+                name: room.name.to_string(),
+                members: room.count() + remote,
+                persistent: room.is_persistent(),
+            }
+        })
+        .collect();
+    rooms.extend(elsewhere.into_iter().map(|(name, members)| RoomInfo {
+        name: name.to_string(),
+        members,
+        persistent: false,
+    }));
+    rooms.sort_by(|a, b| a.name.cmp(&b.name));
+    rooms
 }

@@ -40,7 +40,7 @@ use super::positioned::Positioned;
 use super::publish::{publish_positioned, Post};
 use super::shared::HubShared;
 use super::streams::Page;
-use crate::cluster::Outbound;
+use crate::cluster::link::Outbound;
 use crate::protocol::{ProtocolError, Recover};
 use crate::room::Room;
 

@@ -17,7 +17,7 @@ use super::thread::on_shard_thread;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::checked_config::HandshakeGuards;
-use crate::cluster::Cluster;
+use crate::cluster::link::Cluster;
 use crate::config::HubConfig;
 use crate::forwarded::TrustedProxies;
 use crate::origin::OriginPolicy;
@@ -122,7 +122,7 @@ impl HubShared {
     }
 
     /// Tells the other nodes what happened to a connection of this node.
-    pub fn announce(&self, event: impl FnOnce() -> crate::cluster::LocalEvent) {
+    pub fn announce(&self, event: impl FnOnce() -> crate::cluster::link::LocalEvent) {
         if let Some(cluster) = &self.cluster {
             cluster.announce(event());
         }
@@ -136,7 +136,11 @@ impl HubShared {
             self.registry.user_count() as u64,
             self.registry.room_count() as u64,
         );
-        stats.cluster = self.cluster.as_ref().map(|c| c.stats(self));
+        stats.cluster = self.cluster.as_ref().map(|c| {
+            let users = self.registry.users().into_iter().map(|(user, _)| user);
+            let rooms = self.registry.rooms().into_iter().map(|r| r.name.clone());
+            c.stats(self.admission.open(), users, rooms)
+        });
         stats
     }
 
@@ -144,7 +148,7 @@ impl HubShared {
     pub fn is_degraded(&self) -> bool {
         self.cluster
             .as_ref()
-            .is_some_and(|c| c.link() != crate::cluster::LinkState::Connected)
+            .is_some_and(|c| c.link() != crate::stats::LinkState::Connected)
     }
 
     /// Encodes `text` (JSON from a backend) to be fanned out. Counted like [`Self::encode`].
