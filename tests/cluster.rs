@@ -259,36 +259,20 @@ async fn the_api_on_one_node_reaches_connections_of_another() {
     let (a, b) = (cluster.addr(0), cluster.addr(1));
     let mut bob = client(b, "bob").await;
     wait_for_room_count(a, "general", 1).await;
-    let r = http_call(
-        a,
-        "POST",
-        "/api/broadcast",
-        "",
-        r#"{"type":"notice","n":1}"#,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(bob.expect_type("notice").await["n"], 1);
-    let r = http_call(
-        a,
-        "POST",
-        "/api/rooms/general/broadcast",
-        "",
-        r#"{"type":"notice","n":2}"#,
-    )
-    .await;
-    assert_eq!(r.json()["queued"], 1, "{}", r.body);
-    assert_eq!(bob.expect_type("notice").await["n"], 2);
-    let r = http_call(
-        a,
-        "POST",
-        "/api/users/bob/send",
-        "",
-        r#"{"type":"notice","n":3}"#,
-    )
-    .await;
-    assert_eq!(r.json()["queued"], 1, "{}", r.body);
-    assert_eq!(bob.expect_type("notice").await["n"], 3);
+    let calls = [
+        ("/api/broadcast", None),
+        ("/api/rooms/general/broadcast", Some(1)),
+        ("/api/users/bob/send", Some(1)),
+    ];
+    for (n, (target, queued)) in calls.into_iter().enumerate() {
+        let body = json!({"type": "notice", "n": n}).to_string();
+        let r = http_call(a, "POST", target, "", &body).await;
+        assert_eq!(r.status, 200, "{target}: {}", r.body);
+        if let Some(queued) = queued {
+            assert_eq!(r.json()["queued"], queued, "{target}: {}", r.body);
+        }
+        assert_eq!(bob.expect_type("notice").await["n"], n, "{target}");
+    }
 
     let mut ben = client(b, "ben").await;
     wait_for_room_count(a, "general", 2).await;

@@ -47,6 +47,7 @@ use super::wire::{
 };
 use super::{notices, snapshot};
 use crate::config::ClusterConfig;
+use crate::shard::home::HomeRequest;
 use crate::shard::message::FrameKind;
 use crate::shard::shared::HubShared;
 use crate::stats::LinkState;
@@ -360,35 +361,9 @@ async fn send_outbox(bridge: Rc<Bridge>, mut outbox: mpsc::Receiver<Outbound>) {
                     reply(answers.into_iter().flatten().collect());
                 });
             }
-            Outbound::Sequence {
-                room,
-                message,
-                reply,
-            } => match &bridge.history {
-                Some(h) => drop(tokio::task::spawn_local(
-                    h.clone().sequence(room, message, reply),
-                )),
-                None => refuse(reply),
-            },
-            Outbound::PlaceJoin {
-                room,
-                join,
-                recover,
-            } => {
-                if let Some(h) = &bridge.history {
-                    tokio::task::spawn_local(h.clone().place_join(room, join, recover));
-                }
-            }
-            Outbound::ReadHistory {
-                room,
-                since,
-                limit,
-                reply,
-            } => match &bridge.history {
-                Some(h) => drop(tokio::task::spawn_local(
-                    h.clone().read(room, since, limit, reply),
-                )),
-                None => refuse(Some(reply)),
+            Outbound::Home(request) => match &bridge.history {
+                Some(history) => drop(tokio::task::spawn_local(history.clone().serve(request))),
+                None => refuse(request),
             },
             Outbound::Purge(room) => {
                 if let Some(h) = &bridge.history {
@@ -414,10 +389,13 @@ async fn send_outbox(bridge: Rc<Bridge>, mut outbox: mpsc::Receiver<Outbound>) {
     }
 }
 
-/// Answers a history request of a bridge that keeps no history.
-fn refuse<T>(reply: Option<crate::shard::message::Reply<T>>) {
-    if let Some(reply) = reply {
-        let _ = reply.send(Err(crate::shard::error::EngineError::Overloaded));
+/// Answers a history request of a bridge that keeps no history (a hub sends none).
+fn refuse(request: HomeRequest) {
+    use crate::shard::error::EngineError::Overloaded;
+    match request {
+        HomeRequest::Sequence { reply, .. } => drop(reply.map(|r| r.send(Err(Overloaded)))),
+        HomeRequest::ReadHistory { reply, .. } => drop(reply.send(Err(Overloaded))),
+        HomeRequest::PlaceJoin { .. } => {}
     }
 }
 

@@ -14,62 +14,46 @@ use crate::shard::shared::HubShared;
 
 /// Carries out `command` on this node, for another node.
 pub(crate) async fn carry_out(hub: &HubShared, command: Command) -> Answer {
-    let local = |bits: u64| {
-        let id = ConnectionId::from_bits(bits);
-        (id.node() == hub.node_tag() && id.shard() < hub.config.shards).then_some(id)
-    };
     match command {
-        Command::Disconnect { conn, code, reason } => match local(conn) {
-            Some(id) => {
-                let answer = ask_shard(hub, id, |conn, reply| ShardMessage::Disconnect {
-                    conn,
-                    code,
-                    reason,
-                    reply,
-                });
-                Answer::of(answer.await, |()| Answer::Done)
-            }
-            None => Answer::UnknownConnection(conn),
-        },
-        Command::Describe { conn } => match local(conn) {
-            Some(id) => {
-                let answer = ask_shard(hub, id, |conn, reply| ShardMessage::Describe {
-                    conn,
-                    reply,
-                });
-                Answer::of(answer.await, |info| Answer::Described {
-                    user_id: info.user_id,
-                    remote_addr: info.remote_addr,
-                    connected_at_ms: info
-                        .connected_at
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64),
-                })
-            }
-            None => Answer::UnknownConnection(conn),
-        },
-        Command::Join { conn, room } => match local(conn) {
-            Some(id) => {
-                let answer = ask_shard(hub, id, |conn, reply| ShardMessage::Join {
-                    conn,
-                    room,
-                    reply,
-                });
-                Answer::of(answer.await, Answer::Count)
-            }
-            None => Answer::UnknownConnection(conn),
-        },
-        Command::Leave { conn, room } => match local(conn) {
-            Some(id) => {
-                let answer = ask_shard(hub, id, |conn, reply| ShardMessage::Leave {
-                    conn,
-                    room,
-                    reply,
-                });
-                Answer::of(answer.await, Answer::Count)
-            }
-            None => Answer::UnknownConnection(conn),
-        },
+        Command::Disconnect { conn, code, reason } => {
+            let asked = ask_shard(hub, conn, |conn, reply| ShardMessage::Disconnect {
+                conn,
+                code,
+                reason,
+                reply,
+            });
+            Answer::of(asked.await, |()| Answer::Done)
+        }
+        Command::Describe { conn } => {
+            let asked = ask_shard(hub, conn, |conn, reply| ShardMessage::Describe {
+                conn,
+                reply,
+            });
+            Answer::of(asked.await, |info| Answer::Described {
+                user_id: info.user_id,
+                remote_addr: info.remote_addr,
+                connected_at_ms: info
+                    .connected_at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            })
+        }
+        Command::Join { conn, room } => {
+            let asked = ask_shard(hub, conn, |conn, reply| ShardMessage::Join {
+                conn,
+                room,
+                reply,
+            });
+            Answer::of(asked.await, Answer::Count)
+        }
+        Command::Leave { conn, room } => {
+            let asked = ask_shard(hub, conn, |conn, reply| ShardMessage::Leave {
+                conn,
+                room,
+                reply,
+            });
+            Answer::of(asked.await, Answer::Count)
+        }
         Command::RoomMembers { room } => {
             let members = operations::local_room_members(hub, &room);
             Answer::Connections(members.iter().map(|id| id.to_bits()).collect())
@@ -89,12 +73,17 @@ pub(crate) async fn carry_out(hub: &HubShared, command: Command) -> Answer {
     }
 }
 
-/// Posts a command to the shard of `id` without waiting for room, and awaits its reply.
+/// Posts a command for connection `bits` to its shard without waiting for room, and
+/// awaits the reply; a connection that is not this node's is unknown here.
 async fn ask_shard<T>(
     hub: &HubShared,
-    id: ConnectionId,
+    bits: u64,
     command: impl FnOnce(ConnectionId, Reply<T>) -> ShardMessage,
 ) -> Result<T, EngineError> {
+    let id = ConnectionId::from_bits(bits);
+    if id.node() != hub.node_tag() || id.shard() >= hub.config.shards {
+        return Err(EngineError::UnknownConnection(id));
+    }
     let (reply, answer) = oneshot::channel();
     WithoutWaiting(hub).post(id.shard(), command(id, reply))?;
     match tokio::time::timeout(REPLY_TIMEOUT, answer).await {

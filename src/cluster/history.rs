@@ -40,6 +40,7 @@ use super::subjects::Subjects;
 use crate::protocol::{ErrorCode, ProtocolError, Recover};
 use crate::room::Room;
 use crate::shard::error::EngineError;
+use crate::shard::home::HomeRequest;
 use crate::shard::message::{FrameKind, HeldJoin, Reply, ShardMessage, Target};
 use crate::shard::positioned::Positioned;
 use crate::shard::publish::{deliver, Post, WithoutWaiting};
@@ -317,9 +318,31 @@ impl Histories {
         }
     }
 
+    /// Carries out `request` for the room's stream.
+    pub async fn serve(self: Rc<Self>, request: HomeRequest) {
+        match request {
+            HomeRequest::Sequence {
+                room,
+                message,
+                reply,
+            } => self.sequence(room.name.clone(), message, reply).await,
+            HomeRequest::PlaceJoin {
+                room,
+                join,
+                recover,
+            } => self.place_join(room, join, recover).await,
+            HomeRequest::ReadHistory {
+                room,
+                since,
+                limit,
+                reply,
+            } => self.read(room.name.clone(), since, limit, reply).await,
+        }
+    }
+
     /// Gives `message` the room's next offset in the journal and delivers it here;
     /// `reply` gets the offset.
-    pub async fn sequence(
+    async fn sequence(
         self: Rc<Self>,
         room: Arc<str>,
         message: Positioned<'static>,
@@ -414,12 +437,7 @@ impl Histories {
 
     /// Places the held join `join` in the room's stream, and hands the answer to the
     /// joiner's shard.
-    pub async fn place_join(
-        self: Rc<Self>,
-        room: Arc<Room>,
-        join: HeldJoin,
-        recover: Option<Recover>,
-    ) {
+    async fn place_join(self: Rc<Self>, room: Arc<Room>, join: HeldJoin, recover: Option<Recover>) {
         let hub = self.hub.clone();
         let shard = join.conn.shard();
         let log = self.log(&room.name);
@@ -516,13 +534,7 @@ impl Histories {
     }
 
     /// The held messages of `room` after `since`, at most `limit`.
-    pub async fn read(
-        self: Rc<Self>,
-        room: Arc<str>,
-        since: u64,
-        limit: usize,
-        reply: Reply<Page>,
-    ) {
+    async fn read(self: Rc<Self>, room: Arc<str>, since: u64, limit: usize, reply: Reply<Page>) {
         let log = self.log(&room);
         let page = match self.loaded(&log).await {
             Ok(mut guard) => {

@@ -11,12 +11,9 @@ use super::subjects;
 use super::view::View;
 use crate::config::ClusterConfig;
 use crate::ids::ConnectionId;
-use crate::protocol::Recover;
-use crate::room::Room;
 use crate::shard::error::EngineError;
-use crate::shard::message::{FrameKind, HeldJoin, Reply, Target};
-use crate::shard::positioned::Positioned;
-use crate::shard::streams::Page;
+use crate::shard::home::HomeRequest;
+use crate::shard::message::{FrameKind, Target};
 use crate::stats::{ClusterStats, LinkState};
 
 /// Most items waiting for the bridge; beyond it a frame is dropped and counted, and a
@@ -83,26 +80,9 @@ pub(crate) enum Outbound {
         command: Command,
         reply: Box<dyn FnOnce(Vec<Answer>) + Send>,
     },
-    /// With history on: give a positioned message of `room` its offset in the journal,
-    /// and deliver it (see [`history`]).
-    Sequence {
-        room: Arc<str>,
-        message: Positioned<'static>,
-        reply: Option<Reply<Option<u64>>>,
-    },
-    /// With history on: place a held join in the room's stream.
-    PlaceJoin {
-        room: Arc<Room>,
-        join: HeldJoin,
-        recover: Option<Recover>,
-    },
-    /// With history on: the held messages of `room` after `since`, at most `limit`.
-    ReadHistory {
-        room: Arc<str>,
-        since: u64,
-        limit: usize,
-        reply: Reply<Page>,
-    },
+    /// With history on, in a cluster the bridge is the home of every room's stream
+    /// (see [`super::history`]).
+    Home(HomeRequest),
     /// With history on: forget the history of a removed room.
     Purge(Arc<str>),
     /// The hub is closing: tell the others this node leaves, then answer.

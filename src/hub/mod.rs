@@ -20,6 +20,7 @@ use crate::cluster::command::{Answer, Command};
 use crate::cluster::link::{Cluster, Outbound};
 use crate::config::HubConfig;
 use crate::ids::{is_valid_room_name, ConnectionId};
+use crate::shard::home::{ask_home, HomeRequest};
 use crate::shard::message::{Reply, ShardMessage, Target, REPLY_TIMEOUT};
 use crate::shard::operations::{self, Audience};
 use crate::shard::positioned::Positioned;
@@ -440,34 +441,20 @@ impl Hub {
         let limit = limit
             .unwrap_or(history.max_recover)
             .clamp(1, history.max_recover);
+        let (room, _) =
+            operations::addressed_room(shared, room, None).ok_or(HubError::RoomNotFound)?;
         let (reply, answer) = oneshot::channel();
-        match &shared.cluster {
-            Some(cluster) => {
-                if shared.registry.room(room).is_none() && shared.room_count(room, 0) == 0 {
-                    return Err(HubError::RoomNotFound);
-                }
-                cluster.send(Outbound::ReadHistory {
-                    room: room.into(),
-                    since,
-                    limit,
-                    reply,
-                });
-            }
-            None => {
-                let room = shared.registry.room(room).ok_or(HubError::RoomNotFound)?;
-                let ask = ShardMessage::ReadHistory {
-                    room: room.clone(),
-                    since,
-                    limit,
-                    reply,
-                };
-                shared.post(room.home, ask)?;
-            }
-        }
+        let ask = HomeRequest::ReadHistory {
+            room: room.clone(),
+            since,
+            limit,
+            reply,
+        };
+        ask_home(&mut FromThread(shared), shared, ask)?;
         let page = answer
             .recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| HubError::Overloaded)??;
-        Ok(History::of(room, page))
+        Ok(History::of(&room.name, page))
     }
 
     /// Sends `text` to every connection of `user`. Returns how many.

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::connection::Phase;
 use super::context::Ctx;
 use super::error::EngineError;
+use super::home::{ask_home, HomeRequest};
 use super::info::History;
 use super::message::{ShardMessage, REPLY_TIMEOUT};
 use super::operations::{self, Audience};
@@ -24,7 +25,6 @@ use super::sequence::publish_to_room;
 use super::Shard;
 use crate::api::{self, ApiError, CloseRequest, Route};
 use crate::cluster::command::{Answer, Command};
-use crate::cluster::link::Outbound;
 use crate::http::RequestHead;
 use crate::ids::ConnectionId;
 
@@ -106,31 +106,17 @@ fn serve_route(
             let limit = limit
                 .unwrap_or(history.max_recover)
                 .min(history.max_recover);
+            let (room, _) =
+                operations::addressed_room(hub, &room, None).ok_or_else(room_not_found)?;
             let (reply, answer) = oneshot::channel();
-            let name: std::sync::Arc<str> = room.as_str().into();
-            match &hub.cluster {
-                Some(cluster) => {
-                    if hub.registry.room(&room).is_none() && hub.room_count(&room, 0) == 0 {
-                        return Err(room_not_found());
-                    }
-                    cluster.send(Outbound::ReadHistory {
-                        room: name.clone(),
-                        since,
-                        limit,
-                        reply,
-                    });
-                }
-                None => {
-                    let room = hub.registry.room(&room).ok_or_else(room_not_found)?;
-                    let ask = ShardMessage::ReadHistory {
-                        room: room.clone(),
-                        since,
-                        limit,
-                        reply,
-                    };
-                    let _ = cx.post(room.home, ask);
-                }
-            }
+            let name = room.name.clone();
+            let ask = HomeRequest::ReadHistory {
+                room,
+                since,
+                limit,
+                reply,
+            };
+            let _ = ask_home(cx, hub, ask);
             answer_when_ready(cx, key, answer, move |page| {
                 History::of(&name, page).to_json()
             });

@@ -11,6 +11,7 @@ use super::accept::adopt_std;
 use super::context::Ctx;
 use super::error::EngineError;
 use super::fanout::{deliver_local, post_or_hold};
+use super::home::HomeRequest;
 use super::info::ConnectionInfo;
 use super::join::{join_placed, join_refused, join_room, leave_room};
 use super::lifecycle::{begin_shutdown, forget_room};
@@ -123,24 +124,24 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
         } => {
             deliver_local(cx, &target, &frame, published_us, kind);
         }
-        ShardMessage::Sequence {
+        ShardMessage::Home(HomeRequest::Sequence {
             room,
             message,
             reply,
-        } => sequence(cx, room, message, reply),
-        ShardMessage::PlaceJoin {
+        }) => sequence(cx, room, message, reply),
+        ShardMessage::Home(HomeRequest::PlaceJoin {
             room,
             join,
             recover,
-        } => place_join(cx, room, join, recover),
-        ShardMessage::JoinPlaced { room, join, point } => join_placed(cx, room, join, point),
-        ShardMessage::JoinRefused { room, join, error } => join_refused(cx, room, join, error),
-        ShardMessage::ReadHistory {
+        }) => place_join(cx, room, join, recover),
+        ShardMessage::Home(HomeRequest::ReadHistory {
             room,
             since,
             limit,
             reply,
-        } => read_history(cx, room, since, limit, reply),
+        }) => read_history(cx, room, since, limit, reply),
+        ShardMessage::JoinPlaced { room, join, point } => join_placed(cx, room, join, point),
+        ShardMessage::JoinRefused { room, join, error } => join_refused(cx, room, join, error),
         ShardMessage::Listen(listener) => accept::start(cx.shard, listener),
         ShardMessage::Adopt(stream) => adopt_std(cx, stream),
         ShardMessage::Join { conn, room, reply } => {

@@ -10,11 +10,11 @@ use bytes::Bytes;
 use super::context::Ctx;
 use super::fanout::send_error;
 use super::fanout::send_to;
+use super::home::{ask_home, HomeRequest};
 use super::membership::{JoinRefused, Joined};
-use super::message::{HeldJoin, ShardMessage, Target};
-use super::publish::Post;
+use super::message::{HeldJoin, Target};
 use super::streams::JoinPoint;
-use crate::cluster::link::{LocalEvent, Outbound};
+use crate::cluster::link::LocalEvent;
 use crate::protocol::{ErrorCode, ProtocolError, Recover, ServerMessage};
 use crate::room::Room;
 use crate::stats::RecoveryOutcome;
@@ -80,21 +80,13 @@ pub(crate) fn join_room(
             ticket,
             count,
         };
-        match &cx.hub().cluster {
-            Some(cluster) => cluster.send(Outbound::PlaceJoin {
-                room: room.clone(),
-                join,
-                recover,
-            }),
-            None => {
-                let ask = ShardMessage::PlaceJoin {
-                    room: room.clone(),
-                    join,
-                    recover,
-                };
-                let _ = cx.post(room.home, ask);
-            }
-        }
+        let ask = HomeRequest::PlaceJoin {
+            room: room.clone(),
+            join,
+            recover,
+        };
+        let hub = cx.hub();
+        let _ = ask_home(cx, hub, ask);
     } else if history.is_on() {
         let point = cx
             .state

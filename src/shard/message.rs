@@ -6,11 +6,10 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::error::EngineError;
+use super::home::HomeRequest;
 use super::info::ConnectionInfo;
-use super::positioned::Positioned;
-use super::streams::{JoinPoint, Page};
+use super::streams::JoinPoint;
 use crate::ids::ConnectionId;
-use crate::protocol::Recover;
 use crate::room::Room;
 
 /// Who receives a frame.
@@ -106,21 +105,9 @@ pub(crate) enum ShardMessage {
         published_us: u32,
         kind: FrameKind,
     },
-    /// To a room's home shard: give `message` its offset, keep it, deliver it to the
-    /// room, and answer with the offset.
-    Sequence {
-        room: Arc<Room>,
-        message: Positioned<'static>,
-        reply: Option<Reply<Option<u64>>>,
-    },
-    /// To a room's home shard: where in the stream does `join` fall, and, with
-    /// `recover`, what did the joiner miss? Answered with [`ShardMessage::JoinPlaced`].
-    PlaceJoin {
-        room: Arc<Room>,
-        join: HeldJoin,
-        recover: Option<Recover>,
-    },
-    /// To the joiner's shard: the home shard's answer to [`ShardMessage::PlaceJoin`].
+    /// To a room's home shard (history on).
+    Home(HomeRequest),
+    /// To the joiner's shard: the home's answer to [`HomeRequest::PlaceJoin`].
     JoinPlaced {
         room: Arc<Room>,
         join: HeldJoin,
@@ -132,13 +119,6 @@ pub(crate) enum ShardMessage {
         room: Arc<Room>,
         join: HeldJoin,
         error: crate::protocol::ProtocolError,
-    },
-    /// To a room's home shard: the held messages after `since`, at most `limit`.
-    ReadHistory {
-        room: Arc<Room>,
-        since: u64,
-        limit: usize,
-        reply: Reply<Page>,
     },
     /// Accept connections from this listener.
     Listen(std::net::TcpListener),

@@ -41,6 +41,7 @@ pub(crate) mod fanout;
 pub(crate) mod flusher;
 pub(crate) mod frames;
 pub(crate) mod handshake;
+pub(crate) mod home;
 pub(crate) mod housekeeping;
 pub(crate) mod inbox;
 pub(crate) mod info;

@@ -35,12 +35,12 @@ use std::time::Instant;
 
 use super::context::Ctx;
 use super::error::EngineError;
+use super::home::{ask_home, HomeRequest};
 use super::message::{HeldJoin, Reply, ShardMessage};
 use super::positioned::Positioned;
 use super::publish::{publish_positioned, Post};
 use super::shared::HubShared;
 use super::streams::Page;
-use crate::cluster::link::Outbound;
 use crate::protocol::{ProtocolError, Recover};
 use crate::room::Room;
 
@@ -48,7 +48,7 @@ use crate::room::Room;
 use super::streams::Streams;
 
 /// Publishes a positioned message to every member of `room`. With history on, it goes to
-/// the room's home shard to be sequenced; `reply`, if given, gets its offset (`None`
+/// the home of the room's stream to be sequenced; `reply`, if given, gets its offset (`None`
 /// with history off, where it is encoded and fanned out at once).
 pub(crate) fn publish_to_room(
     via: &mut impl Post,
@@ -57,21 +57,14 @@ pub(crate) fn publish_to_room(
     message: Positioned<'_>,
     reply: Option<Reply<Option<u64>>>,
 ) -> Result<(), EngineError> {
-    if let Some(cluster) = hub.cluster.as_ref().filter(|_| hub.config.history.is_on()) {
-        cluster.send(Outbound::Sequence {
-            room: room.name.clone(),
-            message: message.into_owned(),
-            reply,
-        });
-        return Ok(());
-    }
     if hub.config.history.is_on() {
-        let home = room.home;
-        return via.post(
-            home,
-            ShardMessage::Sequence {
+        let message = message.into_owned();
+        return ask_home(
+            via,
+            hub,
+            HomeRequest::Sequence {
                 room,
-                message: message.into_owned(),
+                message,
                 reply,
             },
         );
