@@ -47,8 +47,8 @@ use super::wire::{
 };
 use super::{notices, snapshot};
 use crate::config::ClusterConfig;
-use crate::shard::home::HomeRequest;
 use crate::shard::message::FrameKind;
+use crate::shard::message::HomeRequest;
 use crate::shard::shared::HubShared;
 use crate::stats::LinkState;
 

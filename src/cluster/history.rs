@@ -40,7 +40,7 @@ use super::subjects::Subjects;
 use crate::protocol::{ErrorCode, ProtocolError, Recover};
 use crate::room::Room;
 use crate::shard::error::EngineError;
-use crate::shard::home::HomeRequest;
+use crate::shard::message::HomeRequest;
 use crate::shard::message::{FrameKind, HeldJoin, Reply, ShardMessage, Target};
 use crate::shard::positioned::Positioned;
 use crate::shard::publish::{deliver, Post, WithoutWaiting};

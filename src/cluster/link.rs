@@ -12,7 +12,7 @@ use super::view::View;
 use crate::config::ClusterConfig;
 use crate::ids::ConnectionId;
 use crate::shard::error::EngineError;
-use crate::shard::home::HomeRequest;
+use crate::shard::message::HomeRequest;
 use crate::shard::message::{FrameKind, Target};
 use crate::stats::{ClusterStats, LinkState};
 

@@ -3,52 +3,11 @@
 //! Whoever publishes to a room, joins it or reads its history asks the home the same
 //! way, and [`ask_home`] takes the request there.
 
-use std::sync::Arc;
-
 use super::error::EngineError;
-use super::message::{HeldJoin, Reply, ShardMessage};
-use super::positioned::Positioned;
+use super::message::{HomeRequest, ShardMessage};
 use super::publish::Post;
 use super::shared::HubShared;
-use super::streams::Page;
 use crate::cluster::link::Outbound;
-use crate::protocol::Recover;
-use crate::room::Room;
-
-/// What the home of a room's stream is asked.
-pub(crate) enum HomeRequest {
-    /// Give `message` its offset, keep it, deliver it to the room, and answer with the
-    /// offset.
-    Sequence {
-        room: Arc<Room>,
-        message: Positioned<'static>,
-        reply: Option<Reply<Option<u64>>>,
-    },
-    /// Where in the stream does `join` fall, and, with `recover`, what did the joiner
-    /// miss? Answered with [`ShardMessage::JoinPlaced`] on the joiner's shard.
-    PlaceJoin {
-        room: Arc<Room>,
-        join: HeldJoin,
-        recover: Option<Recover>,
-    },
-    /// The held messages after `since`, at most `limit`.
-    ReadHistory {
-        room: Arc<Room>,
-        since: u64,
-        limit: usize,
-        reply: Reply<Page>,
-    },
-}
-
-impl HomeRequest {
-    fn room(&self) -> &Arc<Room> {
-        match self {
-            HomeRequest::Sequence { room, .. }
-            | HomeRequest::PlaceJoin { room, .. }
-            | HomeRequest::ReadHistory { room, .. } => room,
-        }
-    }
-}
 
 /// Takes `request` to the home of its room's stream.
 pub(crate) fn ask_home(

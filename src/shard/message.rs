@@ -6,10 +6,11 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::error::EngineError;
-use super::home::HomeRequest;
 use super::info::ConnectionInfo;
-use super::streams::JoinPoint;
+use super::positioned::Positioned;
+use super::streams::{JoinPoint, Page};
 use crate::ids::ConnectionId;
+use crate::protocol::Recover;
 use crate::room::Room;
 
 /// Who receives a frame.
@@ -85,6 +86,41 @@ pub(crate) struct HeldJoin {
     pub ticket: u64,
     /// The room's count after the join.
     pub count: usize,
+}
+
+/// What the home of a room's stream is asked, with history on (see [`super::home`]).
+pub(crate) enum HomeRequest {
+    /// Give `message` its offset, keep it, deliver it to the room, and answer with the
+    /// offset.
+    Sequence {
+        room: Arc<Room>,
+        message: Positioned<'static>,
+        reply: Option<Reply<Option<u64>>>,
+    },
+    /// Where in the stream does `join` fall, and, with `recover`, what did the joiner
+    /// miss? Answered with [`ShardMessage::JoinPlaced`] on the joiner's shard.
+    PlaceJoin {
+        room: Arc<Room>,
+        join: HeldJoin,
+        recover: Option<Recover>,
+    },
+    /// The held messages after `since`, at most `limit`.
+    ReadHistory {
+        room: Arc<Room>,
+        since: u64,
+        limit: usize,
+        reply: Reply<Page>,
+    },
+}
+
+impl HomeRequest {
+    pub(crate) fn room(&self) -> &Arc<Room> {
+        match self {
+            HomeRequest::Sequence { room, .. }
+            | HomeRequest::PlaceJoin { room, .. }
+            | HomeRequest::ReadHistory { room, .. } => room,
+        }
+    }
 }
 
 /// A reply channel for a command whose caller waits for the outcome: a thread blocks on

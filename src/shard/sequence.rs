@@ -35,7 +35,8 @@ use std::time::Instant;
 
 use super::context::Ctx;
 use super::error::EngineError;
-use super::home::{ask_home, HomeRequest};
+use super::home::ask_home;
+use super::message::HomeRequest;
 use super::message::{HeldJoin, Reply, ShardMessage};
 use super::positioned::Positioned;
 use super::publish::{publish_positioned, Post};
