@@ -718,3 +718,25 @@ fn dashboard_cluster_metrics() -> Vec<String> {
     assert!(names.len() >= 8, "the dashboard has a cluster row");
     names
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_learns_thousands_of_connections_from_a_snapshot_in_pages() {
+    let mut cluster = Cluster::start(1, &[]).await;
+    let a = cluster.addr(0);
+    // More than one page (2000 connections) of a snapshot.
+    const N: usize = 2500;
+    let mut clients = Vec::with_capacity(N);
+    for i in 0..N {
+        let url = neonex_testkit::client::ws_url(a, Some(&format!("crowd{i}")));
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        clients.push(ws);
+    }
+    wait_for_stats(a, "every connection", |s| s["total_connections"] == N).await;
+    // A node that comes now hears of them only from the snapshot it asks for.
+    let b = cluster.add_node("late", &[]).await;
+    cluster.wait_for_nodes(2).await;
+    let s = wait_for_stats(b, "the crowd", |s| s["cluster"]["connections"] == N).await;
+    assert_eq!(s["cluster"]["users"], N);
+    wait_for_room_count(b, "general", N as u64).await;
+    drop(clients);
+}

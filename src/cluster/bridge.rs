@@ -42,8 +42,8 @@ use super::link::{Cluster, LocalEvent, Outbound, Route};
 use super::subjects::Subjects;
 use super::view::{Change, View};
 use super::wire::{
-    Body, Envelope, Snapshot, CONNECTION_HEADER, EXCEPT_HEADER, KIND_HEADER, POSITIONED,
-    USER_HEADER,
+    Body, Envelope, Snapshot, SnapshotRequest, CONNECTION_HEADER, EXCEPT_HEADER, KIND_HEADER,
+    POSITIONED, USER_HEADER,
 };
 use super::{notices, snapshot};
 use crate::config::ClusterConfig;
@@ -565,7 +565,8 @@ async fn answer_snapshots(bridge: Rc<Bridge>, mut requests: Subscriber) {
         let Some(reply) = request.reply else {
             continue;
         };
-        let snapshot = snapshot::take(&bridge.hub, bridge.seq.get());
+        let asked: SnapshotRequest = serde_json::from_slice(&request.payload).unwrap_or_default();
+        let snapshot = snapshot::take(&bridge.hub, bridge.seq.get(), asked.after);
         let payload: Bytes = serde_json::to_vec(&snapshot)
             .expect("a snapshot serializes")
             .into();
@@ -664,26 +665,9 @@ fn apply(view: &mut View, envelope: Envelope, local: &dyn Fn(&str) -> usize) -> 
 /// Asks node `tag` for a snapshot and starts again from it.
 async fn resync(bridge: &Rc<Bridge>, tag: u16, inc: u64) {
     let cluster = bridge.cluster();
-    let asked = tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        bridge
-            .client
-            .request(cluster.subjects.snapshot(tag), Bytes::new()),
-    )
-    .await;
-    let snapshot: Snapshot = match asked {
-        Ok(Ok(answer)) => match serde_json::from_slice(&answer.payload) {
-            Ok(snapshot) => snapshot,
-            Err(e) => {
-                tracing::warn!(tag, error = %e, "an unreadable snapshot");
-                return;
-            }
-        },
+    let Some(snapshot) = read_snapshot(bridge, tag).await else {
         // The node's next heartbeat asks again.
-        _ => {
-            tracing::debug!(tag, "no snapshot from a node");
-            return;
-        }
+        return tracing::debug!(tag, "no whole snapshot from a node");
     };
     if snapshot.inc != inc {
         return;
@@ -696,6 +680,41 @@ async fn resync(bridge: &Rc<Bridge>, tag: u16, inc: u64) {
             Vec::new()
         }
     });
+}
+
+/// Node `tag`'s whole snapshot, page after page, at the first page's number.
+async fn read_snapshot(bridge: &Bridge, tag: u16) -> Option<Snapshot> {
+    let subject = bridge.cluster().subjects.snapshot(tag);
+    let mut whole: Option<Snapshot> = None;
+    let mut after = None;
+    loop {
+        let request: Bytes = serde_json::to_vec(&SnapshotRequest { after })
+            .expect("a request serializes")
+            .into();
+        let asked = bridge.client.request(subject.clone(), request);
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, asked)
+            .await
+            .ok()?
+            .ok()?;
+        let page: Snapshot = match serde_json::from_slice(&answer.payload) {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(tag, error = %e, "an unreadable snapshot");
+                return None;
+            }
+        };
+        after = page.conns.last().map(|c| c.conn).or(after);
+        let more = page.more;
+        match &mut whole {
+            None => whole = Some(page),
+            Some(whole) if whole.inc == page.inc => whole.conns.extend(page.conns),
+            // The node restarted between two pages.
+            Some(_) => return None,
+        }
+        if !more {
+            return whole;
+        }
+    }
 }
 
 /// Says this node is alive, and takes nodes silent too long for dead: every

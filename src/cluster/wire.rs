@@ -58,7 +58,16 @@ pub(crate) enum Body {
     Goodbye,
 }
 
-/// A node's connections at its event `seq`: the answer to a snapshot request.
+/// A request for a page of a node's snapshot: the connections after `after` (by
+/// [`crate::ids::ConnectionId::to_bits`]); an empty request asks for the first page.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct SnapshotRequest {
+    #[serde(default)]
+    pub after: Option<u64>,
+}
+
+/// A node's connections at its event `seq`: the answer to a snapshot request, one page
+/// of them, in the order of their ids, so that no answer outgrows a NATS message.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Snapshot {
     pub node: u16,
@@ -66,6 +75,9 @@ pub(crate) struct Snapshot {
     pub name: String,
     pub seq: u64,
     pub conns: Vec<SnapshotConnection>,
+    /// More pages follow.
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// One connection in a snapshot.
