@@ -1,7 +1,10 @@
 //! Frames from other nodes, handed to this node's shards as they came: the NATS payload
 //! is the WebSocket frame, so the same bytes go to every shard with recipients.
 
-use async_nats::Message;
+use std::sync::Arc;
+
+use async_nats::{Message, Subscriber};
+use futures_util::StreamExt;
 
 use super::wire::{CONNECTION_HEADER, EXCEPT_HEADER, KIND_HEADER, POSITIONED, USER_HEADER};
 use crate::ids::ConnectionId;
@@ -88,4 +91,18 @@ fn addressee(hub: &HubShared, message: &Message) -> Option<Target> {
     let id = connection(message, CONNECTION_HEADER)?;
     (id.node() == hub.node_tag() && id.shard() < hub.config.shards)
         .then_some(Target::Connection(id))
+}
+
+/// Delivers the frames of a subscription to the global or this node's subject.
+pub(super) async fn frames(hub: Arc<HubShared>, mut subscription: Subscriber, source: Source) {
+    while let Some(message) = subscription.next().await {
+        frame(&hub, source, message);
+    }
+}
+
+/// Delivers the frames of a room's subscription.
+pub(super) async fn room_frames(hub: Arc<HubShared>, room: Arc<str>, mut subscription: Subscriber) {
+    while let Some(message) = subscription.next().await {
+        room_frame(&hub, &room, message);
+    }
 }

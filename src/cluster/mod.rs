@@ -36,8 +36,9 @@
 //!
 //! - [`link`]: what the shards and the `Hub` hold: the node's tag, the bounded queue to
 //!   the bridge ([`link::Outbound`]), the view of the other nodes ([`view`]), counters.
-//! - [`bridge`]: the thread that owns the NATS client, and its tasks; [`subjects`] names
-//!   the subjects, [`wire`] the events, heartbeats and snapshots it exchanges.
+//! - [`bridge`]: the thread that owns the NATS client, and its tasks: the [`outbox`],
+//!   what the [`peers`] say, [`requests`] between nodes; [`subjects`] names the subjects,
+//!   [`wire`] the events, heartbeats and snapshots it exchanges.
 //! - [`inbound`]: frames from other nodes to this node's shards; [`notices`]: what a
 //!   change in the view tells this node's clients; [`snapshot`]: this node's connections
 //!   for a node that asks.
@@ -46,6 +47,7 @@
 //! - [`history`] and [`journal`]: with history on, the rooms' streams in JetStream.
 
 pub(crate) mod bridge;
+mod bridge_state;
 pub(crate) mod carry_out;
 pub(crate) mod command;
 mod history;
@@ -53,6 +55,9 @@ mod inbound;
 mod journal;
 pub(crate) mod link;
 mod notices;
+mod outbox;
+mod peers;
+mod requests;
 mod snapshot;
 pub(crate) mod subjects;
 pub(crate) mod view;
