@@ -740,3 +740,52 @@ async fn a_new_node_learns_thousands_of_connections_from_a_snapshot_in_pages() {
     wait_for_room_count(b, "general", N as u64).await;
     drop(clients);
 }
+
+#[tokio::test]
+async fn a_node_shut_down_says_goodbye_and_one_started_again_is_a_new_node() {
+    // Finn's client does not answer the close: the drain lasts the whole timeout.
+    let quick = [("NEONEX_SHUTDOWN_TIMEOUT", "1s")];
+    let mut cluster = Cluster::start(2, &quick).await;
+    let a = cluster.addr(0);
+    let mut ann = client(a, "ann").await;
+    let _finn = client(cluster.addr(1), "finn").await;
+    wait_for_room_count(a, "general", 2).await;
+    let pid = cluster.nodes[1].child.id().to_string();
+    let stopped = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let left = ann
+        .expect("finn left general", |m| {
+            m["type"] == "user_left" && m["user_id"] == "finn"
+        })
+        .await;
+    assert_eq!(left["count"], 1);
+    wait_for_stats(a, "one node", |s| s["cluster"]["nodes"] == 1).await;
+    let gone = stopped.elapsed();
+    assert!(
+        gone < Duration::from_secs(2),
+        "a goodbye is heard at once, not after the node timeout: {gone:?}"
+    );
+    assert!(cluster.nodes[1].child.wait().unwrap().success());
+    // The same name again: another node, which starts with nothing.
+    let b = cluster.add_node("node-1", &quick).await;
+    wait_for_stats(a, "two nodes again", |s| s["cluster"]["nodes"] == 2).await;
+    wait_for_stats(b, "ann, and no ghost of finn", |s| {
+        s["cluster"]["connections"] == 1 && s["cluster"]["nodes"] == 2
+    })
+    .await;
+    let mut finn = client(b, "finn").await;
+    assert_eq!(finn.autojoined[0]["count"], 2);
+    let online = ann
+        .expect("finn online again", |m| {
+            m["type"] == "presence" && m["user_id"] == "finn" && m["status"] == "online"
+        })
+        .await;
+    assert_eq!(online["status"], "online");
+    finn.say("general", "back").await;
+    let m = ann.expect_type("chat_message").await;
+    assert_eq!(m["message"], "back");
+}

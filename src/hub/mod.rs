@@ -511,11 +511,21 @@ impl Hub {
         self.shared.stats()
     }
 
-    /// Shuts the hub down gracefully: stops accepting, sends `server_shutdown` and a
-    /// close with 1001 to every client, waits up to `shutdown_timeout` for them, and
-    /// stops the shards. Returns when every shard thread has ended. Safe to call twice.
+    /// Shuts the hub down gracefully: in a cluster, says goodbye to the other nodes
+    /// first; stops accepting, sends `server_shutdown` and a close with 1001 to every
+    /// client, waits up to `shutdown_timeout` for them, and stops the shards. Returns when
+    /// every shard thread has ended. Safe to call twice.
     pub fn close(&self) {
-        if !self.shared.closed.swap(true, Ordering::SeqCst) {
+        let first = !self.shared.closed.swap(true, Ordering::SeqCst);
+        // A node leaves its cluster first: the other nodes tell their clients at once
+        // that its connections are gone, while its clients are told to reconnect.
+        let bridge = self.bridge.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (Some(cluster), Some(_)) = (&self.shared.cluster, &bridge) {
+            let (done, said) = std::sync::mpsc::channel();
+            cluster.send(Outbound::Goodbye(done));
+            let _ = said.recv_timeout(std::time::Duration::from_secs(3));
+        }
+        if first {
             for shard in 0..self.shard_count() {
                 let _ = self.shared.post(shard, ShardMessage::Shutdown);
             }
@@ -524,12 +534,7 @@ impl Hub {
         for thread in threads {
             let _ = thread.join();
         }
-        // After the shards, whose connections' closes the other nodes have heard by now.
-        let bridge = self.bridge.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let (Some(cluster), Some(bridge)) = (&self.shared.cluster, bridge) {
-            let (done, said) = std::sync::mpsc::channel();
-            cluster.send(Outbound::Goodbye(done));
-            let _ = said.recv_timeout(std::time::Duration::from_secs(3));
+        if let Some(bridge) = bridge {
             let _ = bridge.join();
         }
     }
