@@ -24,7 +24,11 @@ struct Cluster {
 impl Cluster {
     /// `n` nodes on a fresh NATS, each knowing all the others.
     async fn start(n: usize, env: &[(&str, &str)]) -> Cluster {
-        let nats = Nats::start();
+        Cluster::start_on(Nats::start(), n, env).await
+    }
+
+    /// `n` nodes on `nats`.
+    async fn start_on(nats: Nats, n: usize, env: &[(&str, &str)]) -> Cluster {
         let mut cluster = Cluster {
             nats,
             nodes: Vec::new(),
@@ -788,4 +792,12 @@ async fn a_node_shut_down_says_goodbye_and_one_started_again_is_a_new_node() {
     finn.say("general", "back").await;
     let m = ann.expect_type("chat_message").await;
     assert_eq!(m["message"], "back");
+}
+
+#[tokio::test]
+async fn nodes_log_in_to_a_nats_with_the_user_and_password_of_its_address() {
+    let nats = Nats::start_with_password("neo", "s3cret");
+    let cluster = Cluster::start_on(nats, 2, &[]).await;
+    let _gus = client(cluster.addr(1), "gus").await;
+    wait_for_room_count(cluster.addr(0), "general", 1).await;
 }

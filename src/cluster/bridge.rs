@@ -110,7 +110,16 @@ pub(crate) fn start(config: &ClusterConfig) -> std::io::Result<Starting> {
 /// [`CONNECT_WAIT`].
 async fn connect(servers: Vec<ServerAddr>, name: &str, link: Arc<AtomicU8>) -> (Client, bool) {
     let (state, mut changes) = watch::channel(LinkState::Connecting);
-    let options = ConnectOptions::new()
+    // async-nats reads no credentials from the address itself.
+    let credentials = servers.iter().find(|s| s.has_user_pass()).map(|s| {
+        let user = s.username().unwrap_or_default().to_owned();
+        (user, s.password().unwrap_or_default().to_owned())
+    });
+    let options = match credentials {
+        Some((user, password)) => ConnectOptions::with_user_and_password(user, password),
+        None => ConnectOptions::new(),
+    };
+    let options = options
         .name(format!("neonex {name}"))
         .no_echo()
         .retry_on_initial_connect()

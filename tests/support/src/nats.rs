@@ -13,26 +13,42 @@ pub struct Nats {
     pub port: u16,
     /// Where JetStream keeps its streams.
     store: PathBuf,
+    /// The user and password clients need, if any.
+    credentials: Option<(String, String)>,
     child: Option<Child>,
 }
 
 impl Nats {
     /// Starts `nats-server` with JetStream on a free port and waits until it accepts.
     pub fn start() -> Nats {
+        Nats::start_with(None)
+    }
+
+    /// Starts `nats-server` as [`Nats::start`] does, letting in only `user` with
+    /// `password`.
+    pub fn start_with_password(user: &str, password: &str) -> Nats {
+        Nats::start_with(Some((user.to_owned(), password.to_owned())))
+    }
+
+    fn start_with(credentials: Option<(String, String)>) -> Nats {
         let port = free_port();
         let store = std::env::temp_dir().join(format!("neonex-nats-{port}-{}", std::process::id()));
         let mut nats = Nats {
             port,
             store,
+            credentials,
             child: None,
         };
         nats.resume();
         nats
     }
 
-    /// `nats://127.0.0.1:PORT`.
+    /// `nats://127.0.0.1:PORT`, with the credentials if it needs them.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        match &self.credentials {
+            Some((user, password)) => format!("nats://{user}:{password}@127.0.0.1:{}", self.port),
+            None => format!("nats://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Kills the server: an outage.
