@@ -801,3 +801,56 @@ async fn nodes_log_in_to_a_nats_with_the_user_and_password_of_its_address() {
     let _gus = client(cluster.addr(1), "gus").await;
     wait_for_room_count(cluster.addr(0), "general", 1).await;
 }
+
+#[tokio::test]
+async fn with_history_leaving_and_joining_again_repeats_nothing() {
+    let cluster = Cluster::start(2, &HISTORY).await;
+    let (a, b) = (cluster.addr(0), cluster.addr(1));
+    let mut hal = client(a, "hal").await;
+    for _ in 0..3 {
+        join(&mut hal, "h", None).await;
+        hal.leave("h").await;
+    }
+    let joined = join(&mut hal, "h", None).await;
+    let top = joined["offset"].as_u64().unwrap();
+    let mut ida = client(b, "ida").await;
+    join(&mut ida, "h", None).await;
+    wait_for_room_count(b, "h", 2).await;
+    for i in 0..5 {
+        ida.say("h", &format!("m{i}")).await;
+    }
+    let got = chat_messages(&mut hal, "h", 5).await;
+    let expected: Vec<(u64, String)> = (0..5).map(|i| (top + 1 + i, format!("m{i}"))).collect();
+    assert_eq!(got, expected);
+    let after = hal.ping_pong().await;
+    assert!(
+        after.iter().all(|m| m["type"] != "chat_message"),
+        "a message came twice: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_history_offsets_go_on_for_members_after_every_message_expired() {
+    let env = [("NEONEX_HISTORY_SIZE", "100"), ("NEONEX_HISTORY_TTL", "1s")];
+    let cluster = Cluster::start(2, &env).await;
+    let mut jo = client(cluster.addr(0), "jo").await;
+    let joined = join(&mut jo, "h", None).await;
+    let mut kim = client(cluster.addr(1), "kim").await;
+    join(&mut kim, "h", None).await;
+    wait_for_room_count(cluster.addr(1), "h", 2).await;
+    let top = joined["offset"].as_u64().unwrap();
+    jo.say("h", "first").await;
+    assert_eq!(chat_messages(&mut kim, "h", 1).await[0].0, top + 1);
+    // Long enough for JetStream to let every message of the room expire.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    kim.say("h", "after").await;
+    let got = chat_messages(&mut jo, "h", 2).await;
+    assert_eq!(got[1], (top + 2, "after".to_owned()), "{got:?}");
+    // A newcomer is in the same stream, and cannot recover what expired.
+    let mut lee = client(cluster.addr(1), "lee").await;
+    let recover = json!({"offset": top, "epoch": joined["epoch"]});
+    let again = join(&mut lee, "h", Some(&recover)).await;
+    assert_eq!(again["epoch"], joined["epoch"]);
+    assert_eq!(again["offset"], top + 2);
+    assert_eq!(again["recovered"], false, "{again}");
+}

@@ -38,6 +38,7 @@ use super::peers::{answer_snapshots, hear_events, heartbeat};
 use super::requests::answer_commands;
 use super::subjects::Subjects;
 use crate::config::ClusterConfig;
+use crate::shard::publish::hand_over_held_back;
 use crate::shard::shared::HubShared;
 use crate::stats::LinkState;
 
@@ -214,6 +215,7 @@ async fn run(hub: Arc<HubShared>, client: Client, outbox: mpsc::Receiver<Outboun
         seq: Cell::new(0),
         rooms: RefCell::new(HashMap::new()),
         departed: RefCell::new(HashMap::new()),
+        resyncing: RefCell::new(HashMap::new()),
         history,
     });
     let cluster = bridge.cluster();
@@ -242,7 +244,20 @@ async fn run(hub: Arc<HubShared>, client: Client, outbox: mpsc::Receiver<Outboun
     tokio::task::spawn_local(answer_commands(bridge.clone(), commands));
     tokio::task::spawn_local(hear_events(bridge.clone(), events));
     tokio::task::spawn_local(heartbeat(bridge.clone()));
+    tokio::task::spawn_local(hand_over(bridge.hub.clone()));
     send_outbox(bridge, outbox).await;
+}
+
+/// Hands what the bridge held back to the shards as they make room: woken when a
+/// message is held, then every millisecond until none is.
+async fn hand_over(hub: Arc<HubShared>) {
+    let cluster = hub.cluster.as_ref().expect("a cluster's node");
+    loop {
+        cluster.hold_notify().notified().await;
+        while hand_over_held_back(&hub) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 /// The default node id: the host name and a random suffix.

@@ -33,6 +33,8 @@ pub(super) struct Bridge {
     /// Nodes that said goodbye, by tag, with their incarnation: their late events are
     /// not a new node.
     pub(super) departed: RefCell<HashMap<u16, u64>>,
+    /// The nodes a resynchronisation runs with, and their events held meanwhile.
+    pub(super) resyncing: RefCell<HashMap<u16, std::collections::VecDeque<super::wire::Envelope>>>,
     /// The rooms' logs, with history on.
     pub(super) history: Option<Rc<Histories>>,
 }

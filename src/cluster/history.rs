@@ -25,7 +25,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +47,9 @@ use crate::shard::publish::{deliver, Post, WithoutWaiting};
 use crate::shard::shared::HubShared;
 use crate::shard::stream::{RecoveryFailure, Stream};
 use crate::shard::streams::{JoinPoint, Page};
+
+/// How many times a room's marker is tried when other writers keep coming first.
+const GENESIS_ATTEMPTS: usize = 8;
 
 /// How long a room's follower waits before it starts again.
 const FOLLOW_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -139,7 +142,11 @@ impl Histories {
 
     /// Stops serving `room` here (its last member here left): its log and follower go.
     pub fn forget(&self, room: &str) {
-        self.rooms.borrow_mut().remove(room);
+        if let Some(log) = self.rooms.borrow_mut().remove(room) {
+            if let Some(task) = log.follower.borrow_mut().take() {
+                task.abort();
+            }
+        }
     }
 
     fn count(&self, counter: fn(&super::link::ClusterCounters) -> &std::sync::atomic::AtomicU64) {
@@ -160,37 +167,45 @@ impl Histories {
         let mut guard = log.state.lock().await;
         if guard.is_none() {
             let journal = self.journal().await?;
-            let head = self.head_or_genesis(&journal, &log.name).await?;
+            let head = self.head_or_genesis(&journal, &log.name, None).await?;
             let room = self.room(&log.name);
             let stream = Stream::resumed(room, head.epoch.into(), head.offset);
             *guard = Some(Log {
                 stream,
                 seq: head.seq,
             });
-            let follower = tokio::task::spawn_local(self.clone().follow(log.clone()));
+            let follower = tokio::task::spawn_local(self.clone().follow(Rc::downgrade(log)));
             *log.follower.borrow_mut() = Some(follower);
         }
         Ok(guard)
     }
 
-    /// The room's last message in the journal; when it has none, its genesis, written
-    /// here unless another node wrote one first.
-    async fn head_or_genesis(&self, journal: &Journal, room: &str) -> Result<Entry, String> {
-        loop {
+    /// The room's last message in the journal; when it has none, a marker written here
+    /// (unless another node wrote one first): a room's genesis, offset 0 of a new epoch;
+    /// or, for a room whose messages all expired under `at` (the epoch and top a log here
+    /// has delivered), `at` itself, so that its members' offsets go on from there.
+    async fn head_or_genesis(
+        &self,
+        journal: &Journal,
+        room: &str,
+        at: Option<(&str, u64)>,
+    ) -> Result<Entry, String> {
+        for _ in 0..GENESIS_ATTEMPTS {
             if let Some(head) = journal.head(room).await? {
                 return Ok(head);
             }
-            let epoch = crate::shard::stream::new_epoch();
-            let id = format!("genesis-{epoch}");
+            let fresh = crate::shard::stream::new_epoch();
+            let (epoch, offset) = at.unwrap_or((&fresh, 0));
+            let id = format!("marker-{epoch}-{offset}");
             match journal
-                .append(room, (&epoch, 0), Bytes::new(), 0, &id)
+                .append(room, (epoch, offset), Bytes::new(), 0, &id)
                 .await
             {
                 Ok(appended) => {
                     return Ok(Entry {
                         seq: appended.seq,
-                        offset: 0,
-                        epoch,
+                        offset,
+                        epoch: epoch.to_owned(),
                         frame: Bytes::new(),
                     })
                 }
@@ -198,6 +213,7 @@ impl Histories {
                 Err(AppendError::Failed(e)) => return Err(e),
             }
         }
+        Err("the room's subject holds messages neonex did not write".into())
     }
 
     fn room(&self, name: &str) -> Arc<Room> {
@@ -209,11 +225,13 @@ impl Histories {
 
     /// Follows the room's journal subject after the log's top, delivering what comes;
     /// starts again (after the log's top then) whenever following fails or ends.
-    async fn follow(self: Rc<Self>, log: Rc<RoomLog>) {
-        loop {
+    /// It holds the log weakly: a log that is forgotten ends its follower.
+    async fn follow(self: Rc<Self>, log: Weak<RoomLog>) {
+        while let Some(log) = log.upgrade() {
             if let Err(e) = self.follow_once(&log).await {
                 tracing::warn!(room = %log.name, error = %e, "cannot follow a room's history; trying again");
             }
+            drop(log);
             tokio::time::sleep(FOLLOW_RETRY).await;
         }
     }
@@ -253,6 +271,10 @@ impl Histories {
     /// Delivers `entry` if it is the next of the log; repairs a gap before it from the
     /// journal; lets a duplicate go.
     async fn advance(&self, journal: &Journal, room: &str, state: &mut Log, entry: Entry) {
+        if entry.seq <= state.seq {
+            // Older than what the log has taken: a follower's late copy.
+            return;
+        }
         if **state.stream.epoch() != *entry.epoch {
             // The room was removed and made again: a new stream.
             let top = entry.offset.saturating_sub(1);
@@ -264,38 +286,57 @@ impl Histories {
             return;
         }
         if entry.offset > top + 1 {
-            self.repair(journal, room, state, entry.offset - 1).await;
-            if state.stream.top() + 1 < entry.offset {
-                // Expired from the journal before this node could read it.
-                let epoch = state.stream.epoch().clone();
-                state.stream = Stream::resumed(self.room(room), epoch, entry.offset - 1);
+            match self.repair(journal, room, state, entry.offset - 1).await {
+                // The journal could not be read: deliver nothing past the gap now; the
+                // next message, or the follower starting again, repairs it.
+                Err(()) => return,
+                Ok(()) if state.stream.top() + 1 < entry.offset => {
+                    // Expired from the journal before this node could read it.
+                    let epoch = state.stream.epoch().clone();
+                    state.stream = Stream::resumed(self.room(room), epoch, entry.offset - 1);
+                }
+                Ok(()) => {}
             }
+        }
+        if entry.frame.is_empty() {
+            // A marker: it moves the log, and no client gets it.
+            state.seq = entry.seq;
+            return;
         }
         self.deliver(room, state, entry);
     }
 
     /// Reads the journal after the log's top up to offset `until`, delivering each; stops
-    /// early where the journal no longer holds the next one.
-    async fn repair(&self, journal: &Journal, room: &str, state: &mut Log, until: u64) {
+    /// early where the journal no longer holds the next one. `Err` if the journal could
+    /// not be read.
+    async fn repair(
+        &self,
+        journal: &Journal,
+        room: &str,
+        state: &mut Log,
+        until: u64,
+    ) -> Result<(), ()> {
         let mut cursor = state.seq + 1;
         while state.stream.top() < until {
             let next = match journal.next(room, cursor).await {
                 Ok(Some(next)) => next,
-                Ok(None) => return,
+                Ok(None) => return Ok(()),
                 Err(e) => {
-                    return tracing::warn!(%room, error = %e, "cannot repair a gap in a room's history")
+                    tracing::warn!(%room, error = %e, "cannot repair a gap in a room's history");
+                    return Err(());
                 }
             };
             cursor = next.seq + 1;
             let top = state.stream.top();
             if *next.epoch != **state.stream.epoch() || next.offset > top + 1 {
-                return;
+                return Ok(());
             }
-            if next.offset == top + 1 {
+            if next.offset == top + 1 && !next.frame.is_empty() {
                 self.count(|c| &c.journal_repairs);
                 self.deliver(room, state, next);
             }
         }
+        Ok(())
     }
 
     /// Takes `entry`, the log's next message, into the ring and to the members here.
@@ -410,8 +451,9 @@ impl Histories {
                     // Another node appended first: append after the journal's head
                     // (what lies between reaches this node's members before this one).
                     self.count(|c| &c.journal_conflicts);
+                    let at = (state.stream.epoch().to_string(), state.stream.top());
                     let head = self
-                        .head_or_genesis(&journal, room)
+                        .head_or_genesis(&journal, room, Some((&at.0, at.1)))
                         .await
                         .map_err(|e| unavailable(&e))?;
                     (epoch, top, after) = (head.epoch, head.offset, head.seq);
@@ -519,6 +561,10 @@ impl Histories {
             }
             if next.offset > top {
                 break;
+            }
+            if next.frame.is_empty() {
+                // A marker stands where messages expired.
+                return Err(RecoveryFailure::Gap);
             }
             let expected = since + 1 + messages.len() as u64;
             if next.offset != expected {

@@ -1,6 +1,7 @@
 //! This node's part in the cluster as the shards and the `Hub` handles see it: its tag
 //! and name, the bounded queue to the bridge and what goes into it, the link's state,
 //! the view of the other nodes, and the counters.
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,7 +14,7 @@ use crate::config::ClusterConfig;
 use crate::ids::ConnectionId;
 use crate::shard::error::EngineError;
 use crate::shard::message::HomeRequest;
-use crate::shard::message::{FrameKind, Target};
+use crate::shard::message::{FrameKind, ShardMessage, Target};
 use crate::stats::{ClusterStats, LinkState};
 
 /// Most items waiting for the bridge; beyond it a frame is dropped and counted, and a
@@ -130,6 +131,10 @@ pub(crate) struct Cluster {
     link: Arc<AtomicU8>,
     view: Mutex<View>,
     pub counters: ClusterCounters,
+    /// Messages from the bridge for each shard whose inbox was full, in order.
+    held_back: Mutex<Vec<VecDeque<ShardMessage>>>,
+    /// Told when a message is held back.
+    held: tokio::sync::Notify,
 }
 
 impl Cluster {
@@ -137,6 +142,7 @@ impl Cluster {
     /// the bridge.
     pub(crate) fn new(
         config: &ClusterConfig,
+        shards: usize,
         tag: u16,
         name: String,
         link: Arc<AtomicU8>,
@@ -153,20 +159,35 @@ impl Cluster {
             link,
             view: Mutex::new(View::default()),
             counters: ClusterCounters::default(),
+            held_back: Mutex::new((0..shards).map(|_| VecDeque::new()).collect()),
+            held: tokio::sync::Notify::new(),
         };
         (cluster, receiver)
     }
 
     /// Hands `item` to the bridge without waiting; when its queue is full the item is
-    /// dropped and counted.
-    pub(crate) fn send(&self, item: Outbound) {
+    /// dropped and counted, and `false` says so.
+    pub(crate) fn send(&self, item: Outbound) -> bool {
         let is_event = matches!(item, Outbound::Event(_));
-        if self.outbox.try_send(item).is_err() {
+        let sent = self.outbox.try_send(item).is_ok();
+        if !sent {
             self.counters.dropped_out.fetch_add(1, Ordering::Relaxed);
             if is_event {
                 self.events_lost.store(true, Ordering::Release);
             }
         }
+        sent
+    }
+
+    /// What the bridge holds back, in order, for shards whose inbox was full (see
+    /// `shard::publish::WithoutWaiting`).
+    pub(crate) fn held_back(&self) -> MutexGuard<'_, Vec<VecDeque<ShardMessage>>> {
+        self.held_back.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the bridge's task that hands over what is held back.
+    pub(crate) fn hold_notify(&self) -> &tokio::sync::Notify {
+        &self.held
     }
 
     /// Announces a connection event to the other nodes.

@@ -185,33 +185,56 @@ async fn follow_interest(bridge: &Rc<Bridge>, event: &LocalEvent) {
         }
     };
     for room in rooms {
-        let here = bridge
+        follow_room(bridge, room).await;
+    }
+}
+
+/// Makes the room subscriptions match the rooms with members here: for what a lost
+/// event did not tell (see [`follow_interest`]). Run with each heartbeat.
+pub(super) async fn reconcile_interest(bridge: &Rc<Bridge>) {
+    let mut rooms: Vec<Arc<str>> = bridge.rooms.borrow().keys().cloned().collect();
+    rooms.extend(
+        bridge
             .hub
             .registry
-            .room(room)
-            .is_some_and(|r| r.count() > 0);
-        let subscribed = bridge.rooms.borrow().contains_key(room);
-        if here && !subscribed {
-            let subject = bridge.cluster().subjects.room(room);
-            match bridge.client.subscribe(subject).await {
-                Ok(subscription) => {
-                    let task = tokio::task::spawn_local(room_frames(
-                        bridge.hub.clone(),
-                        room.clone(),
-                        subscription,
-                    ));
-                    bridge.rooms.borrow_mut().insert(room.clone(), task);
-                }
-                Err(e) => tracing::warn!(%room, error = %e, "cannot subscribe to a room's subject"),
+            .rooms()
+            .into_iter()
+            .filter(|r| r.count() > 0)
+            .map(|r| r.name.clone()),
+    );
+    rooms.sort_unstable();
+    rooms.dedup();
+    for room in &rooms {
+        follow_room(bridge, room).await;
+    }
+}
+
+/// Subscribes to `room`'s subject while this node has members of it, and unsubscribes
+/// (and forgets its history log) when it has none.
+async fn follow_room(bridge: &Rc<Bridge>, room: &Arc<str>) {
+    let here = bridge
+        .hub
+        .registry
+        .room(room)
+        .is_some_and(|r| r.count() > 0);
+    let subscribed = bridge.rooms.borrow().contains_key(room);
+    if here && !subscribed {
+        let subject = bridge.cluster().subjects.room(room);
+        match bridge.client.subscribe(subject).await {
+            Ok(subscription) => {
+                let hub = bridge.hub.clone();
+                let task = tokio::task::spawn_local(room_frames(hub, room.clone(), subscription));
+                bridge.rooms.borrow_mut().insert(room.clone(), task);
             }
-        } else if !here && subscribed {
-            if let Some(task) = bridge.rooms.borrow_mut().remove(room) {
-                // Dropping the subscription with its task unsubscribes.
-                task.abort();
-            }
-            if let Some(history) = &bridge.history {
-                history.forget(room);
-            }
+            Err(e) => tracing::warn!(%room, error = %e, "cannot subscribe to a room's subject"),
+        }
+    } else if !here && subscribed {
+        if let Some(task) = bridge.rooms.borrow_mut().remove(room) {
+            // Dropping the subscription with its task unsubscribes.
+            task.abort();
+        }
+        if let Some(history) = &bridge.history {
+            history.forget(room);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! node), the heartbeat that finds nodes silent for `cluster.node_timeout`, and this
 //! node's snapshot for a node that asks.
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::bridge_state::{Bridge, REQUEST_TIMEOUT};
+use super::outbox::reconcile_interest;
 use super::snapshot;
 use super::view::{Change, View};
 use super::wire::{Body, Envelope, Snapshot, SnapshotRequest};
@@ -29,6 +31,10 @@ pub(super) async fn answer_snapshots(bridge: Rc<Bridge>, mut requests: Subscribe
         let _ = bridge.client.publish(reply, payload).await;
     }
 }
+
+/// Most events of one node held while a resynchronisation with it runs; beyond, they
+/// are dropped, and the node's next heartbeat finds the gap again.
+const RESYNC_HELD: usize = 64 * 1024;
 
 /// What to do with an event once its number is checked.
 enum Next {
@@ -54,12 +60,54 @@ pub(super) async fn hear_events(bridge: Rc<Bridge>, mut events: Subscriber) {
             continue;
         }
         cluster.counters.events_in.fetch_add(1, Ordering::Relaxed);
-        match check(&bridge, &envelope) {
-            Next::Apply => bridge.change_view(|view, local| apply(view, envelope, local)),
-            Next::Resync => resync(&bridge, envelope.node, envelope.inc).await,
-            Next::Ignore => {}
-        }
+        hear(&bridge, envelope);
     }
+}
+
+/// Takes one event of another node: applies it, or starts a resynchronisation, or, while
+/// one runs for that node, keeps it for after.
+fn hear(bridge: &Rc<Bridge>, envelope: Envelope) {
+    let tag = envelope.node;
+    let waiting =
+        !matches!(envelope.ev, Body::Goodbye) && bridge.resyncing.borrow().contains_key(&tag);
+    if waiting {
+        bridge.change_view(|view, _| {
+            if let Some(node) = view.node_mut(tag) {
+                node.heard = Instant::now();
+            }
+            Vec::new()
+        });
+        let mut resyncing = bridge.resyncing.borrow_mut();
+        let held = resyncing.get_mut(&tag).expect("checked above");
+        if held.len() < RESYNC_HELD {
+            held.push_back(envelope);
+        }
+        return;
+    }
+    match check(bridge, &envelope) {
+        Next::Apply => bridge.change_view(|view, local| apply(view, envelope, local)),
+        Next::Resync => start_resync(bridge, tag, envelope.inc),
+        Next::Ignore => {}
+    }
+}
+
+/// Resynchronises with node `tag` in a task of its own, so that the events of the other
+/// nodes go on meanwhile; the node's own events wait, and are taken after the snapshot
+/// (those it already holds change nothing).
+fn start_resync(bridge: &Rc<Bridge>, tag: u16, inc: u64) {
+    bridge.resyncing.borrow_mut().insert(tag, VecDeque::new());
+    let bridge = bridge.clone();
+    tokio::task::spawn_local(async move {
+        resync(&bridge, tag, inc).await;
+        let held = bridge
+            .resyncing
+            .borrow_mut()
+            .remove(&tag)
+            .unwrap_or_default();
+        for envelope in held {
+            hear(&bridge, envelope);
+        }
+    });
 }
 
 /// Checks an event's sender and number against the view, meeting new nodes and saying
@@ -173,21 +221,35 @@ async fn read_snapshot(bridge: &Bridge, tag: u16) -> Option<Snapshot> {
     }
 }
 
-/// Says this node is alive, and takes nodes silent too long for dead: every
-/// `cluster.node_timeout` / 3.
+/// Says this node is alive every `cluster.node_timeout` / 3; takes nodes silent for
+/// `cluster.node_timeout` for dead, looking ten times per timeout; and keeps the room
+/// subscriptions in line with the rooms that have members here.
 pub(super) async fn heartbeat(bridge: Rc<Bridge>) {
     let cluster = bridge.cluster();
-    let period = cluster.node_timeout / 3;
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beats = tokio::time::interval(cluster.node_timeout / 3);
+    let mut looks = tokio::time::interval(cluster.node_timeout / 10);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_connected = false;
     loop {
-        ticks.tick().await;
+        let beat = tokio::select! {
+            _ = beats.tick() => true,
+            _ = looks.tick() => false,
+        };
         let connected = bridge.connected();
         if !connected {
             was_connected = false;
             continue;
         }
+        if !beat && was_connected {
+            find_the_dead(&bridge);
+            continue;
+        }
+        if cluster.take_events_lost() {
+            // An event lost on its way here leaves a gap the others must see.
+            bridge.seq.set(bridge.seq.get() + 1);
+        }
+        reconcile_interest(&bridge).await;
         let payload = bridge.envelope(Body::Heartbeat);
         let _ = bridge
             .client
@@ -203,12 +265,18 @@ pub(super) async fn heartbeat(bridge: Rc<Bridge>) {
             });
             continue;
         }
-        let silent = cluster.view().silent(now, cluster.node_timeout);
-        for tag in silent {
-            let name = cluster.view().node(tag).map(|n| n.name.clone());
-            tracing::warn!(node = ?name, timeout = ?cluster.node_timeout, "a node was silent too long: taken for dead, its connections removed");
-            cluster.counters.nodes_lost.fetch_add(1, Ordering::Relaxed);
-            bridge.change_view(|view, local| view.remove_node(tag, local));
-        }
+        find_the_dead(&bridge);
+    }
+}
+
+/// Takes the nodes silent for `cluster.node_timeout` for dead: their connections go.
+fn find_the_dead(bridge: &Bridge) {
+    let cluster = bridge.cluster();
+    let silent = cluster.view().silent(Instant::now(), cluster.node_timeout);
+    for tag in silent {
+        let name = cluster.view().node(tag).map(|n| n.name.clone());
+        tracing::warn!(node = ?name, timeout = ?cluster.node_timeout, "a node was silent too long: taken for dead, its connections removed");
+        cluster.counters.nodes_lost.fetch_add(1, Ordering::Relaxed);
+        bridge.change_view(|view, local| view.remove_node(tag, local));
     }
 }

@@ -77,8 +77,13 @@ impl Hub {
         };
         let (cluster, outbox) = match &bridge {
             Some(b) => {
-                let (cluster, outbox) =
-                    Cluster::new(&config.cluster, b.tag, b.name.clone(), b.link.clone());
+                let (cluster, outbox) = Cluster::new(
+                    &config.cluster,
+                    config.shards,
+                    b.tag,
+                    b.name.clone(),
+                    b.link.clone(),
+                );
                 tracing::info!(node = %cluster.name, tag = cluster.tag, "cluster node");
                 (Some(cluster), Some(outbox))
             }

@@ -200,8 +200,9 @@ fn on_upgrade(cx: &mut Ctx, key: usize, request: RequestHead, rest: [&mut [u8]; 
     }
     let per_user = cx.config().limits.connections_per_user;
     let hub = cx.hub();
-    let (added, elsewhere) =
-        hub.with_remote_connections(&user, || hub.registry.add_connection(id, &user, per_user));
+    let (added, elsewhere) = hub.with_remote_connections(&user, |elsewhere| {
+        (hub.registry.add_connection(id, &user, per_user), elsewhere)
+    });
     let Ok(first_here) = added else {
         cx.hub().admission.release(ip);
         return refuse(cx, key, &Refusal::TooManyForUser.into());

@@ -16,10 +16,10 @@ pub(crate) fn ask_home(
     request: HomeRequest,
 ) -> Result<(), EngineError> {
     match &hub.cluster {
-        Some(cluster) => {
-            cluster.send(Outbound::Home(request));
-            Ok(())
-        }
+        Some(cluster) => match cluster.send(Outbound::Home(request)) {
+            true => Ok(()),
+            false => Err(EngineError::Overloaded),
+        },
         None => {
             let home = request.room().home;
             via.post(home, ShardMessage::Home(request))

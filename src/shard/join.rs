@@ -87,7 +87,15 @@ pub(crate) fn join_room(
             recover,
         };
         let hub = cx.hub();
-        let _ = ask_home(cx, hub, ask);
+        if ask_home(cx, hub, ask).is_err() {
+            // Nobody would answer the held join: it does not take effect, and the others
+            // have not been told of it yet.
+            undo_held_join(cx, &room, join, false);
+            return Err(ProtocolError::new(
+                ErrorCode::Unavailable,
+                "The hub is too busy to join now",
+            ));
+        }
     } else if history.is_on() {
         let point = cx
             .state
@@ -127,23 +135,35 @@ pub(super) fn join_placed(cx: &mut Ctx, room: Arc<Room>, join: HeldJoin, point: 
 /// The held join `join` could not be placed: the joiner leaves `room` again, the others
 /// hear it left, and it gets `error`.
 pub(super) fn join_refused(cx: &mut Ctx, room: Arc<Room>, join: HeldJoin, error: ProtocolError) {
+    if undo_held_join(cx, &room, join, true) {
+        send_error(cx, join.key, error.code, &error.text);
+    }
+}
+
+/// Takes the held join `join` back: the joiner leaves `room` (the other members here
+/// hear of it if `tell_others`), and the other nodes hear it left. False if the join had
+/// gone already (its connection left or closed).
+fn undo_held_join(cx: &mut Ctx, room: &Arc<Room>, join: HeldJoin, tell_others: bool) -> bool {
     let here = cx.state.key_of(join.conn) == Some(join.key) && cx.state.conns[join.key].is_open();
-    if !here || !cx.state.membership.release(join.key, &room, join.ticket) {
-        return;
+    if !here || !cx.state.membership.release(join.key, room, join.ticket) {
+        return false;
     }
     let key = join.key;
-    if let Some((room, here)) =
-        cx.state
-            .membership
-            .leave(&cx.hub().registry, key, join.conn, &room.name)
+    let registry = &cx.hub().registry;
+    if let Some((room, here)) = cx
+        .state
+        .membership
+        .leave(registry, key, join.conn, &room.name)
     {
         cx.hub().announce(|| LocalEvent::Left {
             conn: join.conn,
             room: room.name.clone(),
         });
-        notify_left(cx, key, &room, here);
+        if tell_others {
+            notify_left(cx, key, &room, here);
+        }
     }
-    send_error(cx, key, error.code, &error.text);
+    true
 }
 
 /// Sends `joined` at `point` of the stream, then, if the join recovers, every missed

@@ -102,12 +102,18 @@ fn finish_in(cx: &mut Ctx, key: usize) {
         return;
     };
     let hub = cx.hub();
-    let (last_here, elsewhere) =
-        hub.with_remote_connections(&user, || hub.registry.remove_connection(conn.id, &user));
-    let last = last_here && elsewhere == 0;
+    let names: Vec<Arc<str>> = rooms.iter().map(|r| r.name.clone()).collect();
+    // Offline is announced under the same lock as it was decided, so that an `online`
+    // the bridge decides next comes after it.
+    hub.with_remote_connections(&user, |elsewhere| {
+        let last = hub.registry.remove_connection(conn.id, &user) && elsewhere == 0;
+        if last {
+            announce_presence(cx, conn.id, &user, PresenceStatus::Offline, rooms.into());
+        }
+    });
     hub.announce(|| LocalEvent::Closed {
         conn: conn.id,
-        rooms: rooms.iter().map(|r| r.name.clone()).collect(),
+        rooms: names,
     });
     cx.hub().admission.release(conn.remote.ip());
     let counters = cx.counters();
@@ -117,9 +123,6 @@ fn finish_in(cx: &mut Ctx, key: usize) {
     let cause = conn.cause.unwrap_or(CloseCause::ClientGone);
     counters.count_close(cause);
     tracing::debug!(conn = %conn.id, user = %user, cause = cause.label(), "connection closed");
-    if last {
-        announce_presence(cx, conn.id, &user, PresenceStatus::Offline, rooms.into());
-    }
 }
 
 /// A room was removed through the hub: its local members leave it, with a `left`, and

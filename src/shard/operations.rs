@@ -80,14 +80,18 @@ pub(crate) fn addressed_room(
             .as_ref()
             .is_some_and(|c| c.is_remote_member(name, id))
     });
-    Some((room, here + elsewhere - usize::from(skipped_elsewhere)))
+    Some((
+        room,
+        (here + elsewhere).saturating_sub(usize::from(skipped_elsewhere)),
+    ))
 }
 
 /// Every connection of `user` in the cluster, this node's looked up once here so no shard
 /// looks the user up again; `None` when the user has none.
 pub(crate) fn user(hub: &HubShared, user: &str) -> Option<Audience> {
-    let (ids, elsewhere) =
-        hub.with_remote_connections(user, || hub.registry.user_connections(user));
+    let (ids, elsewhere) = hub.with_remote_connections(user, |elsewhere| {
+        (hub.registry.user_connections(user), elsewhere)
+    });
     let count = ids.len() + elsewhere;
     (count > 0).then(|| Audience {
         target: Target::User {

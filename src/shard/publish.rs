@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::EngineError;
+use super::mailbox::PostError;
 use super::message::{FrameKind, ShardMessage, Target};
 use super::shared::HubShared;
 use crate::room::Room;
@@ -103,21 +104,67 @@ impl Post for FromThread<'_> {
     }
 }
 
-/// Posting from the cluster's bridge: it never waits for a shard. A full inbox drops the
-/// message, counted as dropped on the way in.
+/// Posting from the cluster's bridge: it never waits for a shard. A full inbox holds the
+/// message back, and every later one for that shard behind it, in order, for the bridge
+/// to hand over as soon as the shard has room; only beyond [`HELD_BACK_MAX`] messages is
+/// one dropped, counted as dropped on the way in.
 pub(crate) struct WithoutWaiting<'a>(pub &'a HubShared);
+
+/// Most messages the bridge holds back for one shard.
+pub(crate) const HELD_BACK_MAX: usize = 64 * 1024;
 
 impl Post for WithoutWaiting<'_> {
     fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {
-        let posted = self.0.mailboxes[shard].try_post(msg);
-        if posted.is_err() {
-            if let Some(cluster) = &self.0.cluster {
-                cluster
-                    .counters
-                    .dropped_in
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let hub = self.0;
+        let Some(cluster) = &hub.cluster else {
+            return hub.mailboxes[shard]
+                .try_post(msg)
+                .map_err(|_| EngineError::Overloaded);
+        };
+        let mut held = cluster.held_back();
+        let queue = &mut held[shard];
+        let msg = if queue.is_empty() {
+            match hub.mailboxes[shard].try_post(msg) {
+                Ok(()) => return Ok(()),
+                Err(PostError::Full(msg)) => msg,
+                Err(PostError::Closed) => return Err(EngineError::Closed),
+            }
+        } else {
+            msg
+        };
+        if queue.len() >= HELD_BACK_MAX {
+            cluster
+                .counters
+                .dropped_in
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(EngineError::Overloaded);
+        }
+        queue.push_back(msg);
+        cluster.hold_notify().notify_one();
+        Ok(())
+    }
+}
+
+/// Hands what the bridge held back to the shards that have room again, in order; true
+/// if something is still held.
+pub(crate) fn hand_over_held_back(hub: &HubShared) -> bool {
+    let Some(cluster) = &hub.cluster else {
+        return false;
+    };
+    let mut held = cluster.held_back();
+    let mut left = false;
+    for (shard, queue) in held.iter_mut().enumerate() {
+        while let Some(msg) = queue.pop_front() {
+            match hub.mailboxes[shard].try_post(msg) {
+                Ok(()) => {}
+                Err(PostError::Full(msg)) => {
+                    queue.push_front(msg);
+                    break;
+                }
+                Err(PostError::Closed) => queue.clear(),
             }
         }
-        posted.map_err(|_| EngineError::Overloaded)
+        left |= !queue.is_empty();
     }
+    left
 }

@@ -107,16 +107,16 @@ impl HubShared {
             .map_or(0, |c| c.remote_room_count(room))
     }
 
-    /// Runs `step`, a change to `user`'s connections on this node, so that no change to
-    /// the view of the other nodes comes between it and the count it returns beside:
-    /// `user`'s connections on the other nodes. A user's presence is decided on the sum,
-    /// here and on the bridge, in one order.
-    pub fn with_remote_connections<R>(&self, user: &str, step: impl FnOnce() -> R) -> (R, usize) {
+    /// Runs `step`, a change to `user`'s connections on this node and what follows from
+    /// it, given `user`'s connections on the other nodes, so that no change to the view
+    /// of the other nodes comes between them. A user's presence is decided on the sum,
+    /// and announced, here and on the bridge in one order.
+    pub fn with_remote_connections<R>(&self, user: &str, step: impl FnOnce(usize) -> R) -> R {
         match &self.cluster {
-            None => (step(), 0),
+            None => step(0),
             Some(cluster) => {
                 let view = cluster.view();
-                (step(), view.user_count(user))
+                step(view.user_count(user))
             }
         }
     }
