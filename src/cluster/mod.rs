@@ -5,9 +5,10 @@
 //!
 //! - **The bridge** ([`bridge`]): one thread per node with a current-thread tokio runtime
 //!   that owns the NATS client. Shards hand it what must leave the node through one
-//!   bounded channel ([`Cluster::send`]) and never wait for it: when the channel is full
-//!   the item is dropped and counted. What arrives from NATS it hands to the shards'
-//!   inboxes, the same way a `Hub` handle does, and never blocks on a full one either.
+//!   bounded channel ([`link::Cluster::send`]) and never wait for it: when the channel is
+//!   full the item is dropped and counted. What arrives from NATS it hands to the shards'
+//!   inboxes, and never blocks on a full one either: it holds back what a full inbox
+//!   cannot take, in order, up to a bound.
 //! - **Frames travel once per node** ([`subjects`]): a room's messages go to the room's
 //!   subject, to which a node subscribes while it has members of the room, so each node
 //!   with members gets one copy. The NATS payload is the WebSocket frame itself, so the
@@ -27,10 +28,11 @@
 //!   for `cluster.node_timeout` is dead: every node removes its connections, and tells
 //!   its own clients, as if each had closed.
 //!
-//! Positioned messages keep the order one publisher sent them in (one NATS connection
-//! per node keeps a publisher's order). What is at most once across nodes: everything,
-//! while NATS is unreachable or a queue on the way overflows (counted in `/stats`); with
-//! history on, JetStream will repair that for positioned messages.
+//! Messages keep the order one publisher sent them in (one NATS connection per node keeps
+//! a publisher's order). With history off everything across nodes is at most once: lost
+//! while NATS is unreachable or a queue on the way overflows (counted in `/stats`). With
+//! history on, a room's positioned messages go through JetStream ([`history`]), and every
+//! node delivers them once each, in offset order, repairing gaps from it.
 //!
 //! # Map of the module
 //!
