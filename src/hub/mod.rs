@@ -255,9 +255,12 @@ impl Hub {
         operations::rooms(&self.shared)
     }
 
-    /// Number of rooms.
+    /// Number of rooms, in the whole cluster.
     pub fn room_count(&self) -> usize {
-        self.shared.registry.room_count()
+        match &self.shared.cluster {
+            None => self.shared.registry.room_count(),
+            Some(_) => operations::rooms(&self.shared).len(),
+        }
     }
 
     /// Makes connection `id` join `room` as if it had sent `join_room` (it gets `joined`,
