@@ -192,6 +192,28 @@ mod tests {
         }
     }
 
+    /// A connection id is `<shard>-<seq>` on one node and `<node>-<shard>-<seq>` in a
+    /// cluster. The load generator reads no id: a `welcome` of either form is a notice
+    /// like any other, and chat messages (which carry no id) are found the same way.
+    #[test]
+    fn welcome_of_a_single_node_or_a_cluster() {
+        let p = Neonex::default();
+        for welcome in [
+            &br#"{"type":"welcome","connection_id":"0-1","user_id":"lg-s1"}"#[..],
+            br#"{"type":"welcome","connection_id":"40673-1-42","user_id":"lg-s1"}"#,
+            br#"{"type":"welcome","connection_id":"65535-1023-274877906943","user_id":"u"}"#,
+        ] {
+            assert_eq!(p.classify(welcome), Incoming::Other);
+        }
+        let chat = br#"{"type":"chat_message","room":"bench","user_id":"lg-pub","message":"3:9 x","time":1}"#;
+        assert_eq!(
+            p.classify(chat),
+            Incoming::Chat {
+                message: Some(&br#"3:9 x","time":1}"#[..])
+            }
+        );
+    }
+
     #[test]
     fn parses_history_fields() {
         let p = Neonex::default();
