@@ -4,7 +4,9 @@
 //! Many connections per thread on current-thread tokio runtimes, batched 64 KiB reads,
 //! hand-rolled client framing, and a protocol trait per hub. Scenarios: fan-out, all-to-all,
 //! idle connections (memory per connection), churn (connects per second) and, for neonex with
-//! history on, recovery-storm (N clients drop and recover at once).
+//! history on, recovery-storm (N clients drop and recover at once). Fan-out also loads the
+//! nodes of one cluster (`--url` once per node): subscribers spread over them, the publisher
+//! on the first, every check over every subscriber, and each node's figures besides.
 //! Only servers on 127.0.0.0/8 are ever targeted, and every run stops by itself.
 
 mod clock;
@@ -32,6 +34,7 @@ use scenario::alltoall::{self, AllToAllConfig};
 use scenario::churn::{self, ChurnConfig};
 use scenario::fanout::{self, FanoutConfig, Pace};
 use scenario::idle::{self, IdleConfig};
+use scenario::nodes;
 use scenario::recovery::{self, DropMode, RecoveryConfig};
 
 /// Most connections one run may open.
@@ -56,6 +59,9 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
         stops by itself.\n\n\
         Example:\n  loadgen fanout --url ws://127.0.0.1:3000/ws --subscribers 1000 --window 16 \
         --duration 10 --server-pid $(pgrep -f 'neonex serve')\n\n\
+        A cluster of two nodes (subscribers spread over both, the publisher on the first):\n  \
+        loadgen fanout --url ws://127.0.0.1:3001/ws --url ws://127.0.0.1:3002/ws \
+        --server-pid PID_A --server-pid PID_B --subscribers 1000 --rate 50\n\n\
         Exit status: 0 when the run passed (no loss, no duplicates, no disconnects), 1 when \
         it completed but failed those checks, 2 on errors (bad arguments, refused target, setup \
         failure), 3 when the watchdog ended a run that overstayed its time budget."
@@ -73,6 +79,11 @@ enum Command {
     /// got `joined` and the join/presence notices have stopped, the publisher sends stamped
     /// messages at a fixed --rate or keeping a --window of messages in flight (a message is
     /// complete when every subscriber got it). Without either, --rate 50.
+    ///
+    /// Given --url several times (the nodes of one cluster), the subscribers are spread over
+    /// the nodes round-robin and the publisher connects to the first; loss, duplicates, order
+    /// and latency cover every subscriber, and the report adds each node's figures (with one
+    /// --server-pid per node, its CPU per delivery).
     Fanout(FanoutArgs),
     /// N clients in one room, each publishing at --rate; every client receives everything.
     ///
@@ -104,9 +115,11 @@ enum Command {
 struct CommonArgs {
     /// WebSocket URL of the hub; the host must resolve into 127.0.0.0/8 [default:
     /// ws://127.0.0.1:3000/ws; socketio: .../socket.io/; nchan: .../sub (the subscriber
-    /// location prefix; the channel is the room, publishing goes to /pub/ROOM)].
-    #[arg(long)]
-    url: Option<String>,
+    /// location prefix; the channel is the room, publishing goes to /pub/ROOM)]. fanout
+    /// takes it several times, once per node of one cluster: subscribers are spread over
+    /// the nodes round-robin and the publisher connects to the first.
+    #[arg(long, value_name = "URL")]
+    url: Vec<String>,
     /// Wire protocol of the hub.
     #[arg(long, value_enum, default_value_t = ProtocolKind::Neonex)]
     protocol: ProtocolKind,
@@ -114,8 +127,9 @@ struct CommonArgs {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// PID of the server: report its CPU time during the measured window and its memory.
+    /// fanout with several --url takes one per node, in the order of the URLs.
     #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -347,10 +361,30 @@ fn seconds(name: &str, v: f64, max: f64) -> Result<Duration, String> {
 }
 
 impl CommonArgs {
-    fn url(&self) -> String {
-        self.url
-            .clone()
-            .unwrap_or_else(|| self.protocol.default_url().to_owned())
+    /// Every --url given, or the protocol's default one.
+    fn urls(&self) -> Vec<String> {
+        if self.url.is_empty() {
+            vec![self.protocol.default_url().to_owned()]
+        } else {
+            self.url.clone()
+        }
+    }
+
+    /// The one --url of a scenario that talks to a single hub.
+    fn url(&self) -> Result<String, String> {
+        match &self.urls()[..] {
+            [url] => Ok(url.clone()),
+            _ => Err("only fanout takes --url more than once".into()),
+        }
+    }
+
+    /// The one --server-pid, if given, of a scenario that talks to a single hub.
+    fn server_pid(&self) -> Result<Option<u32>, String> {
+        match self.server_pid[..] {
+            [] => Ok(None),
+            [pid] => Ok(Some(pid)),
+            _ => Err("only fanout takes --server-pid more than once".into()),
+        }
     }
 
     fn connect_timeout(&self) -> Result<Duration, String> {
@@ -369,7 +403,7 @@ impl CommonArgs {
         if self.threads == 0 || self.threads > 64 {
             return Err("--threads must be 1 to 64".into());
         }
-        if let Some(pid) = self.server_pid {
+        for &pid in &self.server_pid {
             sys::cpu_seconds(sys::Proc::Pid(pid))
                 .map_err(|e| format!("--server-pid {pid}: cannot read its CPU time ({e})"))?;
         }
@@ -399,12 +433,17 @@ fn prefix(given: &Option<String>) -> Result<String, String> {
 
 fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
     let c = &a.common;
-    let url = c.url();
-    let target = target::parse(&url)?;
+    let nodes = nodes::from_args(&c.urls(), &c.server_pid)?;
     if a.subscribers == 0 || a.subscribers + 1 > MAX_CONNECTIONS {
         return Err(format!(
             "--subscribers must be 1 to {} (connection cap {MAX_CONNECTIONS})",
             MAX_CONNECTIONS - 1
+        ));
+    }
+    if a.subscribers < nodes.len() {
+        return Err(format!(
+            "--subscribers must be at least the number of --url ({}): every node gets one",
+            nodes.len()
         ));
     }
     c.check()?;
@@ -434,8 +473,7 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
     }
     let user_prefix = prefix(&a.user_prefix)?;
     Ok(FanoutConfig {
-        url,
-        target,
+        nodes,
         protocol: c.protocol,
         subscribers: a.subscribers,
         room: a.room.clone(),
@@ -451,7 +489,6 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
         settle_max: seconds("settle-max", a.settle_max, 120.0)?,
         drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
         stall_timeout: seconds("stall-timeout", a.stall_timeout, 60.0)?,
-        server_pid: c.server_pid,
         user_prefix,
         max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
@@ -472,7 +509,7 @@ fn check_common_limits(conns_per_source: usize, settle_ms: u64) -> Result<(), St
 fn alltoall_config(a: &AllToAllArgs) -> Result<AllToAllConfig, String> {
     let c = &a.common;
     c.check()?;
-    let url = c.url();
+    let url = c.url()?;
     let target = target::parse(&url)?;
     // Each client holds a tracker per publisher: N² of them.
     if !(2..=5_000).contains(&a.clients) {
@@ -502,7 +539,7 @@ fn alltoall_config(a: &AllToAllArgs) -> Result<AllToAllConfig, String> {
         settle_quiet: Duration::from_millis(a.settle_ms),
         settle_max: seconds("settle-max", a.settle_max, 120.0)?,
         drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
-        server_pid: c.server_pid,
+        server_pid: c.server_pid()?,
         user_prefix: prefix(&a.user_prefix)?,
         max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
@@ -512,13 +549,13 @@ fn alltoall_config(a: &AllToAllArgs) -> Result<AllToAllConfig, String> {
 fn idle_config(a: &IdleArgs) -> Result<IdleConfig, String> {
     let c = &a.common;
     c.check()?;
-    let url = c.url();
+    let url = c.url()?;
     let target = target::parse(&url)?;
     if a.connections == 0 || a.connections > MAX_CONNECTIONS {
         return Err(format!("--connections must be 1 to {MAX_CONNECTIONS}"));
     }
     check_room(&a.room)?;
-    let Some(server_pid) = c.server_pid else {
+    let Some(server_pid) = c.server_pid()? else {
         return Err("idle needs --server-pid (it measures the server's memory)".into());
     };
     check_common_limits(a.conns_per_source, a.settle_ms)?;
@@ -548,7 +585,7 @@ const MAX_CHURN_ATTEMPTS: f64 = 1_000_000.0;
 fn churn_config(a: &ChurnArgs) -> Result<ChurnConfig, String> {
     let c = &a.common;
     c.check()?;
-    let url = c.url();
+    let url = c.url()?;
     let target = target::parse(&url)?;
     if !(a.rate > 0.0 && a.rate <= 100_000.0) {
         return Err("--rate must be in (0, 100000] connections per second".into());
@@ -581,7 +618,7 @@ fn churn_config(a: &ChurnArgs) -> Result<ChurnConfig, String> {
         connect_timeout: c.connect_timeout()?,
         join_timeout: seconds("join-timeout", a.join_timeout, 60.0)?,
         close_timeout: seconds("close-timeout", a.close_timeout, 60.0)?,
-        server_pid: c.server_pid,
+        server_pid: c.server_pid()?,
         user_prefix: prefix(&a.user_prefix)?,
         max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
@@ -591,7 +628,7 @@ fn churn_config(a: &ChurnArgs) -> Result<ChurnConfig, String> {
 fn recovery_config(a: &RecoveryStormArgs) -> Result<RecoveryConfig, String> {
     let c = &a.common;
     c.check()?;
-    let url = c.url();
+    let url = c.url()?;
     let target = target::parse(&url)?;
     if c.protocol != ProtocolKind::Neonex {
         return Err("recovery-storm needs --protocol neonex (history and recovery)".into());
@@ -641,7 +678,7 @@ fn recovery_config(a: &RecoveryStormArgs) -> Result<RecoveryConfig, String> {
         settle_quiet: Duration::from_millis(a.settle_ms),
         settle_max: seconds("settle-max", a.settle_max, 120.0)?,
         drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
-        server_pid: c.server_pid,
+        server_pid: c.server_pid()?,
         user_prefix: prefix(&a.user_prefix)?,
         max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
@@ -797,12 +834,72 @@ mod tests {
         let c = fanout(&["--messages", "100"]).unwrap();
         assert_eq!(c.duration, Duration::from_secs(600));
         let c = fanout(&["--protocol", "socketio"]).unwrap();
-        assert_eq!(c.url, "ws://127.0.0.1:3000/socket.io/");
+        assert_eq!(c.publisher_node().url, "ws://127.0.0.1:3000/socket.io/");
         let c = fanout(&["--protocol", "nchan", "--url", "ws://127.0.0.1:9/sub"]).unwrap();
         assert_eq!(c.protocol, ProtocolKind::Nchan);
         assert!(!c.history);
         assert!(fanout(&["--history"]).unwrap().history);
         assert!(fanout(&["--history", "--protocol", "uws"]).is_err());
+    }
+
+    #[test]
+    fn fanout_over_the_nodes_of_a_cluster() {
+        let one = fanout(&["--url", "ws://127.0.0.1:3001/ws"]).unwrap();
+        assert_eq!(one.nodes.len(), 1);
+        assert_eq!(one.nodes[0].server_pid, None);
+        let me = std::process::id().to_string();
+        let two = fanout(&[
+            "--url",
+            "ws://127.0.0.1:3001/ws",
+            "--url",
+            "ws://127.0.0.1:3002/ws",
+            "--server-pid",
+            &me,
+            "--server-pid",
+            "1",
+        ])
+        .unwrap();
+        let urls: Vec<&str> = two.nodes.iter().map(|n| n.url.as_str()).collect();
+        assert_eq!(urls, ["ws://127.0.0.1:3001/ws", "ws://127.0.0.1:3002/ws"]);
+        assert_eq!(two.publisher_node().url, "ws://127.0.0.1:3001/ws");
+        let pids: Vec<Option<u32>> = two.nodes.iter().map(|n| n.server_pid).collect();
+        assert_eq!(pids, [Some(std::process::id()), Some(1)]);
+        let two_urls = [
+            "--url",
+            "ws://127.0.0.1:3001/ws",
+            "--url",
+            "ws://127.0.0.1:3002/ws",
+        ];
+        // One PID for two nodes, or fewer subscribers than nodes, is refused.
+        assert!(fanout(&[&two_urls[..], &["--server-pid", &me]].concat()).is_err());
+        assert!(fanout(&[&two_urls[..], &["--subscribers", "1"]].concat()).is_err());
+        assert!(fanout(&[&two_urls[..], &["--subscribers", "2"]].concat()).is_ok());
+        // A PID that is no process is refused before the run.
+        let gone = ["--server-pid", "4294967295", "--server-pid", "1"];
+        assert!(fanout(&[&two_urls[..], &gone].concat()).is_err());
+    }
+
+    #[test]
+    fn only_fanout_takes_several_nodes() {
+        let two_urls = [
+            "--url",
+            "ws://127.0.0.1:3001/ws",
+            "--url",
+            "ws://127.0.0.1:3002/ws",
+        ];
+        let Ok(Command::AllToAll(a)) = parse(&[&["all-to-all"][..], &two_urls].concat()) else {
+            panic!("all-to-all")
+        };
+        assert!(alltoall_config(&a).is_err());
+        let Ok(Command::Churn(a)) = parse(&["churn", "--server-pid", "1", "--server-pid", "1"])
+        else {
+            panic!("churn")
+        };
+        assert!(churn_config(&a).is_err());
+        let Ok(Command::Churn(a)) = parse(&["churn", "--url", "ws://127.0.0.1:3001/ws"]) else {
+            panic!("churn")
+        };
+        assert_eq!(churn_config(&a).unwrap().url, "ws://127.0.0.1:3001/ws");
     }
 
     fn parse(args: &[&str]) -> Result<Command, String> {

@@ -135,14 +135,20 @@ impl CpuSample {
     pub fn take(server_pid: Option<u32>) -> Result<Self, String> {
         Ok(Self {
             me: sys::cpu_seconds(Proc::Me)?,
-            server: server_pid.and_then(|pid| match sys::tree_cpu_seconds(pid) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    eprintln!("loadgen: warning: server CPU not available: {e}");
-                    None
-                }
-            }),
+            server: server_pid.and_then(server_cpu_seconds),
         })
+    }
+}
+
+/// CPU seconds of the server `pid` and its descendants now; `None`, with a warning, when it
+/// is gone.
+pub fn server_cpu_seconds(pid: u32) -> Option<f64> {
+    match sys::tree_cpu_seconds(pid) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("loadgen: warning: server CPU not available: {e}");
+            None
+        }
     }
 }
 
@@ -163,6 +169,44 @@ pub struct ServerUsage {
     pub rss_kib: Option<u64>,
 }
 
+impl ServerUsage {
+    /// The usage of server `pid`, which used `cpu` seconds over `seconds` for `deliveries`;
+    /// its memory is read now.
+    pub fn measure(pid: u32, cpu: f64, seconds: f64, deliveries: u64) -> Self {
+        Self {
+            pid,
+            cpu_seconds: cpu,
+            cpu_cores: ratio(cpu, seconds),
+            cpu_us_per_delivery: per_delivery_us(cpu, deliveries),
+            peak_rss_kib: sys::tree_status_kib(pid, "VmHWM"),
+            rss_kib: sys::tree_status_kib(pid, "VmRSS"),
+        }
+    }
+
+    /// The usage of several servers that together made `deliveries` over `seconds` (the
+    /// nodes of one cluster): CPU and memory add up, and the CPU per delivery is the sum
+    /// over all their deliveries. `pid` is the first server's. `None` for no servers.
+    pub fn sum(parts: &[ServerUsage], seconds: f64, deliveries: u64) -> Option<Self> {
+        let first = parts.first()?;
+        let cpu: f64 = parts.iter().map(|p| p.cpu_seconds).sum();
+        // Memory is summed only when every server's could be read.
+        let memory = |pick: fn(&ServerUsage) -> Option<u64>| parts.iter().map(pick).sum();
+        Some(Self {
+            pid: first.pid,
+            cpu_seconds: cpu,
+            cpu_cores: ratio(cpu, seconds),
+            cpu_us_per_delivery: per_delivery_us(cpu, deliveries),
+            peak_rss_kib: memory(|p| p.peak_rss_kib),
+            rss_kib: memory(|p| p.rss_kib),
+        })
+    }
+}
+
+/// Microseconds of `cpu` seconds per delivery; `None` without deliveries.
+fn per_delivery_us(cpu: f64, deliveries: u64) -> Option<f64> {
+    (deliveries > 0).then(|| cpu * 1e6 / deliveries as f64)
+}
+
 /// The load generator's own CPU use over the measured window.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadgenUsage {
@@ -172,6 +216,19 @@ pub struct LoadgenUsage {
     pub cpu_cores: f64,
     /// Deliveries per CPU-second of the load generator: its own ceiling, per core.
     pub deliveries_per_cpu_second: Option<f64>,
+}
+
+impl LoadgenUsage {
+    /// The load generator's use between its CPU readings `start` and `end` (seconds), over
+    /// `seconds` in which `deliveries` arrived.
+    pub fn between(start: f64, end: f64, seconds: f64, deliveries: u64) -> Self {
+        let me = (end - start).max(0.0);
+        Self {
+            cpu_seconds: me,
+            cpu_cores: ratio(me, seconds),
+            deliveries_per_cpu_second: (me > 0.0).then(|| deliveries as f64 / me),
+        }
+    }
 }
 
 /// What the server did to the connections a run held: closed them, or sent errors.
@@ -204,26 +261,10 @@ pub fn usage(
     seconds: f64,
     deliveries: u64,
 ) -> Usage {
-    let per = |cpu: f64| (deliveries > 0).then(|| cpu * 1e6 / deliveries as f64);
     let server = server_pid
         .zip(start.server.zip(end.server))
-        .map(|(pid, (a, b))| {
-            let cpu = (b - a).max(0.0);
-            ServerUsage {
-                pid,
-                cpu_seconds: cpu,
-                cpu_cores: ratio(cpu, seconds),
-                cpu_us_per_delivery: per(cpu),
-                peak_rss_kib: sys::tree_status_kib(pid, "VmHWM"),
-                rss_kib: sys::tree_status_kib(pid, "VmRSS"),
-            }
-        });
-    let me = (end.me - start.me).max(0.0);
-    let loadgen = LoadgenUsage {
-        cpu_seconds: me,
-        cpu_cores: ratio(me, seconds),
-        deliveries_per_cpu_second: (me > 0.0).then(|| deliveries as f64 / me),
-    };
+        .map(|(pid, (a, b))| ServerUsage::measure(pid, (b - a).max(0.0), seconds, deliveries));
+    let loadgen = LoadgenUsage::between(start.me, end.me, seconds, deliveries);
     Usage { server, loadgen }
 }
 
@@ -339,5 +380,47 @@ mod tests {
         assert!((l.p50 - 500.0).abs() < 1.0, "{}", l.p50);
         assert!((l.max - 1000.0).abs() < 1.0, "{}", l.max);
         assert_eq!(LatencyUs::from_ns(&Histogram::new(3).unwrap()).samples, 0);
+    }
+
+    fn server(pid: u32, cpu: f64, rss: Option<u64>) -> ServerUsage {
+        ServerUsage {
+            pid,
+            cpu_seconds: cpu,
+            cpu_cores: 0.0,
+            cpu_us_per_delivery: None,
+            peak_rss_kib: rss,
+            rss_kib: rss,
+        }
+    }
+
+    #[test]
+    fn sums_the_servers_of_a_cluster() {
+        assert!(ServerUsage::sum(&[], 1.0, 10).is_none());
+        let parts = [server(7, 1.5, Some(100)), server(8, 0.5, Some(50))];
+        let total = ServerUsage::sum(&parts, 4.0, 1_000_000).unwrap();
+        assert_eq!(total.pid, 7);
+        assert_eq!(total.cpu_seconds, 2.0);
+        assert_eq!(total.cpu_cores, 0.5);
+        assert_eq!(total.cpu_us_per_delivery, Some(2.0));
+        assert_eq!((total.peak_rss_kib, total.rss_kib), (Some(150), Some(150)));
+        // One server's memory unknown: the sum is unknown, not too small.
+        let parts = [server(7, 1.0, Some(100)), server(8, 1.0, None)];
+        let total = ServerUsage::sum(&parts, 1.0, 0).unwrap();
+        assert_eq!((total.rss_kib, total.cpu_us_per_delivery), (None, None));
+        // One server: what it measured alone.
+        let alone = ServerUsage::measure(std::process::id(), 0.25, 0.5, 1000);
+        let total = ServerUsage::sum(std::slice::from_ref(&alone), 0.5, 1000).unwrap();
+        assert_eq!(total.cpu_us_per_delivery, alone.cpu_us_per_delivery);
+        assert_eq!(total.cpu_us_per_delivery, Some(250.0));
+        assert_eq!(total.cpu_cores, 0.5);
+    }
+
+    #[test]
+    fn loadgen_usage_between_readings() {
+        let u = LoadgenUsage::between(1.0, 1.5, 2.0, 1000);
+        assert_eq!((u.cpu_seconds, u.cpu_cores), (0.5, 0.25));
+        assert_eq!(u.deliveries_per_cpu_second, Some(2000.0));
+        // A reading lower than the one before it counts as no CPU, never as negative.
+        assert_eq!(LoadgenUsage::between(2.0, 1.0, 1.0, 5).cpu_seconds, 0.0);
     }
 }

@@ -323,6 +323,7 @@ mod tests {
             publisher_echoes: 0,
             publishing,
             usage,
+            nodes: Vec::new(),
             history: None,
             ok: true,
         };
@@ -332,7 +333,7 @@ mod tests {
             deliveries deliveries_per_second expected_deliveries latency_us lost duplicated \
             reordered subscribers_with_loss drained disconnects first_disconnect server_errors \
             first_server_error noise_frames_during_run foreign_messages publisher_echoes \
-            publish_lag_max_us publish_error server loadgen ok";
+            publish_lag_max_us publish_error server loadgen nodes ok";
         assert_eq!(keys(&report), words(expected));
     }
 

@@ -11,6 +11,10 @@
 //! With `history` (neonex with `history.size` > 0), every subscriber also checks the room's
 //! offsets: from the top its `joined` gave, every offset once, in order, up to the room's
 //! final top (the highest offset any connection received).
+//!
+//! The hub may be several nodes of one cluster: the subscribers are spread over them and
+//! the publisher connects to the first (see [`nodes`](crate::scenario::nodes)). Every check
+//! covers every subscriber whatever its node, and the report adds each node's figures.
 
 use std::net::Ipv4Addr;
 use std::rc::Rc;
@@ -25,12 +29,13 @@ use crate::clock::{self, now_ns};
 use crate::conn::WsConn;
 use crate::offsets::{OffsetReport, OffsetTracker};
 use crate::protocol::{HubProtocol, Incoming, ProtocolKind, PublishVia};
-use crate::report::{self, CpuSample, Heading, Usage};
+use crate::report::{self, CpuSample, Heading, LoadgenUsage, Usage};
 use crate::scenario::common::{self, first, keep_first, sleep_ms, SetupProgress, Sink, Step};
 use crate::scenario::delivery::{ReadBatch, Received, ReceiverStats, WorkerEnv};
 use crate::scenario::delivery_report::{self, Deliveries, Disturbances, Publishing, Setup};
+use crate::scenario::node_report::{self, NodeReport, NodeTally, NodesCpu};
+use crate::scenario::nodes::{self, Node, PUBLISHER_NODE};
 use crate::seq::SeqTracker;
-use crate::target::Target;
 use crate::{stamp, workers};
 
 /// Most messages one publisher wake-up sends in one write (rate mode).
@@ -48,10 +53,8 @@ pub enum Pace {
 /// Everything a fanout run needs, already validated.
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
-    /// The URL as given.
-    pub url: String,
-    /// Resolved loopback target.
-    pub target: Target,
+    /// The hub's nodes (one unless it is a cluster), each with its server to watch.
+    pub nodes: Vec<Node>,
     /// Wire protocol.
     pub protocol: ProtocolKind,
     /// Subscriber connections.
@@ -82,8 +85,6 @@ pub struct FanoutConfig {
     pub drain_timeout: Duration,
     /// Window mode: stop when the oldest message in flight made no progress this long.
     pub stall_timeout: Duration,
-    /// Server process to watch.
-    pub server_pid: Option<u32>,
     /// Users are named `PREFIX-pub` and `PREFIX-sN`.
     pub user_prefix: String,
     /// Largest server message accepted.
@@ -98,6 +99,16 @@ pub struct FanoutConfig {
 impl FanoutConfig {
     fn total_connections(&self) -> usize {
         self.subscribers + 1
+    }
+
+    /// The node connection `idx` (0 is the publisher) goes to.
+    fn node_of(&self, idx: usize) -> usize {
+        nodes::node_of(idx, self.nodes.len())
+    }
+
+    /// The node the publisher connects to.
+    pub fn publisher_node(&self) -> &Node {
+        &self.nodes[PUBLISHER_NODE]
     }
 
     /// Source address of connection `idx` (0 is the publisher), if spreading.
@@ -140,10 +151,15 @@ struct Shared {
     epoch: Mutex<Option<String>>,
     /// History: `joined` messages with another epoch.
     epoch_changes: AtomicU64,
+    /// Per node: its subscribers' deliveries, counted as `received.deliveries` is.
+    node_deliveries: Box<[AtomicU64]>,
+    /// Per node: its subscribers' connections the server closed.
+    node_disconnects: Box<[AtomicU64]>,
 }
 
 impl Shared {
-    fn new(ring: usize) -> Self {
+    fn new(ring: usize, nodes: usize) -> Self {
+        let per_node = || (0..nodes).map(|_| AtomicU64::new(0)).collect();
         Self {
             setup: SetupProgress::default(),
             received: Received::default(),
@@ -161,12 +177,18 @@ impl Shared {
             top_offset: AtomicU64::new(0),
             epoch: Mutex::new(None),
             epoch_changes: AtomicU64::new(0),
+            node_deliveries: per_node(),
+            node_disconnects: per_node(),
         }
     }
 
-    /// Adds one read's counters (one atomic update per counter and read, not per frame).
-    fn commit(&self, b: &Batch) {
+    /// Adds one read's counters, of a connection to node `node` (one atomic update per
+    /// counter and read, not per frame).
+    fn commit(&self, b: &Batch, node: usize) {
         b.counts.commit(&self.received);
+        if b.counts.deliveries > 0 {
+            self.node_deliveries[node].fetch_add(b.counts.deliveries, Ordering::Relaxed);
+        }
         if b.echoes > 0 {
             self.echoes.fetch_add(b.echoes, Ordering::Relaxed);
         }
@@ -335,9 +357,8 @@ async fn establish<P: HubProtocol>(
     } else {
         format!("{}-s{idx}", ctx.cfg.user_prefix)
     };
-    let request_target = ctx
-        .proto
-        .request_target(&ctx.cfg.target, &user, &ctx.cfg.room);
+    let target = &ctx.cfg.nodes[ctx.cfg.node_of(idx)].target;
+    let request_target = ctx.proto.request_target(target, &user, &ctx.cfg.room);
     let source = ctx.cfg.source(idx);
     let name = match source {
         Some(src) => format!("connection {idx} (from {src})"),
@@ -346,14 +367,14 @@ async fn establish<P: HubProtocol>(
     let timeout = ctx.cfg.connect_timeout;
     let started = now_ns();
     let deadline = tokio::time::Instant::now() + timeout;
-    let tcp = WsConn::tcp_connect(&ctx.cfg.target, source);
+    let tcp = WsConn::tcp_connect(target, source);
     let stream = tokio::time::timeout_at(deadline, tcp)
         .await
         .map_err(|_| format!("{name}: TCP connect took more than {timeout:?}"))?
         .map_err(|e| format!("{name}: {e}"))?;
     let upgrade = WsConn::upgrade(
         stream,
-        &ctx.cfg.target,
+        target,
         &request_target,
         ctx.cfg.max_message,
         idx as u64 ^ started,
@@ -401,6 +422,7 @@ async fn establish<P: HubProtocol>(
 }
 
 async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize) {
+    let node = ctx.cfg.node_of(idx);
     let mut stop = ctx.stop.clone();
     let established = tokio::select! {
         biased;
@@ -426,7 +448,7 @@ async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: u
                 on_message(&ctx, &env, &mut role, &mut b, text, now)
             }) => Step::Read(r),
         };
-        ctx.shared.commit(&b);
+        ctx.shared.commit(&b, node);
         joining.on_batch(&b, &env, &ctx.shared);
         match step {
             Step::Read(Err(c)) => {
@@ -445,6 +467,7 @@ async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: u
         }
         Some(c) => {
             ctx.shared.disconnects.fetch_add(1, Ordering::SeqCst);
+            ctx.shared.node_disconnects[node].fetch_add(1, Ordering::SeqCst);
             keep_first(&ctx.shared.first_disconnect, || {
                 format!(
                     "subscriber {idx}, {:.3} s after loadgen start: {c}",
@@ -481,10 +504,11 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
         Err(e) => return ctx.shared.setup.fail(e),
     };
     let mut role = Role::Publisher;
-    let mut sink = match ctx.proto.publish_via(&ctx.cfg.target, &ctx.cfg.room) {
+    let target = &ctx.cfg.publisher_node().target;
+    let mut sink = match ctx.proto.publish_via(target, &ctx.cfg.room) {
         PublishVia::WebSocket => Sink::Ws,
         PublishVia::HttpPost(path) => {
-            match common::http_sink(&ctx.cfg.target, &path, ctx.cfg.source(0), &ctx.stop, {
+            match common::http_sink(target, &path, ctx.cfg.source(0), &ctx.stop, {
                 let ctx = ctx.clone();
                 move |code, body| ctx.shared.received.http_answer(code, body)
             })
@@ -510,7 +534,7 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
                 on_message(&ctx, &env, &mut role, &mut b, text, now)
             }) => Step::Read(r),
         };
-        ctx.shared.commit(&b);
+        ctx.shared.commit(&b, PUBLISHER_NODE);
         joining.on_batch(&b, &env, &ctx.shared);
         match step {
             Step::Go(t0) => break t0,
@@ -546,7 +570,7 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
                 on_message(&ctx, &env, &mut role, &mut b, text, now)
             }) => Step::Read(r),
         };
-        ctx.shared.commit(&b);
+        ctx.shared.commit(&b, PUBLISHER_NODE);
         match step {
             Step::Read(Ok(())) => {}
             Step::Stop => return conn.close().await,
@@ -614,7 +638,7 @@ async fn publish_rate<P: HubProtocol>(
                 on_message(ctx, env, &mut role, &mut b, text, now)
             }) => Step::Read(r),
         };
-        ctx.shared.commit(&b);
+        ctx.shared.commit(&b, PUBLISHER_NODE);
         if let Step::Read(Err(c)) = step {
             return Err(format!("publisher connection: {c}"));
         }
@@ -683,7 +707,7 @@ async fn publish_window<P: HubProtocol>(
             }) => Step::Read(r),
             _ = tokio::time::sleep_until(wake.into()) => Step::Wake,
         };
-        ctx.shared.commit(&b);
+        ctx.shared.commit(&b, PUBLISHER_NODE);
         if let Step::Read(Err(c)) = step {
             return Err(format!("publisher connection: {c}"));
         }
@@ -691,11 +715,19 @@ async fn publish_window<P: HubProtocol>(
     Ok(())
 }
 
-async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> ReceiverStats {
-    let env = Rc::new(WorkerEnv::new());
+/// Runs worker `w`'s connections; returns what they counted, per node.
+async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> Vec<ReceiverStats> {
+    // One environment per node, shared by this worker's connections to it, so that each
+    // node's latencies and losses are counted apart without a lookup per delivery.
+    let envs: Vec<Rc<WorkerEnv>> = ctx
+        .cfg
+        .nodes
+        .iter()
+        .map(|_| Rc::new(WorkerEnv::new()))
+        .collect();
     let mut tasks = Vec::new();
     for idx in (w..ctx.cfg.total_connections()).step_by(ctx.cfg.threads) {
-        let (ctx, env) = (ctx.clone(), env.clone());
+        let (ctx, env) = (ctx.clone(), envs[ctx.cfg.node_of(idx)].clone());
         tasks.push(if idx == 0 {
             tokio::task::spawn_local(publisher(ctx, env))
         } else {
@@ -709,7 +741,7 @@ async fn worker<P: HubProtocol>(ctx: Arc<Ctx<P>>, w: usize) -> ReceiverStats {
                 .fail(format!("connection task failed: {e}"));
         }
     }
-    env.take_stats()
+    envs.iter().map(|env| env.take_stats()).collect()
 }
 
 /// The result of a fanout run.
@@ -741,8 +773,11 @@ pub struct FanoutReport {
     pub publisher_echoes: u64,
     #[serde(flatten)]
     pub publishing: Publishing,
+    /// `server` is every node's server together (its `pid` is the first node's).
     #[serde(flatten)]
     pub usage: Usage,
+    /// Each node's figures, in the order of the URLs (one entry for a single hub).
+    pub nodes: Vec<NodeReport>,
     /// With `--history`: the offset check (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<OffsetReport>,
@@ -765,7 +800,7 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         connect_limit: Arc::new(Semaphore::new(cfg.connect_concurrency.max(1))),
-        shared: Shared::new(ring),
+        shared: Shared::new(ring, cfg.nodes.len()),
         proto,
         go: go_rx,
         stop: stop_rx,
@@ -822,7 +857,8 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
     let setup_noise = received.noise.load(Ordering::SeqCst);
 
     // 3. measure
-    let cpu_start = CpuSample::take(cfg.server_pid)?;
+    let cpu_start = CpuSample::take(None)?;
+    let servers_start = NodesCpu::take(&cfg.nodes);
     let t0 = now_ns();
     eprintln!("loadgen: settled after {settle_seconds:.2} s; publishing");
     let _ = go_tx.send(Some(t0));
@@ -841,15 +877,22 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
     // 4. drain
     let drain_limit = publish_end + cfg.drain_timeout.as_nanos() as u64;
     let drained = common::drain(&received.unique, expected, drain_limit);
-    let cpu_end = CpuSample::take(cfg.server_pid)?;
+    let cpu_end = CpuSample::take(None)?;
+    let servers_end = NodesCpu::take(&cfg.nodes);
     let measured = received.measured_seconds(t0, publish_end);
     let noise_during = received.noise.load(Ordering::SeqCst) - setup_noise;
     let _ = stop_tx.send(true);
 
-    let mut stats = ReceiverStats::new();
+    let mut per_node: Vec<ReceiverStats> = cfg.nodes.iter().map(|_| ReceiverStats::new()).collect();
     for h in handles {
-        let s = h.join().map_err(|_| "worker thread panicked".to_string())?;
-        stats.merge(&s);
+        let by_node = h.join().map_err(|_| "worker thread panicked".to_string())?;
+        for (node, s) in per_node.iter_mut().zip(&by_node) {
+            node.merge(s);
+        }
+    }
+    let mut stats = ReceiverStats::new();
+    for s in &per_node {
+        stats.merge(s);
     }
     let history = cfg.history.then(|| {
         let top = stats
@@ -876,7 +919,25 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
     }
 
     let delivered = received.deliveries.load(Ordering::SeqCst);
-    let usage = report::usage(cpu_start, cpu_end, cfg.server_pid, measured, delivered);
+    let servers_used = servers_start.used_until(&servers_end);
+    let node_reports: Vec<NodeReport> = cfg
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let tally = NodeTally {
+                subscribers: nodes::subscribers_on(i, cfg.subscribers, cfg.nodes.len()),
+                deliveries: shared.node_deliveries[i].load(Ordering::SeqCst),
+                disconnects: shared.node_disconnects[i].load(Ordering::SeqCst),
+                stats: &per_node[i],
+            };
+            NodeReport::new(i, node, tally, servers_used[i], measured)
+        })
+        .collect();
+    let usage = Usage {
+        server: node_report::all_servers(&node_reports, measured, delivered),
+        loadgen: LoadgenUsage::between(cpu_start.me, cpu_end.me, measured, delivered),
+    };
     let (rate, window) = match cfg.pace {
         Pace::Rate(r) => (Some(r), None),
         Pace::Window(w) => (None, Some(w)),
@@ -895,7 +956,7 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         publish_error: first(&shared.publish_error),
     };
     Ok(FanoutReport {
-        heading: Heading::new("fanout", cfg.protocol, &cfg.url),
+        heading: Heading::new("fanout", cfg.protocol, &cfg.publisher_node().url),
         subscribers: cfg.subscribers,
         threads: cfg.threads,
         pace: if rate.is_some() { "rate" } else { "window" },
@@ -912,6 +973,7 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         disturbances,
         publishing,
         usage,
+        nodes: node_reports,
     })
 }
 
@@ -945,6 +1007,7 @@ pub fn print(r: &FanoutReport) {
         &r.publishing,
         &r.usage,
     );
+    node_report::print_rows(&row, &r.nodes);
     if let Some(h) = &r.history {
         h.print_rows(&row, "subscribers");
     }

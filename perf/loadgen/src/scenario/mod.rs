@@ -8,4 +8,6 @@ pub mod delivery;
 pub mod delivery_report;
 pub mod fanout;
 pub mod idle;
+pub mod node_report;
+pub mod nodes;
 pub mod recovery;
