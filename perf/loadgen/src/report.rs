@@ -18,7 +18,7 @@ pub struct Heading {
     pub scenario: &'static str,
     /// Wire protocol.
     pub protocol: &'static str,
-    /// Target URL.
+    /// Target URL (fanout over the nodes of a cluster: the first, the publisher's).
     pub url: String,
 }
 
