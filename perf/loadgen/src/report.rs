@@ -170,6 +170,18 @@ pub struct ServerUsage {
 }
 
 impl ServerUsage {
+    /// The CPU it used, as a report's row shows it: seconds, share of a core, and per
+    /// delivery.
+    pub fn cpu_row(&self) -> String {
+        format!(
+            "{:.2} s ({:.0}% of a core), {} µs/delivery",
+            self.cpu_seconds,
+            self.cpu_cores * 100.0,
+            self.cpu_us_per_delivery
+                .map_or("-".into(), |x| format!("{x:.3}"))
+        )
+    }
+
     /// The usage of server `pid`, which used `cpu` seconds over `seconds` for `deliveries`;
     /// its memory is read now.
     pub fn measure(pid: u32, cpu: f64, seconds: f64, deliveries: u64) -> Self {

@@ -154,16 +154,7 @@ pub fn print_rows(row: &dyn Fn(&str, String), nodes: &[NodeReport]) {
             row("  disconnects", n.disconnects.to_string());
         }
         if let Some(s) = &n.server {
-            row(
-                "  server CPU",
-                format!(
-                    "{:.2} s ({:.0}% of a core), {} µs/delivery",
-                    s.cpu_seconds,
-                    s.cpu_cores * 100.0,
-                    s.cpu_us_per_delivery
-                        .map_or("-".into(), |x| format!("{x:.3}"))
-                ),
-            );
+            row("  server CPU", s.cpu_row());
         }
     }
 }

@@ -1498,16 +1498,7 @@ pub fn print(r: &RecoveryReport) {
         format!("{:.0} µs", r.publish_lag_max_us),
     );
     if let Some(s) = &r.steady.server {
-        row(
-            "server CPU warm-up",
-            format!(
-                "{:.2} s ({:.0}% of a core), {} µs/delivery",
-                s.cpu_seconds,
-                s.cpu_cores * 100.0,
-                s.cpu_us_per_delivery
-                    .map_or("-".into(), |x| format!("{x:.3}"))
-            ),
-        );
+        row("server CPU warm-up", s.cpu_row());
     }
     if let Some(s) = &r.storm.server {
         row(
