@@ -231,7 +231,7 @@ fn render_cluster(out: &mut String, cluster: &ClusterStats) {
         out,
         "neonex_cluster_messages_total",
         "counter",
-        "Frames and connection events between this node and the others, by direction and kind.",
+        "Frames, and connection events with heartbeats, between this node and the others, by direction and kind.",
     );
     for (direction, kind, n) in [
         ("out", "frame", cluster.messages_out),

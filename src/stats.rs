@@ -534,9 +534,9 @@ pub struct ClusterStats {
     pub messages_out: u64,
     /// Frames received from other nodes.
     pub messages_in: u64,
-    /// Connection events sent.
+    /// Connection events and heartbeats sent.
     pub events_out: u64,
-    /// Connection events received.
+    /// Connection events and heartbeats received.
     pub events_in: u64,
     /// Frames and events dropped on the way out (queue full or NATS unreachable).
     pub dropped_out: u64,

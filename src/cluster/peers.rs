@@ -251,10 +251,10 @@ pub(super) async fn heartbeat(bridge: Rc<Bridge>) {
         }
         reconcile_interest(&bridge).await;
         let payload = bridge.envelope(Body::Heartbeat);
-        let _ = bridge
-            .client
-            .publish(cluster.subjects.events(), payload)
-            .await;
+        let subject = cluster.subjects.events();
+        if bridge.client.publish(subject, payload).await.is_ok() {
+            cluster.counters.events_out.fetch_add(1, Ordering::Relaxed);
+        }
         let now = Instant::now();
         if !was_connected {
             // Back from an outage: the others get a whole timeout to be heard again.
