@@ -167,7 +167,7 @@ fn render_cluster(out: &mut String, cluster: &ClusterStats) {
     let node = format!("node=\"{}\"", cluster.node_id);
     let connected = f64::from(u8::from(cluster.nats == LinkState::Connected));
     type Pick = fn(&ClusterStats) -> f64;
-    let families: [(&str, &str, &str, Pick); 8] = [
+    let families: [(&str, &str, &str, Pick); 9] = [
         (
             "neonex_cluster_nodes",
             "gauge",
@@ -197,6 +197,12 @@ fn render_cluster(out: &mut String, cluster: &ClusterStats) {
             "counter",
             "Nodes taken for dead after cluster.node_timeout of silence.",
             |c| c.nodes_lost as f64,
+        ),
+        (
+            "neonex_cluster_nats_slow_consumers_total",
+            "counter",
+            "Times the NATS client dropped messages of a subscription of this node that fell behind.",
+            |c| c.nats_slow_consumers as f64,
         ),
         (
             "neonex_cluster_journal_appends_total",

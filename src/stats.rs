@@ -546,6 +546,9 @@ pub struct ClusterStats {
     pub resyncs: u64,
     /// Nodes taken for dead after `cluster.node_timeout` of silence.
     pub nodes_lost: u64,
+    /// Times the NATS client dropped messages of a subscription of this node that fell
+    /// behind (its slow-consumer events).
+    pub nats_slow_consumers: u64,
     /// Positioned messages appended to the journal (history on).
     pub journal_appends: u64,
     /// Appends that found another node had appended first, and tried again.

@@ -20,7 +20,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -52,6 +52,9 @@ pub(crate) struct Starting {
     pub tag: u16,
     pub name: String,
     pub link: Arc<AtomicU8>,
+    /// Counts the NATS client's slow-consumer events (it dropped messages of a
+    /// subscription that fell behind).
+    pub slow_consumers: Arc<AtomicU64>,
     handoff: oneshot::Sender<(Arc<HubShared>, mpsc::Receiver<Outbound>)>,
     thread: JoinHandle<()>,
 }
@@ -75,6 +78,8 @@ pub(crate) fn start(config: &ClusterConfig) -> std::io::Result<Starting> {
     let name = config.node_id.clone().unwrap_or_else(default_node_id);
     let subjects = Subjects::new(&config.subject_prefix);
     let link = Arc::new(AtomicU8::new(LinkState::Connecting.as_u8()));
+    let slow_consumers = Arc::new(AtomicU64::new(0));
+    let thread_slow = slow_consumers.clone();
     let (ready, tag) = std::sync::mpsc::channel();
     let (handoff, handed) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -87,7 +92,8 @@ pub(crate) fn start(config: &ClusterConfig) -> std::io::Result<Starting> {
         .spawn(move || {
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async move {
-                let (client, connected) = connect(servers, &thread_name, thread_link).await;
+                let (client, connected) =
+                    connect(servers, &thread_name, thread_link, thread_slow).await;
                 let tag = claim_tag(&client, &subjects, connected).await;
                 let _ = ready.send(tag);
                 if let Ok((hub, outbox)) = handed.await {
@@ -102,6 +108,7 @@ pub(crate) fn start(config: &ClusterConfig) -> std::io::Result<Starting> {
         tag,
         name,
         link,
+        slow_consumers,
         handoff,
         thread,
     })
@@ -109,7 +116,12 @@ pub(crate) fn start(config: &ClusterConfig) -> std::io::Result<Starting> {
 
 /// A client that connects, and reconnects, by itself; and whether it connected within
 /// [`CONNECT_WAIT`].
-async fn connect(servers: Vec<ServerAddr>, name: &str, link: Arc<AtomicU8>) -> (Client, bool) {
+async fn connect(
+    servers: Vec<ServerAddr>,
+    name: &str,
+    link: Arc<AtomicU8>,
+    slow_consumers: Arc<AtomicU64>,
+) -> (Client, bool) {
     let (state, mut changes) = watch::channel(LinkState::Connecting);
     // async-nats reads no credentials from the address itself.
     let credentials = servers.iter().find(|s| s.has_user_pass()).map(|s| {
@@ -130,12 +142,13 @@ async fn connect(servers: Vec<ServerAddr>, name: &str, link: Arc<AtomicU8>) -> (
             Duration::from_millis((attempts as u64 * 100).min(1000))
         })
         .event_callback(move |event| {
-            let (link, state) = (link.clone(), state.clone());
+            let (link, state, slow) = (link.clone(), state.clone(), slow_consumers.clone());
             async move {
                 let now = match event {
                     Event::Connected => LinkState::Connected,
                     Event::Disconnected => LinkState::Disconnected,
                     Event::SlowConsumer(sid) => {
+                        slow.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(
                             subscription = sid,
                             "NATS: this node falls behind its subscription; messages were dropped"

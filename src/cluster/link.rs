@@ -129,6 +129,8 @@ pub(crate) struct Cluster {
     /// An event was dropped on its way to the bridge: the others must resynchronise.
     events_lost: AtomicBool,
     link: Arc<AtomicU8>,
+    /// The NATS client's slow-consumer events.
+    slow_consumers: Arc<AtomicU64>,
     view: Mutex<View>,
     pub counters: ClusterCounters,
     /// Messages from the bridge for each shard whose inbox was full, in order.
@@ -146,6 +148,7 @@ impl Cluster {
         tag: u16,
         name: String,
         link: Arc<AtomicU8>,
+        slow_consumers: Arc<AtomicU64>,
     ) -> (Cluster, tokio::sync::mpsc::Receiver<Outbound>) {
         let (outbox, receiver) = tokio::sync::mpsc::channel(OUTBOX_CAPACITY);
         let cluster = Cluster {
@@ -157,6 +160,7 @@ impl Cluster {
             outbox,
             events_lost: AtomicBool::new(false),
             link,
+            slow_consumers,
             view: Mutex::new(View::default()),
             counters: ClusterCounters::default(),
             held_back: Mutex::new((0..shards).map(|_| VecDeque::new()).collect()),
@@ -326,6 +330,7 @@ impl Cluster {
             dropped_in: get(&c.dropped_in),
             resyncs: get(&c.resyncs),
             nodes_lost: get(&c.nodes_lost),
+            nats_slow_consumers: get(&self.slow_consumers),
             journal_appends: get(&c.journal_appends),
             journal_conflicts: get(&c.journal_conflicts),
             journal_repairs: get(&c.journal_repairs),

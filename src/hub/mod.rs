@@ -83,6 +83,7 @@ impl Hub {
                     b.tag,
                     b.name.clone(),
                     b.link.clone(),
+                    b.slow_consumers.clone(),
                 );
                 tracing::info!(node = %cluster.name, tag = cluster.tag, "cluster node");
                 (Some(cluster), Some(outbox))
