@@ -1,7 +1,6 @@
 //! This node's part in the cluster as the shards and the `Hub` handles see it: its tag
 //! and name, the bounded queue to the bridge and what goes into it, the link's state,
 //! the view of the other nodes, and the counters.
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,8 +12,10 @@ use super::view::View;
 use crate::config::ClusterConfig;
 use crate::ids::ConnectionId;
 use crate::shard::error::EngineError;
+use crate::shard::held_back::HeldBack;
 use crate::shard::message::HomeRequest;
-use crate::shard::message::{FrameKind, ShardMessage, Target};
+use crate::shard::message::{FrameKind, Target};
+use crate::shard::publish::HELD_BACK_MAX;
 use crate::stats::{ClusterStats, LinkState};
 
 /// Most items waiting for the bridge; beyond it a frame is dropped and counted, and a
@@ -134,7 +135,7 @@ pub(crate) struct Cluster {
     view: Mutex<View>,
     pub counters: ClusterCounters,
     /// Messages from the bridge for each shard whose inbox was full, in order.
-    held_back: Mutex<Vec<VecDeque<ShardMessage>>>,
+    held_back: Mutex<HeldBack>,
     /// Told when a message is held back.
     held: tokio::sync::Notify,
 }
@@ -163,7 +164,7 @@ impl Cluster {
             slow_consumers,
             view: Mutex::new(View::default()),
             counters: ClusterCounters::default(),
-            held_back: Mutex::new((0..shards).map(|_| VecDeque::new()).collect()),
+            held_back: Mutex::new(HeldBack::new(shards, Some(HELD_BACK_MAX))),
             held: tokio::sync::Notify::new(),
         };
         (cluster, receiver)
@@ -185,7 +186,7 @@ impl Cluster {
 
     /// What the bridge holds back, in order, for shards whose inbox was full (see
     /// `shard::publish::WithoutWaiting`).
-    pub(crate) fn held_back(&self) -> MutexGuard<'_, Vec<VecDeque<ShardMessage>>> {
+    pub(crate) fn held_back(&self) -> MutexGuard<'_, HeldBack> {
         self.held_back.lock().unwrap_or_else(|e| e.into_inner())
     }
 

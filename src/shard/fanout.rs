@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::connection::{Conflation, Connection};
 use super::context::Ctx;
-use super::mailbox::PostError;
+use super::held_back::Posting;
 use super::message::{FrameKind, ShardMessage, Target};
 use crate::config::SendQueueLimits;
 use crate::protocol::{ErrorCode, ServerMessage};
@@ -143,18 +143,9 @@ pub(crate) fn deliver_local(
 /// in order, and this shard stops reading from its clients until it is through.
 pub(crate) fn post_or_hold(cx: &mut Ctx, shard: usize, msg: ShardMessage) {
     let mailboxes = &cx.hub().mailboxes;
-    let held = &mut cx.state.held_back[shard];
-    if !held.is_empty() {
-        held.push_back(msg);
-        return;
-    }
-    match mailboxes[shard].try_post(msg) {
-        Ok(()) | Err(PostError::Closed) => {}
-        Err(PostError::Full(msg)) => {
-            held.push_back(msg);
-            // The inbox task retries held-back messages; make sure it is awake.
-            mailboxes[cx.shard.index].unpark();
-        }
+    if cx.state.held_back.post(mailboxes, shard, msg) == Posting::Held {
+        // The inbox task retries held-back messages; make sure it is awake.
+        mailboxes[cx.shard.index].unpark();
     }
 }
 

@@ -14,7 +14,6 @@ use super::fanout::{deliver_local, post_or_hold};
 use super::info::ConnectionInfo;
 use super::join::{join_placed, join_refused, join_room, leave_room};
 use super::lifecycle::{begin_shutdown, forget_room};
-use super::mailbox::PostError;
 use super::message::HomeRequest;
 use super::message::ShardMessage;
 use super::publish::Post;
@@ -92,20 +91,11 @@ async fn park_inbox(shard: &Shard) {
 /// Posts held-back messages in order. True once none is left, and the paused readers
 /// are resumed.
 fn retry_held_back(shard: &Shard) -> bool {
-    let mut state = shard.state.borrow_mut();
-    for (to, held) in state.held_back.iter_mut().enumerate() {
-        while let Some(msg) = held.pop_front() {
-            match shard.hub.mailboxes[to].try_post(msg) {
-                Ok(()) | Err(PostError::Closed) => {}
-                Err(PostError::Full(msg)) => {
-                    held.push_front(msg);
-                    break;
-                }
-            }
-        }
-    }
-    let clear = !state.is_holding_back();
-    drop(state);
+    let clear = shard
+        .state
+        .borrow_mut()
+        .held_back
+        .retry(&shard.hub.mailboxes);
     if clear {
         shard.paused_readers.wake_all();
     }

@@ -41,6 +41,7 @@ pub(crate) mod fanout;
 pub(crate) mod flusher;
 pub(crate) mod frames;
 pub(crate) mod handshake;
+pub(crate) mod held_back;
 pub(crate) mod home;
 pub(crate) mod housekeeping;
 pub(crate) mod inbox;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::EngineError;
-use super::mailbox::PostError;
+use super::held_back::Posting;
 use super::message::{FrameKind, ShardMessage, Target};
 use super::shared::HubShared;
 use crate::room::Room;
@@ -121,50 +121,27 @@ impl Post for WithoutWaiting<'_> {
                 .try_post(msg)
                 .map_err(|_| EngineError::Overloaded);
         };
-        let mut held = cluster.held_back();
-        let queue = &mut held[shard];
-        let msg = if queue.is_empty() {
-            match hub.mailboxes[shard].try_post(msg) {
-                Ok(()) => return Ok(()),
-                Err(PostError::Full(msg)) => msg,
-                Err(PostError::Closed) => return Err(EngineError::Closed),
+        match cluster.held_back().post(&hub.mailboxes, shard, msg) {
+            Posting::Posted => Ok(()),
+            Posting::Held => {
+                cluster.hold_notify().notify_one();
+                Ok(())
             }
-        } else {
-            msg
-        };
-        if queue.len() >= HELD_BACK_MAX {
-            cluster
-                .counters
-                .dropped_in
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(EngineError::Overloaded);
+            Posting::Dropped => {
+                cluster
+                    .counters
+                    .dropped_in
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(EngineError::Overloaded)
+            }
         }
-        queue.push_back(msg);
-        cluster.hold_notify().notify_one();
-        Ok(())
     }
 }
 
 /// Hands what the bridge held back to the shards that have room again, in order; true
 /// if something is still held.
 pub(crate) fn hand_over_held_back(hub: &HubShared) -> bool {
-    let Some(cluster) = &hub.cluster else {
-        return false;
-    };
-    let mut held = cluster.held_back();
-    let mut left = false;
-    for (shard, queue) in held.iter_mut().enumerate() {
-        while let Some(msg) = queue.pop_front() {
-            match hub.mailboxes[shard].try_post(msg) {
-                Ok(()) => {}
-                Err(PostError::Full(msg)) => {
-                    queue.push_front(msg);
-                    break;
-                }
-                Err(PostError::Closed) => queue.clear(),
-            }
-        }
-        left |= !queue.is_empty();
-    }
-    left
+    hub.cluster
+        .as_ref()
+        .is_some_and(|cluster| !cluster.held_back().retry(&hub.mailboxes))
 }

@@ -1,13 +1,13 @@
 //! Everything a shard owns: its connections, who is in which room, the streams of the
 //! rooms it is home to, what waits to be written.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use slab::Slab;
 
 use super::connection::Connection;
+use super::held_back::HeldBack;
 use super::membership::Membership;
-use super::message::ShardMessage;
 use super::streams::Streams;
 use crate::ids::ConnectionId;
 
@@ -23,7 +23,7 @@ pub(crate) struct ShardState {
     /// Connections with frames queued since the last flush pass.
     pub dirty: Vec<usize>,
     /// Messages for other shards whose inboxes were full, in order, per shard.
-    pub held_back: Vec<VecDeque<ShardMessage>>,
+    pub held_back: HeldBack,
     pub next_seq: u64,
     /// Reused by multi-room fan-out to de-duplicate recipients.
     pub scratch: Vec<usize>,
@@ -40,7 +40,7 @@ impl ShardState {
             membership: Membership::default(),
             streams: Streams::default(),
             dirty: Vec::new(),
-            held_back: (0..shards).map(|_| VecDeque::new()).collect(),
+            held_back: HeldBack::new(shards, None),
             next_seq: 1,
             scratch: Vec::new(),
             opening: None,
@@ -63,6 +63,6 @@ impl ShardState {
 
     /// True while messages for some other shard are held back.
     pub fn is_holding_back(&self) -> bool {
-        self.held_back.iter().any(|q| !q.is_empty())
+        !self.held_back.is_empty()
     }
 }
