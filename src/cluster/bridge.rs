@@ -229,6 +229,7 @@ async fn run(hub: Arc<HubShared>, client: Client, outbox: mpsc::Receiver<Outboun
         rooms: RefCell::new(HashMap::new()),
         departed: RefCell::new(HashMap::new()),
         resyncing: RefCell::new(HashMap::new()),
+        tasks: Rc::new(Cell::new(0)),
         history,
     });
     let cluster = bridge.cluster();

@@ -18,6 +18,20 @@ use super::wire::{Body, Envelope};
 use crate::shard::shared::HubShared;
 use crate::stats::LinkState;
 
+/// Most tasks the bridge runs at once for requests (history, commands, listings, answers
+/// to other nodes); beyond it a request is refused at once, so that a slow NATS or
+/// JetStream cannot pile them up.
+pub(super) const TASKS_MAX: usize = 16 * 1024;
+
+/// One of the [`TASKS_MAX`] tasks, held for as long as it runs.
+pub(super) struct TaskTicket(Rc<Cell<usize>>);
+
+impl Drop for TaskTicket {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
 /// How long a request to another node (a snapshot, a command, a tag's claim) waits for
 /// its answer.
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,11 +49,27 @@ pub(super) struct Bridge {
     pub(super) departed: RefCell<HashMap<u16, u64>>,
     /// The nodes a resynchronisation runs with, and their events held meanwhile.
     pub(super) resyncing: RefCell<HashMap<u16, std::collections::VecDeque<super::wire::Envelope>>>,
+    /// The tasks running for requests (see [`TASKS_MAX`]).
+    pub(super) tasks: Rc<Cell<usize>>,
     /// The rooms' logs, with history on.
     pub(super) history: Option<Rc<Histories>>,
 }
 
 impl Bridge {
+    /// A ticket for one more request task, unless [`TASKS_MAX`] run already (then the
+    /// refusal is counted as dropped on the way out).
+    pub(super) fn task_ticket(&self) -> Option<TaskTicket> {
+        if self.tasks.get() >= TASKS_MAX {
+            let counters = &self.cluster().counters;
+            counters
+                .dropped_out
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
+        self.tasks.set(self.tasks.get() + 1);
+        Some(TaskTicket(self.tasks.clone()))
+    }
+
     pub(super) fn cluster(&self) -> &Cluster {
         self.hub.cluster.as_ref().expect("a cluster's node")
     }

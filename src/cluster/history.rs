@@ -155,6 +155,15 @@ impl Histories {
         }
     }
 
+    /// `Err` while NATS, and so the journal, is unreachable.
+    fn reachable(&self) -> Result<(), String> {
+        let cluster = self.hub.cluster.as_ref().expect("a cluster's node");
+        match cluster.link() {
+            crate::stats::LinkState::Connected => Ok(()),
+            _ => Err("NATS is unreachable".into()),
+        }
+    }
+
     fn has_members_here(&self, room: &str) -> bool {
         self.hub.registry.room(room).is_some_and(|r| r.count() > 0)
     }
@@ -166,6 +175,8 @@ impl Histories {
     ) -> Result<MutexGuard<'a, Option<Log>>, String> {
         let mut guard = log.state.lock().await;
         if guard.is_none() {
+            // Without NATS no journal answers: say so at once rather than after timeouts.
+            self.reachable()?;
             let journal = self.journal().await?;
             let head = self.head_or_genesis(&journal, &log.name, None).await?;
             let room = self.room(&log.name);
@@ -405,6 +416,7 @@ impl Histories {
         room: &Arc<str>,
         message: &Positioned<'static>,
     ) -> Result<u64, ProtocolError> {
+        self.reachable().map_err(|e| unavailable(&e))?;
         let id = self.message_id();
         let log = self.log(room);
         let mut guard = self.loaded(&log).await.map_err(|e| unavailable(&e))?;

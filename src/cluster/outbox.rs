@@ -12,12 +12,16 @@ use async_nats::HeaderMap;
 use tokio::sync::mpsc;
 
 use super::bridge_state::Bridge;
+use super::command::Answer;
 use super::inbound::room_frames;
 use super::link::{LocalEvent, Outbound, Route};
 use super::requests::{ask, request};
 use super::subjects::Subjects;
 use super::wire::{Body, CONNECTION_HEADER, EXCEPT_HEADER, KIND_HEADER, POSITIONED, USER_HEADER};
-use crate::shard::message::{FrameKind, HomeRequest};
+use crate::protocol::{ErrorCode, ProtocolError};
+use crate::shard::message::{FrameKind, HomeRequest, ShardMessage};
+use crate::shard::publish::{Post, WithoutWaiting};
+use crate::shard::shared::HubShared;
 
 /// How long a closing node waits for its goodbye to reach NATS.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,10 +67,21 @@ pub(super) async fn send_outbox(bridge: Rc<Bridge>, mut outbox: mpsc::Receiver<O
                 node,
                 command,
                 reply,
-            } => {
-                tokio::task::spawn_local(ask(bridge.clone(), node, command, reply));
-            }
+            } => match bridge.task_ticket() {
+                Some(ticket) => {
+                    let bridge = bridge.clone();
+                    tokio::task::spawn_local(async move {
+                        ask(bridge, node, command, reply).await;
+                        drop(ticket);
+                    });
+                }
+                None => reply(Answer::Failed),
+            },
             Outbound::Gather { command, reply } => {
+                let Some(ticket) = bridge.task_ticket() else {
+                    reply(Vec::new());
+                    continue;
+                };
                 let nodes: Vec<u16> = cluster.view().tags();
                 let asks: Vec<_> = nodes
                     .into_iter()
@@ -78,15 +93,26 @@ pub(super) async fn send_outbox(bridge: Rc<Bridge>, mut outbox: mpsc::Receiver<O
                 tokio::task::spawn_local(async move {
                     let answers = futures_util::future::join_all(asks).await;
                     reply(answers.into_iter().flatten().collect());
+                    drop(ticket);
                 });
             }
-            Outbound::Home(request) => match &bridge.history {
-                Some(history) => drop(tokio::task::spawn_local(history.clone().serve(request))),
-                None => refuse(request),
+            Outbound::Home(request) => match (&bridge.history, bridge.task_ticket()) {
+                (Some(history), Some(ticket)) => {
+                    let history = history.clone();
+                    tokio::task::spawn_local(async move {
+                        history.serve(request).await;
+                        drop(ticket);
+                    });
+                }
+                _ => refuse(&bridge.hub, request),
             },
             Outbound::Purge(room) => {
-                if let Some(h) = &bridge.history {
-                    tokio::task::spawn_local(h.clone().purge(room));
+                if let (Some(h), Some(ticket)) = (&bridge.history, bridge.task_ticket()) {
+                    let h = h.clone();
+                    tokio::task::spawn_local(async move {
+                        h.purge(room).await;
+                        drop(ticket);
+                    });
                 }
             }
             Outbound::Goodbye(done) => {
@@ -108,13 +134,19 @@ pub(super) async fn send_outbox(bridge: Rc<Bridge>, mut outbox: mpsc::Receiver<O
     }
 }
 
-/// Answers a history request of a bridge that keeps no history (a hub sends none).
-fn refuse(request: HomeRequest) {
+/// Refuses a request to the home of a room's stream that the bridge cannot take now
+/// (too many at once): the asker hears it at once, and a held join is refused.
+fn refuse(hub: &HubShared, request: HomeRequest) {
     use crate::shard::error::EngineError::Overloaded;
     match request {
         HomeRequest::Sequence { reply, .. } => drop(reply.map(|r| r.send(Err(Overloaded)))),
         HomeRequest::ReadHistory { reply, .. } => drop(reply.send(Err(Overloaded))),
-        HomeRequest::PlaceJoin { .. } => {}
+        HomeRequest::PlaceJoin { room, join, .. } => {
+            let error =
+                ProtocolError::new(ErrorCode::Unavailable, "The hub is too busy to join now");
+            let refused = ShardMessage::JoinRefused { room, join, error };
+            let _ = WithoutWaiting(hub).post(join.conn.shard(), refused);
+        }
     }
 }
 

@@ -45,8 +45,16 @@ pub(super) async fn answer_commands(bridge: Rc<Bridge>, mut commands: Subscriber
         let Some(reply) = message.reply else {
             continue;
         };
+        let Some(ticket) = bridge.task_ticket() else {
+            let refused: Bytes = serde_json::to_vec(&Answer::Failed)
+                .expect("an answer serializes")
+                .into();
+            let _ = bridge.client.publish(reply, refused).await;
+            continue;
+        };
         let bridge = bridge.clone();
         tokio::task::spawn_local(async move {
+            let _ticket = ticket;
             let answer = match serde_json::from_slice::<Command>(&message.payload) {
                 Ok(command) => carry_out(&bridge.hub, command).await,
                 Err(e) => {
