@@ -854,3 +854,44 @@ async fn with_history_offsets_go_on_for_members_after_every_message_expired() {
     assert_eq!(again["offset"], top + 2);
     assert_eq!(again["recovered"], false, "{again}");
 }
+
+#[tokio::test]
+async fn with_history_a_join_while_jetstream_is_unreachable_gets_unavailable_and_no_join() {
+    let mut cluster = Cluster::start(2, &HISTORY).await;
+    let a = cluster.addr(0);
+    let mut mo = client(a, "mo").await;
+    cluster.nats.stop();
+    wait_for_stats(a, "NATS gone", |s| s["cluster"]["nats"] == "disconnected").await;
+    mo.send_json(&json!({"type": "join_room", "room": "h2"}))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match mo.try_recv_message(left).await {
+            Ok(Some(Message::Text(text))) => {
+                let m: Value = serde_json::from_str(&text).unwrap();
+                assert_ne!(
+                    m["type"], "joined",
+                    "a join with no stream to place it in: {m}"
+                );
+                if m["type"] == "error" {
+                    break m;
+                }
+            }
+            other => panic!("no answer to the join within 15 s: {other:?}"),
+        }
+    };
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    let rooms = http_call(a, "GET", "/api/rooms", "", "").await.json();
+    let h2 = rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "h2" && r["members"] != 0);
+    assert!(!h2, "the refused join left no member: {rooms}");
+    let publish = http_call(a, "POST", "/api/rooms/general/publish", "", r#"{"n":1}"#).await;
+    assert_eq!(publish.status, 503, "{}", publish.body);
+    assert_eq!(publish.json()["code"], "unavailable");
+    // The connection lives.
+    mo.ping_pong().await;
+}

@@ -312,3 +312,54 @@ fn history_and_conflation_settings_are_read_and_checked() {
         assert!(err.contains(named), "{key}={value}: {err}");
     }
 }
+
+#[test]
+fn cluster_settings_are_read_and_checked() {
+    let (code, out, err) = run_neonex(
+        &["config", "--cluster", "nats://127.0.0.1:4222"],
+        &[
+            ("NEONEX_CLUSTER_NODE_ID", "web-1"),
+            ("NEONEX_CLUSTER_SUBJECT_PREFIX", "acme.neonex"),
+            ("NEONEX_CLUSTER_NODE_TIMEOUT", "5s"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\nnode_id = \"web-1\"\nsubject_prefix = \"acme.neonex\"\nnode_timeout = \"5s\""
+        ),
+        "{out}"
+    );
+    for (key, value, named) in [
+        (
+            "NEONEX_CLUSTER_NATS_URL",
+            "http://127.0.0.1:4222",
+            "cluster.nats_url",
+        ),
+        ("NEONEX_CLUSTER_NATS_URL", "nats://:x", "cluster.nats_url"),
+        ("NEONEX_CLUSTER_NODE_ID", "web 1", "cluster.node_id"),
+        (
+            "NEONEX_CLUSTER_SUBJECT_PREFIX",
+            "a..b",
+            "cluster.subject_prefix",
+        ),
+        (
+            "NEONEX_CLUSTER_SUBJECT_PREFIX",
+            "a.>",
+            "cluster.subject_prefix",
+        ),
+        (
+            "NEONEX_CLUSTER_NODE_TIMEOUT",
+            "500ms",
+            "cluster.node_timeout",
+        ),
+    ] {
+        let env = [
+            ("NEONEX_CLUSTER_NATS_URL", "nats://127.0.0.1:4222"),
+            (key, value),
+        ];
+        let (code, _, err) = run_neonex(&["config"], &env);
+        assert_eq!(code, 2, "{key}={value}: {err}");
+        assert!(err.contains(named), "{key}={value}: {err}");
+    }
+}
