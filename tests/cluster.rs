@@ -650,6 +650,9 @@ async fn a_nats_that_stops_reading_never_blocks_a_shard() {
         // Amy's reader may fall behind on a loaded machine: she is no slow consumer here.
         ("NEONEX_HUB_SEND_QUEUE_FRAMES", "200000"),
         ("NEONEX_HUB_SEND_QUEUE_BYTES", "64MiB"),
+        // Long enough that no node is taken for dead while NATS is frozen: what heals the
+        // view below is the gap the lost event leaves, not a node met again.
+        ("NEONEX_CLUSTER_NODE_TIMEOUT", "9s"),
     ];
     let cluster = Cluster::start(2, &burst).await;
     let a = cluster.addr(0);
@@ -673,6 +676,9 @@ async fn a_nats_that_stops_reading_never_blocks_a_shard() {
     let took = sent.elapsed();
     let health = http_call(a, "GET", "/health", "", "").await;
     assert_eq!(health.status, 200);
+    // The bridge's queue is full: ann's join is lost on its way to the other node, and
+    // with it the subscription to the room's subject.
+    assert_eq!(ann.join("late").await, 1);
     let s = stats(a).await;
     cluster.nats.thaw();
     assert!(
@@ -684,6 +690,29 @@ async fn a_nats_that_stops_reading_never_blocks_a_shard() {
         "the bridge's queue overflowed and dropped: {}",
         s["cluster"]
     );
+    // The next heartbeat shows the gap, and the other node resynchronises; a's heartbeat
+    // also finds the room it has a member of and no subscription for.
+    let b = cluster.addr(1);
+    wait_for_room_count(b, "late", 1).await;
+    let mut bea = client(b, "bea").await;
+    assert_eq!(bea.join("late").await, 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        bea.say("late", "anyone?").await;
+        let heard = ann
+            .try_recv_message(Duration::from_millis(200))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.to_text().is_ok_and(|t| t.contains("anyone?")));
+        if heard {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a never subscribed to the room again"
+        );
+    }
 }
 
 /// Reads `ws` until `n` messages of type `kind` have come (20 s at most); how many came.
