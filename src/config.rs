@@ -77,6 +77,9 @@ pub struct HubConfig {
     /// WebSocket subprotocols the server answers when a client offers them
     /// (`hub.subprotocols`).
     pub subprotocols: Vec<String>,
+    /// An embedding application that hears its clients and decides for them; `None`
+    /// for none. Not a setting of `neonex serve`, whose backend uses the proxy hooks.
+    pub application: Option<crate::hooks::Application>,
     /// Test-only: a `{"type":"__panic__"}` message panics in its handler, so tests can see
     /// a bug contained to one connection. Never set it in a server.
     #[doc(hidden)]
@@ -181,6 +184,7 @@ impl Default for HubConfig {
             stats_log_interval: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             subprotocols: vec!["neonex.v1".to_owned()],
+            application: None,
             fault_injection: false,
         }
     }

@@ -22,6 +22,10 @@
 //! - `cluster`: several nodes on one NATS acting as one hub (`cluster.*`): the bridge
 //!   thread that owns the NATS client, frames sent once per node, and each node's view
 //!   of the others' connections.
+//! - [`hooks`]: how an application hears its clients: [`HubEvent`]s on a bounded queue,
+//!   questions (custom messages, joins, publishes) it answers with a [`Decision`] or
+//!   [`Reply`], raw mode; and for `neonex serve`, the same questions asked of a backend
+//!   over HTTP (`proxy.*`).
 //! - [`protocol`]: protocol v1, what clients send and what the server answers.
 //! - [`ws`]: WebSocket framing: decode client frames from a shared buffer, reassemble
 //!   messages, encode server frames once.
@@ -44,6 +48,7 @@ mod checked_config;
 pub(crate) mod cluster;
 pub mod config;
 pub mod forwarded;
+pub mod hooks;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -63,6 +68,7 @@ pub use config::{
     ClusterConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, RoomsConfig,
     SendQueueLimits,
 };
+pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};
 pub use hub::{ConnectionInfo, HeldMessage, History, Hub, HubError, Published, RoomInfo};
 pub use ids::ConnectionId;
 pub use stats::{ClusterStats, LinkState};

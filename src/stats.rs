@@ -414,6 +414,9 @@ pub struct HubStats {
     /// node's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStats>,
+    /// The embedding application's events (`HubConfig::application`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application: Option<crate::hooks::ApplicationStats>,
     #[serde(skip)]
     pub(crate) latency: Option<Histogram<u64>>,
 }
@@ -469,6 +472,7 @@ impl HubStats {
             conflated: sum(|s| s.conflated),
             shards,
             cluster: None,
+            application: None,
             latency,
         }
     }

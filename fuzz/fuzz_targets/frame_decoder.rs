@@ -118,7 +118,7 @@ impl Conn {
                 let parsed = parse_client_message(bytes).is_ok();
                 Event::Text(kept, parsed)
             }
-            Ok(Some(Message::Binary)) => Event::Binary,
+            Ok(Some(Message::Binary(_))) => Event::Binary,
             Ok(Some(Message::Ping(p))) => {
                 assert!(p.len() <= 125);
                 Event::Ping(p.to_vec())

@@ -267,3 +267,39 @@ mod tests {
         );
     }
 }
+
+/// The headers of the request head at the front of `buf` that `wanted` picks (by their
+/// lower-case name), as `(lower-case name, value)` in the order sent. Values that are not
+/// UTF-8 are read lossily. Only hooks ask for them, so a plain upgrade never pays for it.
+pub fn header_pairs(buf: &[u8], wanted: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if req.parse(buf).is_err() {
+        return Vec::new();
+    }
+    req.headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), h.value))
+        .filter(|(name, _)| wanted(name))
+        .map(|(name, value)| (name, String::from_utf8_lossy(value).into_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod header_pairs_tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_wanted_headers_by_lower_case_name() {
+        let picked = header_pairs(crate::http::EXAMPLE_UPGRADE, |n| {
+            n == "origin" || n == "host"
+        });
+        assert_eq!(
+            picked,
+            [
+                ("host".to_owned(), "h".to_owned()),
+                ("origin".to_owned(), "https://a.example".to_owned())
+            ]
+        );
+    }
+}

@@ -6,7 +6,7 @@ mod head;
 mod response;
 mod upgrade;
 
-pub use head::{parse_head, HeadError, RequestHead, MAX_HEAD_BYTES};
+pub use head::{header_pairs, parse_head, HeadError, RequestHead, MAX_HEAD_BYTES};
 pub use response::{response, CONTINUE};
 pub use upgrade::{accept_key, choose_subprotocol, is_token, switching_protocols};
 

@@ -500,19 +500,40 @@ impl Hub {
 
     /// Sends `text` to one connection. A connection that has closed meanwhile drops it.
     pub fn send_to_connection(&self, id: ConnectionId, text: &str) -> Result<(), HubError> {
+        self.send_frame_to_connection(id, encode::text_frame(text))
+    }
+
+    /// Sends `data` as a binary message to one connection (for an application in raw
+    /// mode: the JSON protocol sends no binary). A connection that has closed meanwhile
+    /// drops it.
+    pub fn send_binary_to_connection(&self, id: ConnectionId, data: &[u8]) -> Result<(), HubError> {
+        self.send_frame_to_connection(id, encode::binary_frame(data))
+    }
+
+    fn send_frame_to_connection(&self, id: ConnectionId, frame: Bytes) -> Result<(), HubError> {
         let shared = &*self.shared;
         let elsewhere = shared.cluster.as_ref().is_some_and(|c| id.node() != c.tag);
         if !elsewhere && (id.node() != shared.node_tag() || id.shard() >= self.shard_count()) {
             return Err(HubError::UnknownConnection(id));
         }
-        let frame = encode::text_frame(text);
-        let shared = &*self.shared;
         Ok(publish(
             &mut FromThread(shared),
             shared,
             Target::Connection(id),
             frame,
         )?)
+    }
+
+    /// The events of the application's clients (`HubConfig::application`), to read on
+    /// the application's own threads. The queue is bounded: an application that falls
+    /// behind loses events (counted in `/stats` `application.events_dropped`), and its
+    /// questions get their defaults. Several threads may read it, each event going to
+    /// one of them. Without an application nothing ever arrives.
+    pub fn events(&self) -> crossbeam_channel::Receiver<crate::hooks::HubEvent> {
+        match &self.shared.events {
+            Some(events) => events.receiver(),
+            None => crossbeam_channel::never(),
+        }
     }
 
     /// Counters of the hub and of each shard (the body of `GET /stats`).

@@ -48,6 +48,24 @@ pub enum ClientMessage<'a> {
     },
     /// `ping`: asks for a `pong`.
     Ping,
+    /// A `type` protocol v1 does not define: the application's own (`Application::
+    /// custom_types`), an `rpc` for the backend (`proxy.rpc_url`, see [`parse_rpc`]), or
+    /// else `unknown_type`.
+    Custom {
+        /// The message's `type`.
+        kind: Cow<'a, str>,
+    },
+}
+
+/// An `rpc` for the backend: `{"type":"rpc","id":ID,"method":M,"data":...}`.
+#[derive(Debug)]
+pub struct Rpc<'a> {
+    /// Any string or number the client picks; its answer carries it back as sent.
+    pub id: &'a RawValue,
+    /// What the client asks for.
+    pub method: Cow<'a, str>,
+    /// Its arguments, as sent.
+    pub data: Option<&'a RawValue>,
 }
 
 /// `recover` of a `join_room`: "I last saw offset `offset` of epoch `epoch`".
@@ -143,11 +161,44 @@ pub fn parse_client_message(text: &[u8]) -> Result<ClientMessage<'_>, ProtocolEr
             })
         }
         "ping" => Ok(ClientMessage::Ping),
-        _ => Err(ProtocolError::new(
-            ErrorCode::UnknownType,
-            "Unknown message type",
-        )),
+        _ => Ok(ClientMessage::Custom { kind }),
     }
+}
+
+/// Parses the fields of an `rpc` (a message [`parse_client_message`] found valid).
+pub fn parse_rpc(text: &[u8]) -> Result<Rpc<'_>, ProtocolError> {
+    #[derive(Deserialize)]
+    struct RpcFields<'a> {
+        #[serde(borrow, default, deserialize_with = "present")]
+        id: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        method: Option<&'a RawValue>,
+        #[serde(borrow, default, deserialize_with = "present")]
+        data: Option<&'a RawValue>,
+    }
+    let fields: RpcFields<'_> = serde_json::from_slice(text)
+        .map_err(|_| ProtocolError::new(ErrorCode::InvalidMessage, "Invalid message format"))?;
+    let id = fields
+        .id
+        .filter(|id| {
+            let first = id.get().as_bytes().first();
+            first == Some(&b'"') || first.is_some_and(|b| *b == b'-' || b.is_ascii_digit())
+        })
+        .ok_or_else(|| ProtocolError::bad_request("rpc needs an id: a string or a number"))?;
+    let method = fields
+        .method
+        .and_then(|raw| string(raw).ok())
+        .ok_or_else(|| ProtocolError::bad_request("rpc needs a method string"))?;
+    Ok(Rpc {
+        id,
+        method,
+        data: fields.data,
+    })
+}
+
+/// The `unknown_type` error, for a type nobody answers.
+pub fn unknown_type() -> ProtocolError {
+    ProtocolError::new(ErrorCode::UnknownType, "Unknown message type")
 }
 
 /// The `recover` of a `join_room`; `null` is the same as none.
@@ -249,6 +300,40 @@ mod tests {
     }
 
     #[test]
+    fn a_type_the_protocol_lacks_is_handed_on_by_name() {
+        let parsed = parse_client_message(br#"{"type":"dance","room":"g"}"#).unwrap();
+        assert!(matches!(parsed, ClientMessage::Custom { kind } if kind == "dance"));
+    }
+
+    #[test]
+    fn rpc_fields_are_read_with_their_id_as_sent() {
+        let text = br#"{"type":"rpc","id":"a1","method":"sum","data":[1,2]}"#;
+        let rpc = parse_rpc(text).unwrap();
+        assert_eq!((rpc.id.get(), &*rpc.method), (r#""a1""#, "sum"));
+        assert_eq!(rpc.data.unwrap().get(), "[1,2]");
+        assert_eq!(
+            parse_rpc(br#"{"type":"rpc","id":7,"method":"m"}"#)
+                .unwrap()
+                .id
+                .get(),
+            "7"
+        );
+        for bad in [
+            r#"{"type":"rpc","method":"m"}"#,
+            r#"{"type":"rpc","id":{"a":1},"method":"m"}"#,
+            r#"{"type":"rpc","id":null,"method":"m"}"#,
+            r#"{"type":"rpc","id":1}"#,
+            r#"{"type":"rpc","id":1,"method":5}"#,
+        ] {
+            assert_eq!(
+                parse_rpc(bad.as_bytes()).unwrap_err().code,
+                ErrorCode::BadRequest,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_input_maps_to_protocol_codes() {
         use ErrorCode::*;
         for (text, code) in [
@@ -256,7 +341,6 @@ mod tests {
             ("[1,2]", InvalidMessage),
             (r#"{"room":"g"}"#, InvalidMessage),
             (r#"{"type":7}"#, InvalidMessage),
-            (r#"{"type":"dance"}"#, UnknownType),
             (r#"{"type":"join_room"}"#, BadRequest),
             (r#"{"type":"join_room","room":5}"#, BadRequest),
             (r#"{"type":"join_room","room":"has space"}"#, BadRequest),

@@ -6,7 +6,7 @@ pub mod server;
 
 use serde::Serialize;
 
-pub use client::{parse_client_message, ClientMessage, Recover};
+pub use client::{parse_client_message, parse_rpc, unknown_type, ClientMessage, Recover, Rpc};
 pub use server::{PresenceStatus, ServerMessage};
 
 /// The `code` of an `error` message.
@@ -31,6 +31,8 @@ pub enum ErrorCode {
     Unsupported,
     /// The server cannot do it now (in a cluster with history: its store is unreachable).
     Unavailable,
+    /// The application or the backend's hook refused it.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

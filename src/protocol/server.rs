@@ -16,6 +16,9 @@ pub enum ServerMessage<'a> {
         connection_id: ConnectionId,
         /// The connection's user.
         user_id: &'a str,
+        /// What the backend's connect hook gave the connection (`proxy.connect_url`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a RawValue>,
     },
     /// To the joiner.
     Joined {
@@ -76,6 +79,20 @@ pub enum ServerMessage<'a> {
         /// With history on: its place in the room's stream.
         #[serde(skip_serializing_if = "Option::is_none")]
         offset: Option<u64>,
+    },
+    /// The backend's answer to an `rpc` (`proxy.rpc_url`).
+    RpcResult {
+        /// The client's `id`, as it sent it.
+        id: &'a RawValue,
+        /// What the backend answered.
+        data: &'a RawValue,
+    },
+    /// An `rpc` the backend did not answer: `code` says why.
+    RpcError {
+        /// The client's `id`, as it sent it.
+        id: &'a RawValue,
+        /// `timeout`, `unavailable`, `forbidden`, `bad_answer` or `status_<n>`.
+        code: &'a str,
     },
     /// A backend's publication to a room, through the API.
     Publication {

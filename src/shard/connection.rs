@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
+use super::awaiting::Awaiting;
 use super::outbound::{Outbound, Overflow};
 use super::ratelimit::TokenBucket;
 use super::request::Request;
@@ -87,6 +88,9 @@ pub(crate) struct Connection {
     pub dirty: bool,
     /// A task is waiting for the socket to take more; the flush pass leaves it alone.
     pub write_blocked_since: Option<Instant>,
+    /// The question this connection waits on, and the messages held behind it. Boxed:
+    /// a pointer while no question is open, which is almost always.
+    pub awaiting: Option<Box<Awaiting>>,
 }
 
 impl Connection {
@@ -118,6 +122,7 @@ impl Connection {
             cause: None,
             dirty: false,
             write_blocked_since: None,
+            awaiting: None,
         }
     }
 

@@ -17,6 +17,7 @@ use super::shared::HubShared;
 use super::state::ShardState;
 use super::Shard;
 use crate::config::HubConfig;
+use crate::hooks::HubEvent;
 use crate::stats::{CloseCause, ShardCounters};
 
 /// One step's view of a shard.
@@ -59,6 +60,21 @@ impl<'a> Ctx<'a> {
     pub fn notify(&mut self, target: Target, frame: Bytes) {
         let hub = self.hub();
         let _ = publish::notify(self, hub, target, frame);
+    }
+
+    /// Tells the embedding application, if there is one, what `event` makes.
+    pub fn tell(&self, event: impl FnOnce() -> HubEvent) {
+        if let Some(events) = &self.hub().events {
+            events.emit(event());
+        }
+    }
+
+    /// The application owns the whole message protocol (`Application::raw`).
+    pub fn is_raw(&self) -> bool {
+        self.hub()
+            .events
+            .as_ref()
+            .is_some_and(|e| e.application.raw)
     }
 
     /// Lists connection `key` for the next flush pass, and makes sure the pass runs.

@@ -1,17 +1,25 @@
-//! Handling protocol messages from clients: chat, typing, ping, and rooms (see [`join`]).
+//! Handling protocol messages from clients: chat, typing, ping, and rooms (see [`join`]);
+//! the application's own types, and joins and chat that wait for a decision (see
+//! [`super::ask`]); in raw mode, every message straight to the application.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::ask::{
+    ask_custom, ask_join, ask_publish, is_custom_type, joins_are_decided, publishes_are_decided,
+};
 use super::context::Ctx;
 use super::fanout::{send_error, send_to};
 use super::join::{join_room, leave_room, why_not_member};
 use super::message::Target;
 use super::positioned::Positioned;
 use super::sequence::publish_to_room;
-use crate::protocol::{parse_client_message, ClientMessage, ProtocolError, ServerMessage};
+use crate::hooks::HubEvent;
+use crate::protocol::{
+    parse_client_message, unknown_type, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
+};
 use crate::room::Room;
 
 /// The `pong` answer never changes, so it is encoded once.
@@ -22,7 +30,17 @@ pub(super) fn on_text(cx: &mut Ctx, key: usize, text: &mut [u8]) {
     if cx.config().fault_injection && text == br#"{"type":"__panic__"}"# {
         panic!("fault injected by a test");
     }
+    if cx.is_raw() {
+        let conn = &cx.state.conns[key];
+        let (conn, user) = (conn.id, conn.user.clone().expect("open"));
+        let text = String::from_utf8_lossy(text).into_owned();
+        return cx.tell(|| HubEvent::Text { conn, user, text });
+    }
     let outcome = match parse_client_message(text) {
+        Ok(ClientMessage::JoinRoom { room, recover }) if joins_are_decided(cx) => {
+            ask_join(cx, key, &room, recover);
+            Ok(())
+        }
         Ok(ClientMessage::JoinRoom { room, recover }) => {
             join_room(cx, key, &room, recover).map(drop)
         }
@@ -31,12 +49,24 @@ pub(super) fn on_text(cx: &mut Ctx, key: usize, text: &mut [u8]) {
             room,
             message,
             data,
-        }) => chat(cx, key, &room, message.as_deref(), data),
+        }) if publishes_are_decided(cx) => membership(cx, key, &room).map(|_| {
+            ask_publish(cx, key, &room, message.as_deref(), data);
+        }),
+        Ok(ClientMessage::Message {
+            room,
+            message,
+            data,
+        }) => publish_chat(cx, key, &room, message.as_deref(), data),
         Ok(ClientMessage::Typing { room, typing }) => self::typing(cx, key, &room, typing),
         Ok(ClientMessage::Ping) => {
             send_to(cx, key, PONG.clone());
             Ok(())
         }
+        Ok(ClientMessage::Custom { kind }) if is_custom_type(cx, &kind) => {
+            ask_custom(cx, key, &kind, text);
+            Ok(())
+        }
+        Ok(ClientMessage::Custom { .. }) => Err(unknown_type()),
         Err(e) => Err(e),
     };
     if let Err(e) = outcome {
@@ -44,7 +74,21 @@ pub(super) fn on_text(cx: &mut Ctx, key: usize, text: &mut [u8]) {
     }
 }
 
-fn chat(
+/// Handles one binary message of connection `key`: the application's in raw mode,
+/// reserved otherwise.
+pub(super) fn on_binary(cx: &mut Ctx, key: usize, data: &mut [u8]) {
+    if cx.is_raw() {
+        let conn = &cx.state.conns[key];
+        let (conn, user) = (conn.id, conn.user.clone().expect("open"));
+        let data = Bytes::copy_from_slice(data);
+        return cx.tell(|| HubEvent::Binary { conn, user, data });
+    }
+    let why = "Binary messages are not supported";
+    send_error(cx, key, ErrorCode::Unsupported, why);
+}
+
+/// Publishes connection `key`'s chat message to room `name`, and tells the application.
+pub(super) fn publish_chat(
     cx: &mut Ctx,
     key: usize,
     name: &str,
@@ -52,6 +96,14 @@ fn chat(
     data: Option<&RawValue>,
 ) -> Result<(), ProtocolError> {
     let (room, user) = membership(cx, key, name)?;
+    let conn = cx.state.conns[key].id;
+    cx.tell(|| HubEvent::Published {
+        conn,
+        user: user.clone(),
+        room: room.name.clone(),
+        message: message.map(str::to_owned),
+        data: data.map(|d| d.get().to_owned()),
+    });
     let message = Positioned::chat(user, message, data);
     let hub = cx.hub();
     // Posting from a shard never fails: a full inbox holds the message back.

@@ -3,15 +3,15 @@
 //! the rate limit applied per message. Only an unfinished frame is kept, in the
 //! connection, sized to what has arrived.
 
+use super::awaiting::Held;
 use super::connection::Connection;
 use super::context::Ctx;
-use super::dispatch::on_text;
-use super::fanout::send_error;
+use super::dispatch::{on_binary, on_text};
 use super::fanout::send_to;
 use super::ratelimit::Verdict;
 use crate::protocol::{ErrorCode, ServerMessage};
 use crate::stats::{self, CloseCause};
-use crate::ws::assemble::Message;
+use crate::ws::assemble::{Message, Payload};
 use crate::ws::decode::{decode_frame, Decoded, FrameHeader};
 use crate::ws::{close_code, encode, CloseReason};
 
@@ -91,34 +91,50 @@ fn on_frame(cx: &mut Ctx, key: usize, header: FrameHeader, payload: &mut [u8]) {
         Ok(None) | Ok(Some(Message::Pong)) => {}
         Ok(Some(Message::Ping(data))) => send_to(cx, key, encode::pong_frame(data)),
         Ok(Some(Message::Close(code))) => {
-            // Echo the client's code, after anything already queued.
+            // Echo the client's code, after anything already queued, and after what
+            // waits on a question.
             let code = code.unwrap_or(close_code::NORMAL);
+            if let Some(awaiting) = cx.state.conns[key].awaiting.as_mut() {
+                return awaiting.hold(Held::Close(code));
+            }
             cx.close_connection(key, code, "", false, CloseCause::ClientClosed);
         }
-        Ok(Some(message @ (Message::Text(_) | Message::Binary))) => {
-            stats::add(&cx.counters().messages_in, 1);
-            let limits = &cx.config().limits;
-            match cx.state.conns[key].limiter.take(limits, cx.shard.now_ms()) {
-                Verdict::Allow => {}
-                Verdict::Refuse => return send_to(cx, key, RATE_LIMITED.clone()),
-                Verdict::Abuse => {
-                    let why = "rate limit exceeded";
-                    let (code, cause) = (close_code::POLICY, CloseCause::RateLimited);
-                    return cx.close_connection(key, code, why, true, cause);
-                }
-            }
-            match message {
-                Message::Text(mut text) => on_text(cx, key, text.as_mut_slice()),
-                _ => send_error(
-                    cx,
-                    key,
-                    ErrorCode::Unsupported,
-                    "Binary messages are not supported",
-                ),
-            }
-        }
+        Ok(Some(Message::Text(payload))) => on_message(cx, key, payload, false),
+        Ok(Some(Message::Binary(payload))) => on_message(cx, key, payload, true),
         Err(CloseReason { code, reason }) => {
             cx.close_connection(key, code, reason, true, CloseCause::of_code(code))
         }
+    }
+}
+
+/// A whole text or `binary` message: counted, rate-limited, then handled, or held if
+/// the connection waits on a question.
+fn on_message(cx: &mut Ctx, key: usize, mut payload: Payload, binary: bool) {
+    stats::add(&cx.counters().messages_in, 1);
+    let limits = &cx.config().limits;
+    match cx.state.conns[key].limiter.take(limits, cx.shard.now_ms()) {
+        Verdict::Allow => {}
+        // In raw mode the hub says nothing of its own: the message is dropped.
+        Verdict::Refuse if cx.is_raw() => return,
+        Verdict::Refuse => return send_to(cx, key, RATE_LIMITED.clone()),
+        Verdict::Abuse => {
+            let why = "rate limit exceeded";
+            let (code, cause) = (close_code::POLICY, CloseCause::RateLimited);
+            return cx.close_connection(key, code, why, true, cause);
+        }
+    }
+    let bytes = payload.as_mut_slice();
+    if let Some(awaiting) = cx.state.conns[key].awaiting.as_mut() {
+        let held = bytes.to_vec();
+        return awaiting.hold(if binary {
+            Held::Binary(held)
+        } else {
+            Held::Text(held)
+        });
+    }
+    if binary {
+        on_binary(cx, key, bytes);
+    } else {
+        on_text(cx, key, bytes);
     }
 }

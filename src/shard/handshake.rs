@@ -15,7 +15,7 @@ use super::api::on_api;
 use super::connection::Phase;
 use super::context::Ctx;
 use super::frames::on_frame_bytes;
-use super::lifecycle::open;
+use super::lifecycle::{open, Admitted};
 use super::request::{Progress, Request};
 use super::respond::{refuse, respond};
 use super::shared::HubShared;
@@ -79,8 +79,13 @@ pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
             // caps, logs and what the hub tells of it.
             cx.state.conns[key].remote = client.addr;
             let (head_and_body, after) = buf.split_at_mut(total);
-            let body = &head_and_body[head_len..];
-            return on_request(cx, key, head, body, [after, unread]);
+            let (head_bytes, body) = head_and_body.split_at(head_len);
+            let request = Complete {
+                head,
+                head_bytes,
+                body,
+            };
+            return on_request(cx, key, request, [after, unread]);
         }
         Progress::NeedHead => None,
         Progress::NeedBody(request) => Some(request),
@@ -144,13 +149,26 @@ fn is_api_call(config: &HubConfig, path: &str) -> bool {
     path.starts_with("/api/") && path != config.path
 }
 
-/// Routes a complete request with its `body`. `rest` holds whatever the client sent
-/// after it (in up to two pieces), which after an upgrade is already WebSocket frames.
-fn on_request(cx: &mut Ctx, key: usize, request: RequestHead, body: &[u8], rest: [&mut [u8]; 2]) {
+/// A request whose head and body have arrived.
+struct Complete<'a> {
+    head: RequestHead,
+    /// The head as it came, for the hooks that are handed its headers.
+    head_bytes: &'a [u8],
+    body: &'a [u8],
+}
+
+/// Routes a complete request. `rest` holds whatever the client sent after it (in up to
+/// two pieces), which after an upgrade is already WebSocket frames.
+fn on_request(cx: &mut Ctx, key: usize, complete: Complete, rest: [&mut [u8]; 2]) {
     let config = cx.config();
+    let Complete {
+        head: request,
+        head_bytes,
+        body,
+    } = complete;
     let path = request.path.as_str();
     if path == config.path {
-        on_upgrade(cx, key, request, rest);
+        on_upgrade(cx, key, request, head_bytes, rest);
     } else if is_api_call(config, path) {
         on_api(cx, key, &request, body);
     } else if request.method != "GET" {
@@ -177,7 +195,13 @@ fn on_request(cx: &mut Ctx, key: usize, request: RequestHead, body: &[u8], rest:
     }
 }
 
-fn on_upgrade(cx: &mut Ctx, key: usize, request: RequestHead, rest: [&mut [u8]; 2]) {
+fn on_upgrade(
+    cx: &mut Ctx,
+    key: usize,
+    request: RequestHead,
+    head_bytes: &[u8],
+    rest: [&mut [u8]; 2],
+) {
     if !request.wants_upgrade() {
         let body = "This endpoint speaks WebSocket: send an upgrade request.";
         return respond(cx, key, 426, "text/plain", body);
@@ -213,7 +237,21 @@ fn on_upgrade(cx: &mut Ctx, key: usize, request: RequestHead, rest: [&mut [u8]; 
     cx.state.conns[key]
         .out
         .push_protected(http::switching_protocols(&accept, subprotocol));
-    open(cx, key, user, first);
+    let headers = match &cx.hub().events {
+        Some(events) if !events.application.headers.is_empty() => {
+            let wanted = &events.application.headers;
+            http::header_pairs(head_bytes, |name| wanted.iter().any(|w| w == name))
+        }
+        _ => Vec::new(),
+    };
+    let admitted = Admitted {
+        user,
+        first,
+        headers,
+        rooms: Vec::new(),
+        data: None,
+    };
+    open(cx, key, admitted);
     for bytes in rest {
         if !bytes.is_empty() && cx.state.conns[key].is_open() {
             on_frame_bytes(cx, key, bytes);

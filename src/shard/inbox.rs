@@ -17,6 +17,7 @@ use super::lifecycle::{begin_shutdown, forget_room};
 use super::message::HomeRequest;
 use super::message::ShardMessage;
 use super::publish::Post;
+use super::rulings::on_answer;
 use super::sequence::{place_join, read_history, sequence};
 use super::signal::yield_now;
 use super::{accept, Shard};
@@ -177,6 +178,11 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
             let _ = reply.send(described.ok_or(EngineError::UnknownConnection(id)));
         }
         ShardMessage::RoomRemoved(room) => forget_room(cx, &room),
+        ShardMessage::Answer {
+            conn,
+            question,
+            ruling,
+        } => on_answer(cx, conn, question, ruling),
         ShardMessage::Shutdown => begin_shutdown(cx),
     }
 }

@@ -16,6 +16,7 @@ use super::message::HomeRequest;
 use super::message::{HeldJoin, Target};
 use super::streams::JoinPoint;
 use crate::cluster::link::LocalEvent;
+use crate::hooks::HubEvent;
 use crate::protocol::{ErrorCode, ProtocolError, Recover, ServerMessage};
 use crate::room::Room;
 use crate::stats::RecoveryOutcome;
@@ -64,6 +65,13 @@ pub(crate) fn join_room(
     })?;
     if new && cx.state.opening != Some(key) {
         cx.hub().announce(|| LocalEvent::Joined {
+            conn: id,
+            user: user.clone(),
+            room: room.name.clone(),
+        });
+    }
+    if new {
+        cx.tell(|| HubEvent::Joined {
             conn: id,
             user: user.clone(),
             room: room.name.clone(),
@@ -159,6 +167,7 @@ fn undo_held_join(cx: &mut Ctx, room: &Arc<Room>, join: HeldJoin, tell_others: b
             conn: join.conn,
             room: room.name.clone(),
         });
+        tell_left(cx, key, &room);
         if tell_others {
             notify_left(cx, key, &room, here);
         }
@@ -221,6 +230,7 @@ pub(crate) fn leave_room(cx: &mut Ctx, key: usize, name: &str) -> Result<usize, 
         conn: id,
         room: room.name.clone(),
     });
+    tell_left(cx, key, &room);
     notify_left(cx, key, &room, here);
     let count = cx.hub().room_count(name, here);
     let left = encode::json_frame(&ServerMessage::Left { room: name, count });
@@ -249,6 +259,20 @@ pub(crate) fn notify_left(cx: &mut Ctx, key: usize, room: &Arc<Room>, here: usiz
         };
         cx.notify(target, notice);
     }
+}
+
+/// Tells the application that connection `key` left `room`.
+pub(crate) fn tell_left(cx: &Ctx, key: usize, room: &Room) {
+    let conn = &cx.state.conns[key];
+    let (id, user) = (
+        conn.id,
+        conn.user.clone().expect("open connections have a user"),
+    );
+    cx.tell(|| HubEvent::Left {
+        conn: id,
+        user,
+        room: room.name.clone(),
+    });
 }
 
 /// Why connection of this shard is not in room `name`: it is not a member, or there is

@@ -8,42 +8,80 @@ use super::connection::Phase;
 use super::context::Ctx;
 use super::fanout::send_error;
 use super::fanout::send_to;
-use super::join::{join_room, notify_left};
+use super::join::{join_room, notify_left, tell_left};
 use super::message::Target;
 use super::ratelimit::TokenBucket;
 use super::Shard;
 use crate::cluster::link::LocalEvent;
 use crate::config::PresenceScope;
+use crate::hooks::HubEvent;
 use crate::ids::ConnectionId;
 use crate::protocol::{unix_time, PresenceStatus, ServerMessage};
 use crate::room::Room;
 use crate::stats::CloseCause;
 use crate::ws::{close_code, encode};
+use serde_json::value::RawValue;
 
 /// After the shutdown deadline, how long killed connections get to be cleaned up.
 const CLEANUP_GRACE: Duration = Duration::from_secs(1);
 
-/// The upgrade is done (admitted and registered; `first` if it is the user's first
-/// connection): welcome, auto-join, announce presence.
-pub(crate) fn open(cx: &mut Ctx, key: usize, user: Arc<str>, first: bool) {
+/// Who a connection turned out to be at its upgrade, and what comes with it.
+pub(crate) struct Admitted {
+    pub user: Arc<str>,
+    /// It is the user's first connection: the others hear the user is online.
+    pub first: bool,
+    /// The request headers the application asked for.
+    pub headers: Vec<(String, String)>,
+    /// Rooms to join besides `rooms.autojoin` (the backend's connect hook names them).
+    pub rooms: Vec<String>,
+    /// What the `welcome` carries as `data` (the backend's connect hook gives it).
+    pub data: Option<Box<RawValue>>,
+}
+
+/// The upgrade is done (admitted and registered): welcome, auto-join, announce presence.
+/// In raw mode the application alone speaks: no welcome, no rooms, no presence.
+pub(crate) fn open(cx: &mut Ctx, key: usize, admitted: Admitted) {
+    let Admitted {
+        user,
+        first,
+        headers,
+        rooms,
+        data,
+    } = admitted;
     let limiter = TokenBucket::full(&cx.config().limits, cx.shard.now_ms());
+    let raw = cx.is_raw();
     let conn = &mut cx.state.conns[key];
     conn.phase = Phase::Open;
     conn.user = Some(user.clone());
     conn.connected_at = SystemTime::now();
     conn.limiter = limiter;
     let (id, remote) = (conn.id, conn.remote);
-    let welcome = encode::json_frame(&ServerMessage::Welcome {
-        connection_id: id,
-        user_id: &user,
-    });
-    conn.out.push_unbounded(welcome);
+    if !raw {
+        let welcome = encode::json_frame(&ServerMessage::Welcome {
+            connection_id: id,
+            user_id: &user,
+            data: data.as_deref(),
+        });
+        conn.out.push_unbounded(welcome);
+    }
+    // The upgrade's answer is queued already, welcome or not.
     cx.mark_dirty(key);
     crate::stats::add(&cx.counters().connections, 1);
     tracing::debug!(conn = %id, user = %user, %remote, "connection opened");
+    cx.tell(|| HubEvent::Connected {
+        conn: id,
+        user: user.clone(),
+        remote,
+        headers,
+    });
     // The other nodes hear of the connection once, with the rooms it joined on the way in.
     cx.state.opening = Some(key);
-    for room in &cx.config().rooms.autojoin {
+    let autojoin = cx.config().rooms.autojoin.iter().map(String::as_str);
+    let joins: Vec<&str> = match raw {
+        true => Vec::new(),
+        false => autojoin.chain(rooms.iter().map(String::as_str)).collect(),
+    };
+    for room in joins {
         if let Err(e) = join_room(cx, key, room, None) {
             send_error(cx, key, e.code, &e.text);
         }
@@ -55,7 +93,7 @@ pub(crate) fn open(cx: &mut Ctx, key: usize, user: Arc<str>, first: bool) {
         user: user.clone(),
         rooms: rooms.iter().map(|r| r.name.clone()).collect(),
     });
-    if first {
+    if first && !raw {
         announce_presence(cx, id, &user, PresenceStatus::Online, rooms);
     }
 }
@@ -94,10 +132,16 @@ fn finish_in(cx: &mut Ctx, key: usize) {
     let left = cx.state.membership.leave_all(&cx.hub().registry, key, id);
     for (room, count) in &left {
         notify_left(cx, key, room, *count);
+        tell_left(cx, key, room);
     }
     let rooms: Vec<Arc<Room>> = left.into_iter().map(|(room, _)| room).collect();
     let conn = *cx.state.conns.remove(key);
     cx.state.by_seq.remove(&conn.id.seq());
+    if let Some(awaiting) = &conn.awaiting {
+        cx.state
+            .deadlines
+            .remove(&(awaiting.deadline, awaiting.question));
+    }
     let Some(user) = conn.user else {
         return;
     };
@@ -115,12 +159,17 @@ fn finish_in(cx: &mut Ctx, key: usize) {
         conn: conn.id,
         rooms: names,
     });
+    let cause = conn.cause.unwrap_or(CloseCause::ClientGone);
+    cx.tell(|| HubEvent::Disconnected {
+        conn: conn.id,
+        user: user.clone(),
+        cause: cause.label(),
+    });
     cx.hub().admission.release(conn.remote.ip());
     let counters = cx.counters();
     counters
         .connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let cause = conn.cause.unwrap_or(CloseCause::ClientGone);
     counters.count_close(cause);
     tracing::debug!(conn = %conn.id, user = %user, cause = cause.label(), "connection closed");
 }
@@ -136,6 +185,7 @@ pub(crate) fn forget_room(cx: &mut Ctx, room: &Arc<Room>) {
             conn,
             room: room.name.clone(),
         });
+        tell_left(cx, key, room);
     }
     if members.is_empty() {
         return;

@@ -184,6 +184,12 @@ pub(crate) enum ShardMessage {
         conn: ConnectionId,
         reply: Reply<ConnectionInfo>,
     },
+    /// The answer to question `question` of connection `conn`.
+    Answer {
+        conn: ConnectionId,
+        question: u64,
+        ruling: crate::hooks::ruling::Ruling,
+    },
     /// A room was removed: forget it and tell its local members.
     RoomRemoved(Arc<Room>),
     /// Graceful shutdown: stop accepting, say goodbye, close everything.

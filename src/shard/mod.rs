@@ -23,18 +23,25 @@
 //!   [`ratelimit`] and [`request`] as it arrives), [`membership`], and the [`streams`]
 //!   of the rooms it is home to (each a [`stream`]).
 //! - What a step has in hand: [`context`] (`Ctx`, the shard and its state).
-//! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`housekeeping`].
+//! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`housekeeping`],
+//!   [`deadlines`] (of open questions).
 //! - The steps: [`handshake`] (and its final answers, [`respond`]), [`frames`],
 //!   [`dispatch`], [`join`] (rooms, and recovery), [`sequence`] (a room's home shard),
 //!   [`api`] (the backends' calls), [`lifecycle`] (open, close, shutdown), [`fanout`].
+//! - Questions for the application or a backend hook: [`ask`] raises one, the asking
+//!   connection holds its later messages ([`awaiting`]), and [`rulings`] carries out the
+//!   answer (or the default at the deadline) and then the held messages, in order.
 //! - Shared with the `Hub` handle: [`shared`] (`HubShared`), [`publish`],
 //!   [`operations`] (the backends' operations), [`message`] (and the [`positioned`]
 //!   messages it carries to a home shard), [`mailbox`], [`info`], [`error`].
 
 pub(crate) mod accept;
 pub(crate) mod api;
+pub(crate) mod ask;
+pub(crate) mod awaiting;
 pub(crate) mod connection;
 pub(crate) mod context;
+pub(crate) mod deadlines;
 pub(crate) mod dispatch;
 pub(crate) mod error;
 pub(crate) mod fanout;
@@ -60,6 +67,7 @@ pub(crate) mod ratelimit;
 pub(crate) mod reader;
 pub(crate) mod request;
 pub(crate) mod respond;
+pub(crate) mod rulings;
 pub(crate) mod sequence;
 pub(crate) mod shared;
 pub(crate) mod signal;
@@ -96,6 +104,10 @@ pub(crate) struct Shard {
     flush: Notify,
     /// Readers paused while messages for other shards are held back.
     paused_readers: WaitList,
+    /// Readers of connections that wait on a question, woken by each answer.
+    answered: WaitList,
+    /// Wakes the deadline task when a question is asked.
+    asked: Notify,
     /// Bumped whenever the shard does work; the inbox parks only after a quiet pass.
     activity: Cell<u64>,
     /// Set once a graceful shutdown has begun: when it must be over.
@@ -120,6 +132,8 @@ impl Shard {
             inbox,
             flush: Notify::default(),
             paused_readers: WaitList::default(),
+            answered: WaitList::default(),
+            asked: Notify::default(),
             activity: Cell::new(0),
             stopping: Cell::new(None),
             stopped: Notify::default(),

@@ -19,6 +19,8 @@ use crate::ws::close_code;
 
 /// Reads one connection may do before letting the shard's other tasks run.
 const READS_PER_TURN: usize = 4;
+/// How often a connection waiting on an answer looks whether it was closed meanwhile.
+const ANSWER_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the connection's task should do next.
 enum Next {
@@ -28,6 +30,9 @@ enum Next {
     Yield,
     /// Wait until the shard stops holding back messages for other shards.
     Paused,
+    /// Wait for the answer to the connection's question: it holds all it may, or its
+    /// input has ended behind it.
+    AwaitAnswer,
     /// The connection is over.
     Finish,
 }
@@ -43,6 +48,11 @@ pub(crate) async fn serve(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
             }
             Next::Yield => yield_now().await,
             Next::Paused => shard.paused_readers.wait().await,
+            // Also woken by time: a connection killed meanwhile is removed promptly.
+            Next::AwaitAnswer => monoio::select! {
+                _ = shard.answered.wait() => {},
+                _ = monoio::time::sleep(ANSWER_RECHECK) => {},
+            },
             Next::Finish => break,
         }
     }
@@ -58,11 +68,26 @@ fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
             match conn.phase {
                 Phase::Dead => return Next::Finish,
                 Phase::Open if state.is_holding_back() => return Next::Paused,
+                _ if conn
+                    .awaiting
+                    .as_ref()
+                    .is_some_and(|a| a.input_ended || a.is_full()) =>
+                {
+                    return Next::AwaitAnswer
+                }
                 _ => conn.fd,
             }
         };
         match sys::recv(fd, &mut buf) {
-            Ok(0) => return Next::Finish,
+            Ok(0) => {
+                let mut state = shard.state.borrow_mut();
+                let Some(awaiting) = state.conns[key].awaiting.as_mut() else {
+                    return Next::Finish;
+                };
+                // What the client sent before it ended is still carried out.
+                awaiting.input_ended = true;
+                return Next::AwaitAnswer;
+            }
             Ok(n) => {
                 shard.note_activity();
                 stats::add(&shard.counters().bytes_in, n as u64);

@@ -20,6 +20,7 @@ use crate::checked_config::HandshakeGuards;
 use crate::cluster::link::Cluster;
 use crate::config::HubConfig;
 use crate::forwarded::TrustedProxies;
+use crate::hooks::events::EventQueue;
 use crate::origin::OriginPolicy;
 use crate::registry::Registry;
 use crate::room_pattern::RoomPatterns;
@@ -46,6 +47,8 @@ pub(crate) struct HubShared {
     pub epoch: std::time::Instant,
     /// This node's part in a cluster (`cluster.nats_url`).
     pub cluster: Option<Cluster>,
+    /// The embedding application's events (`HubConfig::application`).
+    pub events: Option<EventQueue>,
 }
 
 impl HubShared {
@@ -64,6 +67,7 @@ impl HubShared {
         for room in &config.rooms.create {
             registry.create_room(room);
         }
+        let config_application = config.application.clone();
         let HandshakeGuards {
             authenticator,
             origins,
@@ -82,6 +86,7 @@ impl HubShared {
             next_adopter: AtomicUsize::new(0),
             epoch: std::time::Instant::now(),
             cluster,
+            events: config_application.map(EventQueue::new),
         };
         (shared, inboxes)
     }
@@ -136,6 +141,7 @@ impl HubShared {
             self.registry.user_count() as u64,
             self.registry.room_count() as u64,
         );
+        stats.application = self.events.as_ref().map(EventQueue::stats);
         stats.cluster = self.cluster.as_ref().map(|c| {
             let users = self.registry.users().into_iter().map(|(user, _)| user);
             let rooms = self.registry.rooms().into_iter().map(|r| r.name.clone());

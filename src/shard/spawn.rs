@@ -11,7 +11,7 @@ use monoio::{FusionRuntime, LegacyDriver, RuntimeBuilder};
 use super::message::ShardMessage;
 use super::shared::HubShared;
 use super::thread::{allowed_cores, mark_shard_thread};
-use super::{flusher, housekeeping, inbox, lifecycle, Shard};
+use super::{deadlines, flusher, housekeeping, inbox, lifecycle, Shard};
 use crate::config::DriverChoice;
 
 /// Starts every shard, shard `i` with inbox `inboxes[i]`, each pinned to a core of its
@@ -120,6 +120,7 @@ pub(crate) async fn run(shard: Rc<Shard>) {
     monoio::spawn(inbox::run(shard.clone()));
     monoio::spawn(flusher::run(shard.clone()));
     monoio::spawn(housekeeping::run(shard.clone()));
+    monoio::spawn(deadlines::run(shard.clone()));
     shard.stopped.wait().await;
     lifecycle::drain_connections(&shard).await;
     tracing::info!(shard = shard.index, "shard stopped");

@@ -1,7 +1,8 @@
 //! Everything a shard owns: its connections, who is in which room, the streams of the
 //! rooms it is home to, what waits to be written.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use slab::Slab;
 
@@ -30,6 +31,10 @@ pub(crate) struct ShardState {
     /// The connection whose opening is under way: its autojoins are announced to the
     /// other nodes with its opening, not one by one.
     pub opening: Option<usize>,
+    /// Open questions by deadline, then number: the slab key of each asker.
+    pub deadlines: BTreeMap<(Instant, u64), usize>,
+    /// The number of the next question asked on this shard.
+    pub next_question: u64,
 }
 
 impl ShardState {
@@ -44,6 +49,8 @@ impl ShardState {
             next_seq: 1,
             scratch: Vec::new(),
             opening: None,
+            deadlines: BTreeMap::new(),
+            next_question: 1,
         }
     }
 

@@ -15,8 +15,8 @@ use super::{close_code, CloseReason};
 pub enum Message<'a> {
     /// A text message, already checked to be valid UTF-8.
     Text(Payload<'a>),
-    /// A binary message (neonex reserves binary frames; its content is not kept).
-    Binary,
+    /// A binary message (the JSON protocol reserves binary frames; raw mode hands them on).
+    Binary(Payload<'a>),
     /// A ping with its payload, to be echoed in a pong.
     Ping(&'a [u8]),
     /// A pong.
@@ -25,7 +25,7 @@ pub enum Message<'a> {
     Close(Option<u16>),
 }
 
-/// The bytes of a text message: in place in the read buffer, or reassembled from fragments.
+/// The bytes of a message: in place in the read buffer, or reassembled from fragments.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Payload<'a> {
     /// An unfragmented message, where it was decoded.
@@ -119,7 +119,7 @@ impl Assembler {
 
 fn finish(opcode: OpCode, mut payload: Payload<'_>) -> Result<Message<'_>, CloseReason> {
     if opcode == OpCode::Binary {
-        return Ok(Message::Binary);
+        return Ok(Message::Binary(payload));
     }
     if simdutf8::basic::from_utf8(payload.as_mut_slice()).is_err() {
         return Err(CloseReason {
@@ -273,11 +273,11 @@ mod tests {
     }
 
     #[test]
-    fn binary_messages_are_recognised_not_kept() {
+    fn binary_messages_are_handed_on_with_their_bytes() {
         let mut a = Assembler::default();
         assert_eq!(
             push(&mut a, true, OpCode::Binary, &mut [1, 2, 3]).unwrap(),
-            Some(Message::Binary)
+            Some(Message::Binary(Payload::InPlace(&mut [1, 2, 3])))
         );
     }
 }

@@ -25,6 +25,13 @@ pub fn text_frame(text: &str) -> Bytes {
     })
 }
 
+/// Encodes a binary message.
+pub fn binary_frame(data: &[u8]) -> Bytes {
+    frame_with(OpCode::Binary, data.len(), |buf| {
+        buf.extend_from_slice(data)
+    })
+}
+
 /// Encodes a pong answering a ping with `payload`.
 pub fn pong_frame(payload: &[u8]) -> Bytes {
     frame_with(OpCode::Pong, payload.len(), |buf| {
