@@ -169,9 +169,26 @@ mod tests {
         assert_eq!(
             json(&ServerMessage::Welcome {
                 connection_id: ConnectionId::new(1, 7),
-                user_id: "u"
+                user_id: "u",
+                data: None,
             }),
             r#"{"type":"welcome","connection_id":"1-7","user_id":"u"}"#
+        );
+        let id = RawValue::from_string("7".to_owned()).unwrap();
+        let data = RawValue::from_string(r#"{"sum":3}"#.to_owned()).unwrap();
+        assert_eq!(
+            json(&ServerMessage::RpcResult {
+                id: &id,
+                data: &data
+            }),
+            r#"{"type":"rpc_result","id":7,"data":{"sum":3}}"#
+        );
+        assert_eq!(
+            json(&ServerMessage::RpcError {
+                id: &id,
+                code: "timeout"
+            }),
+            r#"{"type":"rpc_error","id":7,"code":"timeout"}"#
         );
         assert_eq!(
             json(&ServerMessage::UserLeft {
