@@ -118,6 +118,7 @@ impl HubConfig {
         self.check_rooms()?;
         self.check_history()?;
         self.check_cluster()?;
+        self.check_proxy()?;
         Ok(HandshakeGuards {
             authenticator,
             origins,
@@ -241,6 +242,24 @@ impl HubConfig {
         Ok(())
     }
 
+    fn check_proxy(&self) -> Result<(), ConfigError> {
+        let proxy = &self.proxy;
+        for (key, url) in proxy.urls() {
+            if let Some(url) = url {
+                check_hook_url(key, url)?;
+            }
+        }
+        // Longer than a day is a unit mistake, and no caller waits that long.
+        const LONGEST: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+        if proxy.timeout.is_zero() || proxy.timeout > LONGEST {
+            return Err(ConfigError::invalid(
+                "proxy.timeout",
+                "proxy.timeout must be greater than zero and at most 1d",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_history(&self) -> Result<(), ConfigError> {
         let history = &self.history;
         if !history.is_on() {
@@ -290,6 +309,29 @@ impl HubConfig {
     }
 }
 
+/// A hook's URL must be an absolute `http://` URL with a host: the proxy thread's client
+/// speaks plain HTTP/1.1 only.
+fn check_hook_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| ConfigError::invalid(key, format!("{key}: {url:?} is not a URL ({e})")))?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Some("http") => Err(ConfigError::invalid(
+            key,
+            format!("{key}: {url:?} has no host"),
+        )),
+        Some("https") => Err(ConfigError::invalid(
+            key,
+            format!("{key}: {url:?}: https is not supported (no TLS client is compiled in); use http:// to a backend on a trusted network"),
+        )),
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("{key}: {url:?} must be an http:// URL"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -330,6 +372,49 @@ mod tests {
         match bad.check() {
             Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "http.trusted_proxies"),
             other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn hook_urls_must_be_plain_http_and_the_timeout_sane() {
+        let key_of = |proxy: crate::config::ProxyConfig| match (HubConfig {
+            proxy,
+            ..HubConfig::default()
+        })
+        .validate()
+        {
+            Ok(()) => None,
+            Err(ConfigError::Invalid { key, message }) => Some((key, message)),
+            Err(other) => panic!("{other}"),
+        };
+        let good = crate::config::ProxyConfig {
+            connect_url: Some("http://127.0.0.1:8080/connect".into()),
+            rpc_url: Some("http://backend.internal/rpc".into()),
+            ..Default::default()
+        };
+        assert!(key_of(good.clone()).is_none());
+        let (key, message) = key_of(crate::config::ProxyConfig {
+            join_url: Some("https://backend/join".into()),
+            ..good.clone()
+        })
+        .unwrap();
+        assert_eq!(key, "proxy.join_url");
+        assert!(message.contains("https is not supported"), "{message}");
+        for bad in ["backend/join", "ftp://backend/x", "http://", "not a url"] {
+            let (key, _) = key_of(crate::config::ProxyConfig {
+                publish_url: Some(bad.into()),
+                ..good.clone()
+            })
+            .unwrap_or_else(|| panic!("{bad} passed"));
+            assert_eq!(key, "proxy.publish_url", "{bad}");
+        }
+        for timeout in [Duration::ZERO, Duration::from_secs(86_401)] {
+            let (key, _) = key_of(crate::config::ProxyConfig {
+                timeout,
+                ..good.clone()
+            })
+            .unwrap();
+            assert_eq!(key, "proxy.timeout");
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct HubConfig {
     pub presence: PresenceScope,
     /// Several nodes on one NATS acting as one hub (`cluster.*`); off without a NATS URL.
     pub cluster: ClusterConfig,
+    /// Backend hooks called over HTTP on connect, join, publish and rpc (`proxy.*`); off
+    /// without a URL.
+    pub proxy: ProxyConfig,
     /// Bounds of each connection's outbound queue; over them the client is a slow consumer
     /// and is closed with 1008 (`hub.send_queue_bytes`, `hub.send_queue_frames`).
     pub send_queue: SendQueueLimits,
@@ -170,6 +173,7 @@ impl Default for HubConfig {
             history: HistoryConfig::default(),
             presence: PresenceScope::All,
             cluster: ClusterConfig::default(),
+            proxy: ProxyConfig::default(),
             send_queue: SendQueueLimits::default(),
             socket_unsent_bytes: 128 * 1024,
             shutdown_timeout: Duration::from_secs(10),
@@ -282,6 +286,54 @@ impl Default for ClusterConfig {
             node_id: None,
             subject_prefix: "neonex".to_owned(),
             node_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Backend hooks (`proxy.*`): the hub asks the backend, with an HTTP `POST` of a JSON
+/// object, whether a connection gets in (and as whom), and whether a join, a publish or
+/// an rpc goes ahead. Each hook is on when its URL is set. URLs are `http://` only.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Asked before the upgrade; answers the user and rooms (`proxy.connect_url`).
+    pub connect_url: Option<String>,
+    /// Asked before a join (`proxy.join_url`).
+    pub join_url: Option<String>,
+    /// Asked before a publish; may replace its data (`proxy.publish_url`).
+    pub publish_url: Option<String>,
+    /// Answers clients' `rpc` messages (`proxy.rpc_url`).
+    pub rpc_url: Option<String>,
+    /// A hook slower than this fails (`proxy.timeout`).
+    pub timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// True when at least one hook is on.
+    pub fn is_on(&self) -> bool {
+        self.urls().any(|(_, url)| url.is_some())
+    }
+
+    /// Each hook's key and URL, in the table's order.
+    pub fn urls(&self) -> impl Iterator<Item = (&'static str, Option<&str>)> {
+        [
+            ("proxy.connect_url", &self.connect_url),
+            ("proxy.join_url", &self.join_url),
+            ("proxy.publish_url", &self.publish_url),
+            ("proxy.rpc_url", &self.rpc_url),
+        ]
+        .into_iter()
+        .map(|(key, url)| (key, url.as_deref()))
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            connect_url: None,
+            join_url: None,
+            publish_url: None,
+            rpc_url: None,
+            timeout: Duration::from_secs(2),
         }
     }
 }

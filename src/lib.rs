@@ -65,8 +65,8 @@ pub mod ws;
 
 pub use checked_config::CheckedConfig;
 pub use config::{
-    ClusterConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, RoomsConfig,
-    SendQueueLimits,
+    ClusterConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, ProxyConfig,
+    RoomsConfig, SendQueueLimits,
 };
 pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};
 pub use hub::{ConnectionInfo, HeldMessage, History, Hub, HubError, Published, RoomInfo};

@@ -363,3 +363,54 @@ fn cluster_settings_are_read_and_checked() {
         assert!(err.contains(named), "{key}={value}: {err}");
     }
 }
+
+#[test]
+fn proxy_settings_are_read_and_checked() {
+    let (code, out, err) = run_neonex(&["config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[proxy]\ntimeout = \"2s\""), "{out}");
+    let (code, out, err) = run_neonex(
+        &["config"],
+        &[
+            ("NEONEX_PROXY_CONNECT_URL", "http://127.0.0.1:8080/connect"),
+            ("NEONEX_PROXY_JOIN_URL", "http://backend:9000/join"),
+            ("NEONEX_PROXY_PUBLISH_URL", "http://backend/publish"),
+            ("NEONEX_PROXY_RPC_URL", "http://[::1]:8080/rpc"),
+            ("NEONEX_PROXY_TIMEOUT", "500ms"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "[proxy]\nconnect_url = \"http://127.0.0.1:8080/connect\"\njoin_url = \"http://backend:9000/join\"\npublish_url = \"http://backend/publish\"\nrpc_url = \"http://[::1]:8080/rpc\"\ntimeout = \"500ms\""
+        ),
+        "{out}"
+    );
+    for (key, value, named) in [
+        (
+            "NEONEX_PROXY_CONNECT_URL",
+            "https://backend/connect",
+            "https is not supported",
+        ),
+        ("NEONEX_PROXY_JOIN_URL", "backend/join", "proxy.join_url"),
+        (
+            "NEONEX_PROXY_PUBLISH_URL",
+            "ws://backend/x",
+            "proxy.publish_url",
+        ),
+        ("NEONEX_PROXY_RPC_URL", "http://", "proxy.rpc_url"),
+        ("NEONEX_PROXY_TIMEOUT", "0s", "proxy.timeout"),
+        ("NEONEX_PROXY_TIMEOUT", "2d", "proxy.timeout"),
+        ("NEONEX_PROXY_TIMEOUT", "soon", "proxy.timeout"),
+    ] {
+        let (code, _, err) = run_neonex(&["config"], &[(key, value)]);
+        assert_eq!(code, 2, "{key}={value}: {err}");
+        assert!(err.contains(named), "{key}={value}: {err}");
+    }
+    let (code, _, err) = run_neonex(
+        &["config"],
+        &[("NEONEX_PROXY_CONNECT_URL", "https://backend/connect")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("proxy.connect_url"), "{err}");
+}
