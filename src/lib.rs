@@ -19,6 +19,8 @@
 //! - History (`history.*`): each room's stream of positioned messages lives on the room's
 //!   home shard (`shard::sequence`, `shard::streams`), which orders them and recovers
 //!   clients that come back.
+//! - `hooks`: asking a backend over HTTP before a connection, a join, a publish or an
+//!   rpc goes ahead (`proxy.*`), from a thread of its own that the shards never wait on.
 //! - `cluster`: several nodes on one NATS acting as one hub (`cluster.*`): the bridge
 //!   thread that owns the NATS client, frames sent once per node, and each node's view
 //!   of the others' connections.
@@ -69,6 +71,7 @@ pub use config::{
     RoomsConfig, SendQueueLimits,
 };
 pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};
+pub use hooks::proxy::{HookLatency, HookStats, ProxyStats};
 pub use hub::{ConnectionInfo, HeldMessage, History, Hub, HubError, Published, RoomInfo};
 pub use ids::ConnectionId;
 pub use stats::{ClusterStats, LinkState};

@@ -16,6 +16,7 @@ pub mod answer;
 pub mod application;
 pub mod event;
 pub(crate) mod events;
+pub(crate) mod proxy;
 pub(crate) mod ruling;
 
 pub use answer::{Decision, InvalidJson, Reply};
