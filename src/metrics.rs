@@ -3,7 +3,8 @@
 //! Names follow Prometheus conventions: the `neonex_` prefix, `_total` on counters, base
 //! units (seconds, bytes), a `shard` label on everything a shard counts, and fan-out
 //! latency as a histogram with `_bucket`, `_sum` and `_count`. In a cluster the
-//! `neonex_cluster_*` families carry the node's name as a `node` label.
+//! `neonex_cluster_*` families carry the node's name as a `node` label; with backend
+//! hooks the `neonex_proxy_*` families carry the hook's name as a `hook` label.
 
 use std::fmt::Write;
 
@@ -11,14 +12,19 @@ use hdrhistogram::Histogram;
 
 use crate::stats::HubStats;
 use crate::stats::{ClusterStats, LinkState};
+use crate::ProxyStats;
 
 /// The content type of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Upper bounds of the latency buckets, in seconds.
+/// Upper bounds of the fan-out latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 15] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+/// Upper bounds of the hook duration buckets, in seconds: a backend call is a network
+/// round trip, from a millisecond to past the 2 s default timeout.
+const PROXY_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0];
 
 /// Renders `stats` as Prometheus text.
 pub fn render(stats: &HubStats) -> String {
@@ -154,10 +160,17 @@ pub fn render(stats: &HubStats) -> String {
         "From a broadcast being published to its frame being written to a recipient's socket (the longest wait in each write).",
     );
     for (i, shard) in stats.shards.iter().enumerate() {
-        f.histogram(&format!("shard=\"{i}\""), shard.latency.as_ref());
+        f.histogram(
+            &format!("shard=\"{i}\""),
+            shard.latency.as_ref(),
+            &LATENCY_BUCKETS,
+        );
     }
     if let Some(cluster) = &stats.cluster {
         render_cluster(out, cluster);
+    }
+    if let Some(proxy) = &stats.proxy {
+        render_proxy(out, proxy);
     }
     std::mem::take(out)
 }
@@ -259,6 +272,43 @@ fn render_cluster(out: &mut String, cluster: &ClusterStats) {
     }
 }
 
+/// The backend hooks' families, each with the hook's name as its `hook` label.
+fn render_proxy(out: &mut String, proxy: &ProxyStats) {
+    let mut f = family(
+        out,
+        "neonex_proxy_calls_total",
+        "counter",
+        "Calls of a backend hook, including those refused at once.",
+    );
+    for (hook, stats) in &proxy.hooks {
+        f.sample(&format!("hook=\"{hook}\""), stats.calls as f64);
+    }
+    let mut f = family(
+        out,
+        "neonex_proxy_errors_total",
+        "counter",
+        "Calls of a backend hook without a usable answer, by reason: timeout, unreachable, server_error (5xx), busy (queue full), bad_answer.",
+    );
+    for (hook, stats) in &proxy.hooks {
+        for (reason, n) in &stats.errors {
+            f.sample(&format!("hook=\"{hook}\",reason=\"{reason}\""), *n as f64);
+        }
+    }
+    let mut f = family(
+        out,
+        "neonex_proxy_duration_seconds",
+        "histogram",
+        "From a backend hook's request being sent to its answer, failure or timeout.",
+    );
+    for (hook, stats) in &proxy.hooks {
+        f.histogram(
+            &format!("hook=\"{hook}\""),
+            Some(&stats.latency),
+            &PROXY_BUCKETS,
+        );
+    }
+}
+
 fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     Family {
@@ -285,10 +335,11 @@ impl Family<'_> {
         }
     }
 
-    fn histogram(&mut self, labels: &str, h: Option<&Histogram<u64>>) {
+    /// A histogram of microseconds, in seconds, with `buckets` as its upper bounds.
+    fn histogram(&mut self, labels: &str, h: Option<&Histogram<u64>>, buckets: &[f64]) {
         let name = self.name.clone();
         let sep = if labels.is_empty() { "" } else { "," };
-        for le in LATENCY_BUCKETS {
+        for &le in buckets {
             let micros = (le * 1e6) as u64;
             let count = h.map_or(0, |h| h.count_between(0, micros));
             let bucket = format!("{labels}{sep}le=\"{le}\"");
@@ -307,5 +358,76 @@ impl Family<'_> {
         });
         self.line(&format!("{name}_sum"), labels, sum_micros as f64 / 1e6);
         self.line(&format!("{name}_count"), labels, total as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{HookLatency, HookStats};
+
+    fn hook(calls: u64, timeouts: u64, micros: &[u64]) -> HookStats {
+        let mut latency = crate::stats::latency_histogram();
+        for &m in micros {
+            latency.record(m).unwrap();
+        }
+        let errors = [
+            "timeout",
+            "unreachable",
+            "server_error",
+            "busy",
+            "bad_answer",
+        ]
+        .into_iter()
+        .map(|reason| (reason, if reason == "timeout" { timeouts } else { 0 }))
+        .collect();
+        HookStats {
+            calls,
+            errors,
+            latency_us: HookLatency::default(),
+            latency,
+        }
+    }
+
+    #[test]
+    fn proxy_families_appear_only_with_a_proxy() {
+        let mut stats = HubStats::default();
+        assert!(!render(&stats).contains("neonex_proxy_"));
+        assert!(serde_json::to_value(&stats).unwrap().get("proxy").is_none());
+        stats.proxy = Some(ProxyStats {
+            hooks: BTreeMap::from([
+                ("connect", hook(3, 1, &[800, 4_000, 3_000_000])),
+                ("rpc", hook(0, 0, &[])),
+            ]),
+        });
+        let text = render(&stats);
+        let lines: Vec<&str> = text.lines().collect();
+        for expected in [
+            "# TYPE neonex_proxy_duration_seconds histogram",
+            "neonex_proxy_calls_total{hook=\"connect\"} 3",
+            "neonex_proxy_calls_total{hook=\"rpc\"} 0",
+            "neonex_proxy_errors_total{hook=\"connect\",reason=\"timeout\"} 1",
+            "neonex_proxy_errors_total{hook=\"connect\",reason=\"busy\"} 0",
+            "neonex_proxy_duration_seconds_bucket{hook=\"connect\",le=\"0.001\"} 1",
+            "neonex_proxy_duration_seconds_bucket{hook=\"connect\",le=\"0.005\"} 2",
+            "neonex_proxy_duration_seconds_bucket{hook=\"connect\",le=\"2\"} 2",
+            "neonex_proxy_duration_seconds_bucket{hook=\"connect\",le=\"5\"} 3",
+            "neonex_proxy_duration_seconds_bucket{hook=\"connect\",le=\"+Inf\"} 3",
+            "neonex_proxy_duration_seconds_count{hook=\"connect\"} 3",
+            "neonex_proxy_duration_seconds_count{hook=\"rpc\"} 0",
+        ] {
+            assert!(lines.contains(&expected), "no {expected:?} in\n{text}");
+        }
+        let parsed =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        assert!(parsed
+            .samples
+            .iter()
+            .any(|s| s.metric == "neonex_proxy_duration_seconds_sum"));
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["proxy"]["hooks"]["connect"]["calls"], 3);
+        assert_eq!(json["proxy"]["hooks"]["connect"]["errors"]["timeout"], 1);
     }
 }

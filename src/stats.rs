@@ -417,6 +417,9 @@ pub struct HubStats {
     /// The embedding application's events (`HubConfig::application`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub application: Option<crate::hooks::ApplicationStats>,
+    /// The backend hooks' calls, failures and latency (`proxy.*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::ProxyStats>,
     #[serde(skip)]
     pub(crate) latency: Option<Histogram<u64>>,
 }
@@ -473,6 +476,7 @@ impl HubStats {
             shards,
             cluster: None,
             application: None,
+            proxy: None,
             latency,
         }
     }
