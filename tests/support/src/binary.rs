@@ -17,15 +17,59 @@ use crate::wait::TIMEOUT;
 /// `target/<profile>/deps/`. (`env!("CARGO_BIN_EXE_neonex")` would name it only inside
 /// neonex's own test crates, and cargo sets it at run time only from 1.94 on.)
 fn neonex_binary() -> PathBuf {
-    let test = std::env::current_exe().expect("the path of the running test");
-    let profile_dir = test
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", test.display()));
-    let binary = profile_dir.join(format!("neonex{}", std::env::consts::EXE_SUFFIX));
+    let binary = profile_dir().join(format!("neonex{}", std::env::consts::EXE_SUFFIX));
     assert!(
         binary.is_file(),
         "no neonex binary at {}: integration tests of neonex, run by cargo, have one",
+        binary.display()
+    );
+    binary
+}
+
+/// `target/<profile>/` of this build: integration tests run from its `deps/`.
+fn profile_dir() -> PathBuf {
+    let test = std::env::current_exe().expect("the path of the running test");
+    test.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", test.display()))
+        .to_path_buf()
+}
+
+/// The target directory of this build, wherever `CARGO_TARGET_DIR` put it: the place
+/// for what a test writes and keeps for a person to read.
+pub fn target_dir() -> PathBuf {
+    let profile = profile_dir();
+    profile
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no parent", profile.display()))
+        .to_path_buf()
+}
+
+/// The example `name` of this build (`target/<profile>/examples/name`), built by cargo
+/// with the running test's profile: `cargo test --test NAME` builds no example, and one
+/// left by an earlier build may be stale.
+pub fn example_binary(name: &str) -> PathBuf {
+    let profile = profile_dir();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(&workspace)
+        .args(["build", "--quiet", "-p", "neonex", "--example", name]);
+    if profile.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build --example");
+    assert!(
+        status.success(),
+        "cargo build --example {name} failed ({status})"
+    );
+    let binary = profile
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "cargo build --example {name} made no {}",
         binary.display()
     );
     binary
