@@ -48,7 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..
             } => {
                 let data: Option<Value> = data.and_then(|d| serde_json::from_str(&d).ok());
-                let saved = json!({"room": &*room, "user_id": &*user, "message": message, "data": data});
+                let saved =
+                    json!({"room": &*room, "user_id": &*user, "message": message, "data": data});
                 writeln!(log, "{saved}")?;
                 let kept = recent.entry(room.to_string()).or_default();
                 kept.push(saved);
@@ -63,7 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     continue;
                 };
                 let messages = recent.get(room).cloned().unwrap_or_default();
-                reply.send(&json!({"type": "recent", "room": room, "messages": messages}).to_string());
+                reply.send(
+                    &json!({"type": "recent", "room": room, "messages": messages}).to_string(),
+                );
             }
             HubEvent::JoinRequest {
                 user,

@@ -70,8 +70,8 @@ pub use config::{
     ClusterConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, ProxyConfig,
     RoomsConfig, SendQueueLimits,
 };
-pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};
 pub use hooks::proxy::{HookLatency, HookStats, ProxyStats};
+pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};
 pub use hub::{ConnectionInfo, HeldMessage, History, Hub, HubError, Published, RoomInfo};
 pub use ids::ConnectionId;
 pub use stats::{ClusterStats, LinkState};

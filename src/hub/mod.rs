@@ -19,6 +19,7 @@ use crate::cluster::bridge;
 use crate::cluster::command::{Answer, Command};
 use crate::cluster::link::{Cluster, Outbound};
 use crate::config::HubConfig;
+use crate::hooks::proxy::Proxy;
 use crate::ids::{is_valid_room_name, ConnectionId};
 use crate::shard::home::ask_home;
 use crate::shard::message::HomeRequest;
@@ -71,6 +72,7 @@ impl Hub {
         let CheckedConfig { config, guards } = checked;
         guards.log_start(&config);
         let io = |e: std::io::Error| HubError::Io(e.to_string());
+        let proxy = Proxy::start(&config.proxy).map_err(io)?;
         let bridge = match config.cluster.is_on() {
             true => Some(bridge::start(&config.cluster).map_err(io)?),
             false => None,
@@ -90,7 +92,7 @@ impl Hub {
             }
             None => (None, None),
         };
-        let (shared, inboxes) = HubShared::new(config, guards, cluster);
+        let (shared, inboxes) = HubShared::new(config, guards, cluster, proxy);
         let shared = Arc::new(shared);
         let threads = spawn::start_all(&shared, inboxes).map_err(io)?;
         let bridge = bridge
@@ -566,6 +568,10 @@ impl Hub {
         }
         if let Some(bridge) = bridge {
             let _ = bridge.join();
+        }
+        // Questions still waiting on the backend are answered by their defaults now.
+        if let Some(proxy) = &self.shared.proxy {
+            proxy.stop();
         }
     }
 

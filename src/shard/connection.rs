@@ -48,6 +48,12 @@ pub(crate) enum Phase {
         deadline: Instant,
         awaiting_body: Option<Box<Request>>,
     },
+    /// An upgrade request, accepted so far and counted under the caps, waiting for the
+    /// backend's connect hook to say who the client is (see `shard::connecting`).
+    Connecting {
+        deadline: Instant,
+        upgrade: Box<super::handshake::Upgrade>,
+    },
     /// Upgraded and serving protocol messages.
     Open,
     /// An HTTP call whose answer waits for another shard; the answer moves it to
@@ -88,6 +94,9 @@ pub(crate) struct Connection {
     pub dirty: bool,
     /// A task is waiting for the socket to take more; the flush pass leaves it alone.
     pub write_blocked_since: Option<Instant>,
+    /// Counted under the connection caps (`admission`), from the upgrade's check until
+    /// the connection is removed.
+    pub admitted: bool,
     /// The question this connection waits on, and the messages held behind it. Boxed:
     /// a pointer while no question is open, which is almost always.
     pub awaiting: Option<Box<Awaiting>>,
@@ -123,6 +132,7 @@ impl Connection {
             dirty: false,
             write_blocked_since: None,
             awaiting: None,
+            admitted: false,
         }
     }
 

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::ask::{
-    ask_custom, ask_join, ask_publish, is_custom_type, joins_are_decided, publishes_are_decided,
+    ask_custom, ask_join, ask_publish, ask_rpc, is_custom_type, joins_are_decided,
+    publishes_are_decided, rpc_goes_to_backend,
 };
 use super::context::Ctx;
 use super::fanout::{send_error, send_to};
@@ -18,7 +19,8 @@ use super::positioned::Positioned;
 use super::sequence::publish_to_room;
 use crate::hooks::HubEvent;
 use crate::protocol::{
-    parse_client_message, unknown_type, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
+    parse_client_message, parse_rpc, unknown_type, ClientMessage, ErrorCode, ProtocolError,
+    ServerMessage,
 };
 use crate::room::Room;
 
@@ -61,6 +63,9 @@ pub(super) fn on_text(cx: &mut Ctx, key: usize, text: &mut [u8]) {
         Ok(ClientMessage::Ping) => {
             send_to(cx, key, PONG.clone());
             Ok(())
+        }
+        Ok(ClientMessage::Custom { kind }) if kind == "rpc" && rpc_goes_to_backend(cx) => {
+            parse_rpc(text).map(|rpc| ask_rpc(cx, key, rpc))
         }
         Ok(ClientMessage::Custom { kind }) if is_custom_type(cx, &kind) => {
             ask_custom(cx, key, &kind, text);

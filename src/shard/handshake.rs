@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::api::on_api;
+use super::connecting::ask_connect;
 use super::connection::Phase;
 use super::context::Ctx;
 use super::frames::on_frame_bytes;
@@ -22,6 +23,7 @@ use super::shared::HubShared;
 use crate::admission::Refusal;
 use crate::api::{self, ApiError};
 use crate::config::HubConfig;
+use crate::hooks::proxy::Hook;
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::ids::is_valid_user_id;
 
@@ -214,48 +216,103 @@ fn on_upgrade(
         let refusal = ApiError::new(403, "origin_not_allowed", "origin not allowed");
         return refuse(cx, key, &refusal);
     }
+    let subprotocol = http::choose_subprotocol(&request, &cx.config().subprotocols);
+    let switching = http::switching_protocols(&accept, subprotocol);
+    let headers = wanted_headers(cx, head_bytes);
+    if cx
+        .hub()
+        .proxy
+        .as_ref()
+        .is_some_and(|p| p.has(Hook::Connect))
+    {
+        let upgrade = Upgrade { switching, headers };
+        return ask_connect(cx, key, &request, head_bytes, upgrade, rest);
+    }
     let user = match identify(cx, key, &request) {
         Ok(user) => user,
         Err(refusal) => return refuse(cx, key, &refusal),
     };
-    let (id, ip) = (cx.state.conns[key].id, cx.state.conns[key].remote.ip());
-    if let Err(refusal) = cx.hub().admission.admit(ip) {
-        return refuse(cx, key, &refusal.into());
+    if let Err(refusal) = admit(cx, key) {
+        return refuse(cx, key, &refusal);
     }
+    let upgrade = Upgrade { switching, headers };
+    if complete_upgrade(cx, key, user, upgrade, Vec::new(), None) {
+        for bytes in rest {
+            if !bytes.is_empty() && cx.state.conns[key].is_open() {
+                on_frame_bytes(cx, key, bytes);
+            }
+        }
+    }
+}
+
+/// Counts connection `key` under the connection caps, or says why not.
+pub(super) fn admit(cx: &mut Ctx, key: usize) -> Result<(), ApiError> {
+    let conn = &mut cx.state.conns[key];
+    cx.shard.hub.admission.admit(conn.remote.ip())?;
+    conn.admitted = true;
+    Ok(())
+}
+
+/// Gives back connection `key`'s place under the caps, before it was opened.
+pub(super) fn unadmit(cx: &mut Ctx, key: usize) {
+    let conn = &mut cx.state.conns[key];
+    if std::mem::take(&mut conn.admitted) {
+        cx.shard.hub.admission.release(conn.remote.ip());
+    }
+}
+
+/// The answer to an accepted upgrade, and what the application hears of its request.
+#[derive(Debug)]
+pub(crate) struct Upgrade {
+    /// `101 Switching Protocols`.
+    pub switching: bytes::Bytes,
+    /// The request headers the application asked for.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Registers admitted connection `key` as `user`, answers its upgrade and opens it,
+/// joining `rooms` besides the autojoins and welcoming it with `data`. False, with the
+/// refusal sent, if the user has too many connections.
+pub(super) fn complete_upgrade(
+    cx: &mut Ctx,
+    key: usize,
+    user: Arc<str>,
+    upgrade: Upgrade,
+    rooms: Vec<String>,
+    data: Option<Box<serde_json::value::RawValue>>,
+) -> bool {
+    let id = cx.state.conns[key].id;
     let per_user = cx.config().limits.connections_per_user;
     let hub = cx.hub();
     let (added, elsewhere) = hub.with_remote_connections(&user, |elsewhere| {
         (hub.registry.add_connection(id, &user, per_user), elsewhere)
     });
     let Ok(first_here) = added else {
-        cx.hub().admission.release(ip);
-        return refuse(cx, key, &Refusal::TooManyForUser.into());
+        unadmit(cx, key);
+        refuse(cx, key, &Refusal::TooManyForUser.into());
+        return false;
     };
-    let first = first_here && elsewhere == 0;
     cx.counters().count_response(101);
-    let subprotocol = http::choose_subprotocol(&request, &cx.config().subprotocols);
-    cx.state.conns[key]
-        .out
-        .push_protected(http::switching_protocols(&accept, subprotocol));
-    let headers = match &cx.hub().events {
+    cx.state.conns[key].out.push_protected(upgrade.switching);
+    let admitted = Admitted {
+        user,
+        first: first_here && elsewhere == 0,
+        headers: upgrade.headers,
+        rooms,
+        data,
+    };
+    open(cx, key, admitted);
+    true
+}
+
+/// The request headers the application asked to hear of, from the head as it came.
+fn wanted_headers(cx: &Ctx, head_bytes: &[u8]) -> Vec<(String, String)> {
+    match &cx.hub().events {
         Some(events) if !events.application.headers.is_empty() => {
             let wanted = &events.application.headers;
             http::header_pairs(head_bytes, |name| wanted.iter().any(|w| w == name))
         }
         _ => Vec::new(),
-    };
-    let admitted = Admitted {
-        user,
-        first,
-        headers,
-        rooms: Vec::new(),
-        data: None,
-    };
-    open(cx, key, admitted);
-    for bytes in rest {
-        if !bytes.is_empty() && cx.state.conns[key].is_open() {
-            on_frame_bytes(cx, key, bytes);
-        }
     }
 }
 

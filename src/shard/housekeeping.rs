@@ -179,6 +179,7 @@ fn enforce_deadlines(shard: &Shard, now: Instant) {
             .is_some_and(|since| now.duration_since(since) >= config.write_timeout);
         let expired = match &conn.phase {
             Phase::Handshake { deadline, .. }
+            | Phase::Connecting { deadline, .. }
             | Phase::Answering { deadline }
             | Phase::Closing { deadline, .. } => now >= *deadline,
             Phase::Open => now.duration_since(conn.last_heard) >= config.pong_timeout,

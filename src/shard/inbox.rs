@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::accept::adopt_std;
+use super::connecting::on_connect_decided;
 use super::context::Ctx;
 use super::error::EngineError;
 use super::fanout::{deliver_local, post_or_hold};
@@ -183,6 +184,7 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
             question,
             ruling,
         } => on_answer(cx, conn, question, ruling),
+        ShardMessage::ConnectDecided { conn, verdict } => on_connect_decided(cx, conn, verdict),
         ShardMessage::Shutdown => begin_shutdown(cx),
     }
 }

@@ -137,6 +137,9 @@ fn finish_in(cx: &mut Ctx, key: usize) {
     let rooms: Vec<Arc<Room>> = left.into_iter().map(|(room, _)| room).collect();
     let conn = *cx.state.conns.remove(key);
     cx.state.by_seq.remove(&conn.id.seq());
+    if conn.admitted {
+        cx.hub().admission.release(conn.remote.ip());
+    }
     if let Some(awaiting) = &conn.awaiting {
         cx.state
             .deadlines
@@ -165,7 +168,6 @@ fn finish_in(cx: &mut Ctx, key: usize) {
         user: user.clone(),
         cause: cause.label(),
     });
-    cx.hub().admission.release(conn.remote.ip());
     let counters = cx.counters();
     counters
         .connections
@@ -224,7 +226,9 @@ pub(crate) fn begin_shutdown(cx: &mut Ctx) {
                 conn.begin_close(close_code::GOING_AWAY, "server shutdown", deadline, false);
                 cx.mark_dirty(key);
             }
-            Phase::Handshake { .. } | Phase::Answering { .. } => conn.kill(),
+            Phase::Handshake { .. } | Phase::Answering { .. } | Phase::Connecting { .. } => {
+                conn.kill()
+            }
             Phase::Closing { .. } | Phase::Dead => {}
         }
     }

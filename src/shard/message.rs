@@ -190,6 +190,11 @@ pub(crate) enum ShardMessage {
         question: u64,
         ruling: crate::hooks::ruling::Ruling,
     },
+    /// The backend's connect hook answered for connection `conn`'s upgrade.
+    ConnectDecided {
+        conn: ConnectionId,
+        verdict: crate::hooks::proxy::ConnectVerdict,
+    },
     /// A room was removed: forget it and tell its local members.
     RoomRemoved(Arc<Room>),
     /// Graceful shutdown: stop accepting, say goodbye, close everything.

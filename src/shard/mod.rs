@@ -25,7 +25,8 @@
 //! - What a step has in hand: [`context`] (`Ctx`, the shard and its state).
 //! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`housekeeping`],
 //!   [`deadlines`] (of open questions).
-//! - The steps: [`handshake`] (and its final answers, [`respond`]), [`frames`],
+//! - The steps: [`handshake`] (and its final answers, [`respond`]; an upgrade waiting on
+//!   the backend's connect hook, [`connecting`]), [`frames`],
 //!   [`dispatch`], [`join`] (rooms, and recovery), [`sequence`] (a room's home shard),
 //!   [`api`] (the backends' calls), [`lifecycle`] (open, close, shutdown), [`fanout`].
 //! - Questions for the application or a backend hook: [`ask`] raises one, the asking
@@ -39,6 +40,7 @@ pub(crate) mod accept;
 pub(crate) mod api;
 pub(crate) mod ask;
 pub(crate) mod awaiting;
+pub(crate) mod connecting;
 pub(crate) mod connection;
 pub(crate) mod context;
 pub(crate) mod deadlines;

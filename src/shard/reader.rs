@@ -67,6 +67,8 @@ fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
             let conn = &state.conns[key];
             match conn.phase {
                 Phase::Dead => return Next::Finish,
+                // Nothing is read until the backend has said who the client is.
+                Phase::Connecting { .. } => return Next::AwaitAnswer,
                 Phase::Open if state.is_holding_back() => return Next::Paused,
                 _ if conn
                     .awaiting
@@ -141,6 +143,6 @@ fn on_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
         Phase::Open => frames::on_frame_bytes(cx, key, data),
         Phase::Closing { .. } => frames::close_on_reply(&mut cx.state.conns[key], data),
         // An HTTP caller has nothing more to say while its answer is on the way.
-        Phase::Answering { .. } | Phase::Dead => {}
+        Phase::Answering { .. } | Phase::Connecting { .. } | Phase::Dead => {}
     }
 }

@@ -21,6 +21,7 @@ use crate::cluster::link::Cluster;
 use crate::config::HubConfig;
 use crate::forwarded::TrustedProxies;
 use crate::hooks::events::EventQueue;
+use crate::hooks::proxy::Proxy;
 use crate::origin::OriginPolicy;
 use crate::registry::Registry;
 use crate::room_pattern::RoomPatterns;
@@ -49,6 +50,8 @@ pub(crate) struct HubShared {
     pub cluster: Option<Cluster>,
     /// The embedding application's events (`HubConfig::application`).
     pub events: Option<EventQueue>,
+    /// The backend's hooks (`proxy.*`), called from the proxy thread.
+    pub proxy: Option<Proxy>,
 }
 
 impl HubShared {
@@ -59,6 +62,7 @@ impl HubShared {
         config: HubConfig,
         guards: HandshakeGuards,
         cluster: Option<Cluster>,
+        proxy: Option<Proxy>,
     ) -> (HubShared, Vec<Receiver<ShardMessage>>) {
         let shards = config.shards;
         let (mailboxes, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| Mailbox::new()).unzip();
@@ -87,6 +91,7 @@ impl HubShared {
             epoch: std::time::Instant::now(),
             cluster,
             events: config_application.map(EventQueue::new),
+            proxy,
         };
         (shared, inboxes)
     }
@@ -142,6 +147,7 @@ impl HubShared {
             self.registry.room_count() as u64,
         );
         stats.application = self.events.as_ref().map(EventQueue::stats);
+        stats.proxy = self.proxy.as_ref().map(Proxy::stats);
         stats.cluster = self.cluster.as_ref().map(|c| {
             let users = self.registry.users().into_iter().map(|(user, _)| user);
             let rooms = self.registry.rooms().into_iter().map(|r| r.name.clone());
