@@ -374,7 +374,7 @@ async fn raw_mode_hands_every_message_to_the_application_and_sends_nothing_of_it
             .unwrap()
             .unwrap();
         match message {
-            Message::Text(text) => got.push(format!("{}", text.as_str())),
+            Message::Text(text) => got.push(text.as_str().to_owned()),
             Message::Binary(data) => got.push(format!("{:?}", &data[..])),
             _ => {}
         }
