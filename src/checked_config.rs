@@ -119,6 +119,7 @@ impl HubConfig {
         self.check_history()?;
         self.check_cluster()?;
         self.check_proxy()?;
+        self.check_application()?;
         Ok(HandshakeGuards {
             authenticator,
             origins,
@@ -260,6 +261,25 @@ impl HubConfig {
         Ok(())
     }
 
+    fn check_application(&self) -> Result<(), ConfigError> {
+        let Some(application) = &self.application else {
+            return Ok(());
+        };
+        if application.decision_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "application.decision_timeout",
+                "Application::decision_timeout must be greater than zero: every question would get its default at once",
+            ));
+        }
+        if application.event_capacity == 0 {
+            return Err(ConfigError::invalid(
+                "application.event_capacity",
+                "Application::event_capacity must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_history(&self) -> Result<(), ConfigError> {
         let history = &self.history;
         if !history.is_on() {
@@ -373,6 +393,28 @@ mod tests {
             Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "http.trusted_proxies"),
             other => panic!("{:?}", other.map(|_| ())),
         }
+    }
+
+    #[test]
+    fn an_application_needs_a_deadline_and_room_for_events() {
+        let key_of = |application: crate::hooks::Application| match (HubConfig {
+            application: Some(application),
+            ..HubConfig::default()
+        })
+        .validate()
+        {
+            Ok(()) => None,
+            Err(ConfigError::Invalid { key, .. }) => Some(key),
+            Err(other) => panic!("{other}"),
+        };
+        assert_eq!(key_of(crate::hooks::Application::new()), None);
+        let instant = crate::hooks::Application::new().decision_timeout(Duration::ZERO);
+        assert_eq!(key_of(instant), Some("application.decision_timeout"));
+        let no_room = crate::hooks::Application {
+            event_capacity: 0,
+            ..Default::default()
+        };
+        assert_eq!(key_of(no_room), Some("application.event_capacity"));
     }
 
     #[test]
