@@ -13,9 +13,9 @@ use crate::config::ClusterConfig;
 use crate::ids::ConnectionId;
 use crate::shard::error::EngineError;
 use crate::shard::held_back::HeldBack;
+use crate::shard::held_back::HELD_BACK_MAX;
 use crate::shard::message::HomeRequest;
 use crate::shard::message::{FrameKind, Target};
-use crate::shard::publish::HELD_BACK_MAX;
 use crate::stats::{ClusterStats, LinkState};
 
 /// Most items waiting for the bridge; beyond it a frame is dropped and counted, and a

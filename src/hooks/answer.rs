@@ -9,19 +9,25 @@ use serde_json::value::RawValue;
 
 use super::ruling::Ruling;
 use crate::ids::ConnectionId;
-use crate::shard::message::ShardMessage;
-use crate::shard::shared::HubShared;
 use crate::ws::encode;
+
+/// Takes answers to the shards that asked (the hub's shared state does).
+pub(crate) trait AnswerPost: Send + Sync {
+    /// Hands `ruling`, the answer to question `question` of connection `conn`, to the
+    /// connection's shard. Never waits: if the shard's inbox is full the answer is lost,
+    /// and the question's deadline gives it its default.
+    fn post_answer(&self, conn: ConnectionId, question: u64, ruling: Ruling);
+}
 
 /// Where the answer to one question goes: the asking connection's shard.
 pub(crate) struct ReturnAddress {
-    hub: Weak<HubShared>,
+    hub: Weak<dyn AnswerPost>,
     conn: ConnectionId,
     question: u64,
 }
 
 impl ReturnAddress {
-    pub(crate) fn new(hub: Weak<HubShared>, conn: ConnectionId, question: u64) -> Self {
+    pub(crate) fn new(hub: Weak<dyn AnswerPost>, conn: ConnectionId, question: u64) -> Self {
         Self {
             hub,
             conn,
@@ -29,18 +35,11 @@ impl ReturnAddress {
         }
     }
 
-    /// Hands `ruling` to the shard. Never waits: if its inbox is full, the answer is
-    /// lost and the question's deadline gives it its default.
+    /// Hands `ruling` to the asking connection's shard (see [`AnswerPost`]).
     pub(crate) fn answer(self, ruling: Ruling) {
-        let Some(hub) = self.hub.upgrade() else {
-            return;
-        };
-        let answer = ShardMessage::Answer {
-            conn: self.conn,
-            question: self.question,
-            ruling,
-        };
-        let _ = hub.mailboxes[self.conn.shard()].try_post(answer);
+        if let Some(hub) = self.hub.upgrade() {
+            hub.post_answer(self.conn, self.question, ruling);
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use super::awaiting::{Asked, Awaiting};
 use super::context::Ctx;
-use crate::hooks::answer::{Decision, Reply, ReturnAddress};
+use crate::hooks::answer::{AnswerPost, Decision, Reply, ReturnAddress};
 use crate::hooks::proxy::{self, Hook, Proxy, PublishVerdict};
 use crate::hooks::ruling::Ruling;
 use crate::hooks::{Application, HubEvent};
@@ -100,7 +100,8 @@ fn raise(cx: &mut Ctx, key: usize, asked: Asked, timeout: Duration) -> (ReturnAd
 }
 
 fn return_address(cx: &Ctx, conn: ConnectionId, question: u64) -> ReturnAddress {
-    ReturnAddress::new(Arc::downgrade(&cx.shard.hub), conn, question)
+    let hub: Arc<dyn AnswerPost> = cx.shard.hub.clone();
+    ReturnAddress::new(Arc::downgrade(&hub), conn, question)
 }
 
 /// How long a question for `answerer` may wait on the shard.

@@ -52,7 +52,7 @@ pub(crate) enum Phase {
     /// backend's connect hook to say who the client is (see `shard::connecting`).
     Connecting {
         deadline: Instant,
-        upgrade: Box<super::handshake::Upgrade>,
+        upgrade: Box<super::request::Upgrade>,
     },
     /// Upgraded and serving protocol messages.
     Open,

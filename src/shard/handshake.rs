@@ -16,11 +16,10 @@ use super::connecting::ask_connect;
 use super::connection::Phase;
 use super::context::Ctx;
 use super::frames::on_frame_bytes;
-use super::lifecycle::{open, Admitted};
-use super::request::{Progress, Request};
+use super::request::{Progress, Request, Upgrade};
 use super::respond::{refuse, respond};
 use super::shared::HubShared;
-use crate::admission::Refusal;
+use super::upgrade::{admit, complete_upgrade};
 use crate::api::{self, ApiError};
 use crate::config::HubConfig;
 use crate::hooks::proxy::Hook;
@@ -243,66 +242,6 @@ fn on_upgrade(
             }
         }
     }
-}
-
-/// Counts connection `key` under the connection caps, or says why not.
-pub(super) fn admit(cx: &mut Ctx, key: usize) -> Result<(), ApiError> {
-    let conn = &mut cx.state.conns[key];
-    cx.shard.hub.admission.admit(conn.remote.ip())?;
-    conn.admitted = true;
-    Ok(())
-}
-
-/// Gives back connection `key`'s place under the caps, before it was opened.
-pub(super) fn unadmit(cx: &mut Ctx, key: usize) {
-    let conn = &mut cx.state.conns[key];
-    if std::mem::take(&mut conn.admitted) {
-        cx.shard.hub.admission.release(conn.remote.ip());
-    }
-}
-
-/// The answer to an accepted upgrade, and what the application hears of its request.
-#[derive(Debug)]
-pub(crate) struct Upgrade {
-    /// `101 Switching Protocols`.
-    pub switching: bytes::Bytes,
-    /// The request headers the application asked for.
-    pub headers: Vec<(String, String)>,
-}
-
-/// Registers admitted connection `key` as `user`, answers its upgrade and opens it,
-/// joining `rooms` besides the autojoins and welcoming it with `data`. False, with the
-/// refusal sent, if the user has too many connections.
-pub(super) fn complete_upgrade(
-    cx: &mut Ctx,
-    key: usize,
-    user: Arc<str>,
-    upgrade: Upgrade,
-    rooms: Vec<String>,
-    data: Option<Box<serde_json::value::RawValue>>,
-) -> bool {
-    let id = cx.state.conns[key].id;
-    let per_user = cx.config().limits.connections_per_user;
-    let hub = cx.hub();
-    let (added, elsewhere) = hub.with_remote_connections(&user, |elsewhere| {
-        (hub.registry.add_connection(id, &user, per_user), elsewhere)
-    });
-    let Ok(first_here) = added else {
-        unadmit(cx, key);
-        refuse(cx, key, &Refusal::TooManyForUser.into());
-        return false;
-    };
-    cx.counters().count_response(101);
-    cx.state.conns[key].out.push_protected(upgrade.switching);
-    let admitted = Admitted {
-        user,
-        first: first_here && elsewhere == 0,
-        headers: upgrade.headers,
-        rooms,
-        data,
-    };
-    open(cx, key, admitted);
-    true
 }
 
 /// The request headers the application asked to hear of, from the head as it came.

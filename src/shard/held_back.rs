@@ -8,6 +8,9 @@ use std::collections::VecDeque;
 use super::mailbox::{Mailbox, PostError};
 use super::message::ShardMessage;
 
+/// Most messages the cluster's bridge holds back for one shard.
+pub(crate) const HELD_BACK_MAX: usize = 64 * 1024;
+
 /// What became of a message posted through [`HeldBack::post`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Posting {

@@ -26,7 +26,8 @@
 //! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`housekeeping`],
 //!   [`deadlines`] (of open questions).
 //! - The steps: [`handshake`] (and its final answers, [`respond`]; an upgrade waiting on
-//!   the backend's connect hook, [`connecting`]), [`frames`],
+//!   the backend's connect hook, [`connecting`]; the upgrade completed, [`upgrade`]),
+//!   [`frames`],
 //!   [`dispatch`], [`join`] (rooms, and recovery), [`sequence`] (a room's home shard),
 //!   [`api`] (the backends' calls), [`lifecycle`] (open, close, shutdown), [`fanout`].
 //! - Questions for the application or a backend hook: [`ask`] raises one, the asking
@@ -79,6 +80,7 @@ pub(crate) mod stream;
 pub(crate) mod streams;
 pub(crate) mod sys;
 pub(crate) mod thread;
+pub(crate) mod upgrade;
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;

@@ -106,12 +106,10 @@ impl Post for FromThread<'_> {
 
 /// Posting from the cluster's bridge: it never waits for a shard. A full inbox holds the
 /// message back, and every later one for that shard behind it, in order, for the bridge
-/// to hand over as soon as the shard has room; only beyond [`HELD_BACK_MAX`] messages is
-/// one dropped, counted as dropped on the way in.
+/// to hand over as soon as the shard has room; only beyond
+/// [`HELD_BACK_MAX`](super::held_back::HELD_BACK_MAX) messages is one dropped, counted as
+/// dropped on the way in.
 pub(crate) struct WithoutWaiting<'a>(pub &'a HubShared);
-
-/// Most messages the bridge holds back for one shard.
-pub(crate) const HELD_BACK_MAX: usize = 64 * 1024;
 
 impl Post for WithoutWaiting<'_> {
     fn post(&mut self, shard: usize, msg: ShardMessage) -> Result<(), EngineError> {

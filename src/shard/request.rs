@@ -1,5 +1,6 @@
 //! An HTTP request as it arrives: its head once parsed and accepted, and how much of the
-//! body it announced is in. A connection waiting for a body keeps its `Request`.
+//! body it announced is in. A connection waiting for a body keeps its `Request`; one
+//! whose upgrade waits for the backend's connect hook keeps its [`Upgrade`].
 
 use crate::forwarded::ClientAddress;
 use crate::http::RequestHead;
@@ -36,4 +37,13 @@ impl Progress {
             Progress::NeedBody(request)
         }
     }
+}
+
+/// The answer to an accepted upgrade, and what the application hears of its request.
+#[derive(Debug)]
+pub(crate) struct Upgrade {
+    /// `101 Switching Protocols`.
+    pub switching: bytes::Bytes,
+    /// The request headers the application asked for.
+    pub headers: Vec<(String, String)>,
 }

@@ -20,8 +20,11 @@ use crate::checked_config::HandshakeGuards;
 use crate::cluster::link::Cluster;
 use crate::config::HubConfig;
 use crate::forwarded::TrustedProxies;
+use crate::hooks::answer::AnswerPost;
 use crate::hooks::events::EventQueue;
 use crate::hooks::proxy::Proxy;
+use crate::hooks::ruling::Ruling;
+use crate::ids::ConnectionId;
 use crate::origin::OriginPolicy;
 use crate::registry::Registry;
 use crate::room_pattern::RoomPatterns;
@@ -188,5 +191,16 @@ impl HubShared {
             PostError::Full(_) => EngineError::Overloaded,
             PostError::Closed => EngineError::Closed,
         })
+    }
+}
+
+impl AnswerPost for HubShared {
+    fn post_answer(&self, conn: ConnectionId, question: u64, ruling: Ruling) {
+        let answer = ShardMessage::Answer {
+            conn,
+            question,
+            ruling,
+        };
+        let _ = self.mailboxes[conn.shard()].try_post(answer);
     }
 }
