@@ -4,6 +4,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use serde_json::value::RawValue;
+
 use super::connection::Phase;
 use super::context::Ctx;
 use super::fanout::send_error;
@@ -20,7 +22,6 @@ use crate::protocol::{unix_time, PresenceStatus, ServerMessage};
 use crate::room::Room;
 use crate::stats::CloseCause;
 use crate::ws::{close_code, encode};
-use serde_json::value::RawValue;
 
 /// After the shutdown deadline, how long killed connections get to be cleaned up.
 const CLEANUP_GRACE: Duration = Duration::from_secs(1);
@@ -76,14 +77,12 @@ pub(crate) fn open(cx: &mut Ctx, key: usize, admitted: Admitted) {
     });
     // The other nodes hear of the connection once, with the rooms it joined on the way in.
     cx.state.opening = Some(key);
-    let autojoin = cx.config().rooms.autojoin.iter().map(String::as_str);
-    let joins: Vec<&str> = match raw {
-        true => Vec::new(),
-        false => autojoin.chain(rooms.iter().map(String::as_str)).collect(),
-    };
-    for room in joins {
-        if let Err(e) = join_room(cx, key, room, None) {
-            send_error(cx, key, e.code, &e.text);
+    if !raw {
+        let autojoin = &cx.config().rooms.autojoin;
+        for room in autojoin.iter().chain(&rooms) {
+            if let Err(e) = join_room(cx, key, room, None) {
+                send_error(cx, key, e.code, &e.text);
+            }
         }
     }
     cx.state.opening = None;
