@@ -121,7 +121,8 @@ impl RoomFanout {
         let (target, frame) = (&self.target, &self.frame);
         let shard = self.shard.as_ref().expect("alive until dropped");
         Ctx::with(shard, |cx| {
-            fanout::deliver_local(cx, target, frame, 0, FrameKind::Notice)
+            let frames = fanout::Frames::plain(frame);
+            fanout::deliver_local(cx, target, frames, 0, FrameKind::Notice)
         })
     }
 
@@ -247,6 +248,7 @@ impl Handoff {
         let msg = ShardMessage::Deliver {
             target: Target::All { except: None },
             frame: self.frame.clone(),
+            deflated: None,
             published_us: 0,
             kind: FrameKind::Notice,
         };

@@ -40,6 +40,8 @@ pub struct HubConfig {
     pub rooms: RoomsConfig,
     /// Each room's stream of positioned messages: offsets, epochs, recovery (`history.*`).
     pub history: HistoryConfig,
+    /// permessage-deflate for clients that offer it (`compression.*`).
+    pub compression: CompressionConfig,
     /// Who hears `presence` messages (`presence.scope`).
     pub presence: PresenceScope,
     /// Several nodes on one NATS acting as one hub (`cluster.*`); off without a NATS URL.
@@ -171,6 +173,7 @@ impl Default for HubConfig {
             path: "/ws".to_owned(),
             rooms: RoomsConfig::default(),
             history: HistoryConfig::default(),
+            compression: CompressionConfig::default(),
             presence: PresenceScope::All,
             cluster: ClusterConfig::default(),
             proxy: ProxyConfig::default(),
@@ -251,6 +254,26 @@ impl Default for HistoryConfig {
             size: 0,
             ttl: Duration::from_secs(600),
             max_recover: 300,
+        }
+    }
+}
+
+/// permessage-deflate (RFC 7692): offered to clients that ask, with every message
+/// compressed on its own (`server_no_context_takeover`), so one compressed frame serves
+/// every recipient that negotiated it.
+#[derive(Debug, Clone)]
+pub struct CompressionConfig {
+    /// Accept clients' permessage-deflate offers (`compression.enabled`).
+    pub enabled: bool,
+    /// Messages smaller than this go out uncompressed (`compression.min_size`).
+    pub min_size: usize,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_size: 512,
         }
     }
 }

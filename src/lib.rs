@@ -67,8 +67,8 @@ pub mod ws;
 
 pub use checked_config::CheckedConfig;
 pub use config::{
-    ClusterConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig, PresenceScope, ProxyConfig,
-    RoomsConfig, SendQueueLimits,
+    ClusterConfig, CompressionConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig,
+    PresenceScope, ProxyConfig, RoomsConfig, SendQueueLimits,
 };
 pub use hooks::proxy::{HookLatency, HookStats, ProxyStats};
 pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};

@@ -46,6 +46,21 @@ pub fn render(stats: &HubStats) -> String {
         "Broadcast frames encoded; each is shared by all of its recipients.",
     )
     .sample("", stats.frames_encoded as f64);
+    family(
+        out,
+        "neonex_compressions_total",
+        "counter",
+        "Broadcast frames compressed for permessage-deflate: at most one per broadcast.",
+    )
+    .sample("", stats.compression.compressions as f64);
+    let mut bytes = family(
+        out,
+        "neonex_compression_bytes_total",
+        "counter",
+        "Bytes of the compressed broadcast frames, before and after compression.",
+    );
+    bytes.sample("stage=\"before\"", stats.compression.bytes_before as f64);
+    bytes.sample("stage=\"after\"", stats.compression.bytes_after as f64);
 
     type Pick = fn(&crate::stats::ShardStats) -> f64;
     let per_shard: [(&str, &str, &str, Pick); 10] = [

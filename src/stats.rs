@@ -171,6 +171,10 @@ pub(crate) struct Counters {
     pub shards: Box<[CachePadded<ShardCounters>]>,
     /// Frames encoded for fan-out: one per broadcast, whatever its recipients.
     pub frames_encoded: CachePadded<AtomicU64>,
+    /// Broadcasts compressed for permessage-deflate (at most one compression each), and
+    /// their frames' bytes before and after; one that did not shrink counts its plain
+    /// size after.
+    pub compression: CachePadded<[AtomicU64; 3]>,
 }
 
 impl Counters {
@@ -178,7 +182,17 @@ impl Counters {
         Self {
             shards: (0..shards).map(|_| CachePadded::default()).collect(),
             frames_encoded: CachePadded::default(),
+            compression: CachePadded::default(),
         }
+    }
+
+    /// One broadcast frame of `before` bytes compressed into `after` (`None`: it did not
+    /// shrink and goes out plain).
+    pub fn count_compression(&self, before: usize, after: Option<usize>) {
+        let [compressions, bytes_before, bytes_after] = &*self.compression;
+        add(compressions, 1);
+        add(bytes_before, before as u64);
+        add(bytes_after, after.unwrap_or(before) as u64);
     }
 
     pub fn shard(&self, index: usize) -> &ShardCounters {
@@ -237,6 +251,35 @@ impl ShardCounters {
                     .map(|o| (o.label(), read(&self.recoveries[*o as usize]))),
             ),
             conflated: read(&self.conflated),
+        }
+    }
+}
+
+/// Broadcasts compressed once each for the connections that negotiated permessage-deflate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CompressionStats {
+    /// Broadcast frames compressed: at most one per broadcast, whatever its recipients.
+    pub compressions: u64,
+    /// Their bytes before compression.
+    pub bytes_before: u64,
+    /// Their bytes after (a frame that did not shrink, and went out plain, as before).
+    pub bytes_after: u64,
+    /// `bytes_before / bytes_after`; 0 before any compression.
+    pub ratio: f64,
+}
+
+impl CompressionStats {
+    fn of(counters: &[AtomicU64; 3]) -> Self {
+        let [compressions, before, after] = counters.each_ref().map(read);
+        Self {
+            compressions,
+            bytes_before: before,
+            bytes_after: after,
+            ratio: if after == 0 {
+                0.0
+            } else {
+                before as f64 / after as f64
+            },
         }
     }
 }
@@ -408,6 +451,8 @@ pub struct HubStats {
     /// Frames of conflated rooms that replaced an older one in a slow connection's
     /// queue, or were skipped for a newer one.
     pub conflated: u64,
+    /// Broadcasts compressed for permessage-deflate (`compression.enabled`).
+    pub compression: CompressionStats,
     /// The same, shard by shard.
     pub shards: Vec<ShardStats>,
     /// This node's part in a cluster (`cluster.nats_url`); the figures above are this
@@ -473,6 +518,7 @@ impl HubStats {
                     .chain(s.recoveries.failed.iter().map(|(k, v)| (*k, *v)))
             })),
             conflated: sum(|s| s.conflated),
+            compression: CompressionStats::of(&counters.compression),
             shards,
             cluster: None,
             application: None,

@@ -156,6 +156,7 @@ proptest! {
             FrameHeader {
                 fin,
                 opcode: opcode_of(op),
+                compressed: false,
                 header_len: length_field_end(payload.len()) + 4,
                 payload_len: payload.len(),
             }
@@ -222,6 +223,7 @@ fn header(fin: bool, opcode: OpCode, len: usize) -> FrameHeader {
     FrameHeader {
         fin,
         opcode,
+        compressed: false,
         header_len: 6,
         payload_len: len,
     }

@@ -40,6 +40,8 @@ pub struct RequestHead {
     pub minor_version: u8,
     /// `Sec-WebSocket-Protocol`, every header's value joined with commas.
     pub websocket_protocols: Option<String>,
+    /// `Sec-WebSocket-Extensions`, every header's value joined with commas.
+    pub websocket_extensions: Option<String>,
     /// `X-Forwarded-For`, every header's value joined with commas, in order.
     pub x_forwarded_for: Option<String>,
     /// `Forwarded` (RFC 7239), every header's value joined with commas, in order.
@@ -153,6 +155,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError>
             head.chunked |= has_token(value, "chunked");
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             append_list(&mut head.websocket_protocols, value);
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            append_list(&mut head.websocket_extensions, value);
         }
     }
     Ok(Some((head, consumed)))

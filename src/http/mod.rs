@@ -2,10 +2,12 @@
 //! WebSocket upgrade (`upgrade`), and writing the few responses the hub gives
 //! (`response`).
 
+mod extensions;
 mod head;
 mod response;
 mod upgrade;
 
+pub use extensions::{accepts_deflate, DEFLATE_ACCEPTED};
 pub use head::{header_pairs, parse_head, HeadError, RequestHead, MAX_HEAD_BYTES};
 pub use response::{response, CONTINUE};
 pub use upgrade::{accept_key, choose_subprotocol, is_token, switching_protocols};

@@ -51,14 +51,23 @@ pub fn choose_subprotocol<'a>(head: &RequestHead, spoken: &'a [String]) -> Optio
         .map(String::as_str)
 }
 
-/// `101 Switching Protocols` completing the upgrade, with the chosen subprotocol if any.
-pub fn switching_protocols(accept: &str, subprotocol: Option<&str>) -> Bytes {
+/// `101 Switching Protocols` completing the upgrade, with the chosen subprotocol if any,
+/// and the accepted extensions (a `Sec-WebSocket-Extensions` value) if any.
+pub fn switching_protocols(
+    accept: &str,
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Bytes {
     let protocol = match subprotocol {
         Some(name) => format!("Sec-WebSocket-Protocol: {name}\r\n"),
         None => String::new(),
     };
+    let extensions = match extensions {
+        Some(accepted) => format!("Sec-WebSocket-Extensions: {accepted}\r\n"),
+        None => String::new(),
+    };
     Bytes::from(format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}{extensions}\r\n"
     ))
 }
 

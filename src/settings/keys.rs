@@ -144,6 +144,8 @@ pub(super) static KEYS: &[Key] = &[
     key!("history.size",                Number,   hub.history.size),
     key!("history.ttl",                 Duration, hub.history.ttl),
     key!("history.max_recover",         Number,   hub.history.max_recover),
+    key!("compression.enabled",         Flag,     hub.compression.enabled),
+    key!("compression.min_size",        Size,     hub.compression.min_size),
     key!("presence.scope",              Text,     hub.presence),
     key!("cluster.nats_url",            Text,     hub.cluster.nats_url),
     key!("cluster.node_id",             Text,     hub.cluster.node_id),

@@ -97,6 +97,9 @@ pub(crate) struct Connection {
     /// Counted under the connection caps (`admission`), from the upgrade's check until
     /// the connection is removed.
     pub admitted: bool,
+    /// Negotiated permessage-deflate: it gets broadcasts' compressed frames, and may send
+    /// compressed messages.
+    pub deflate: bool,
     /// The question this connection waits on, and the messages held behind it. Boxed:
     /// a pointer while no question is open, which is almost always.
     pub awaiting: Option<Box<Awaiting>>,
@@ -133,6 +136,7 @@ impl Connection {
             write_blocked_since: None,
             awaiting: None,
             admitted: false,
+            deflate: false,
         }
     }
 

@@ -34,11 +34,43 @@ fn key_of(
         .filter(|&key| conns[key].id == id)
 }
 
+/// One message as it goes out: its frame, and the same compressed for the recipients
+/// that negotiated permessage-deflate (when it was worth compressing).
+#[derive(Clone, Copy)]
+pub(crate) struct Frames<'a> {
+    pub plain: &'a Bytes,
+    pub deflated: Option<&'a Bytes>,
+}
+
+impl<'a> Frames<'a> {
+    /// A message sent plain to everyone.
+    pub fn plain(frame: &'a Bytes) -> Self {
+        Self {
+            plain: frame,
+            deflated: None,
+        }
+    }
+
+    /// The frame for `conn`.
+    fn for_connection(&self, conn: &Connection) -> &'a Bytes {
+        match self.deflated {
+            Some(deflated) if conn.deflate => deflated,
+            _ => self.plain,
+        }
+    }
+}
+
 /// Queues a frame for one connection of this shard (a reply, not a broadcast).
 pub(crate) fn send_to(cx: &mut Ctx, key: usize, frame: Bytes) {
     let target = Target::Connection(cx.state.conns[key].id);
     let now_us = cx.hub().now_us();
-    deliver_local(cx, &target, &frame, now_us, FrameKind::Notice);
+    deliver_local(
+        cx,
+        &target,
+        Frames::plain(&frame),
+        now_us,
+        FrameKind::Notice,
+    );
 }
 
 /// Queues an `error` message for connection `key` of this shard.
@@ -51,14 +83,14 @@ pub(crate) fn send_error(cx: &mut Ctx, key: usize, code: ErrorCode, text: &str) 
 pub(crate) fn deliver_local(
     cx: &mut Ctx,
     target: &Target,
-    frame: &Bytes,
+    frames: Frames,
     published_us: u32,
     kind: FrameKind,
 ) -> usize {
     let config = cx.config();
     let state = &mut *cx.state;
     let mut fanout = Fanout {
-        frame,
+        frames,
         published_us,
         limits: &config.send_queue,
         dirty: &mut state.dirty,
@@ -151,7 +183,7 @@ pub(crate) fn post_or_hold(cx: &mut Ctx, shard: usize, msg: ShardMessage) {
 
 /// One fan-out in progress.
 struct Fanout<'a> {
-    frame: &'a Bytes,
+    frames: Frames<'a>,
     published_us: u32,
     limits: &'a SendQueueLimits,
     dirty: &'a mut Vec<usize>,
@@ -168,7 +200,8 @@ impl Fanout<'_> {
         if !conn.is_open() {
             return;
         }
-        match conn.queue(self.frame.clone(), self.published_us, self.limits) {
+        let frame = self.frames.for_connection(conn).clone();
+        match conn.queue(frame, self.published_us, self.limits) {
             Ok(()) => self.delivered += 1,
             Err(_) => {
                 self.slow += 1;
@@ -184,7 +217,9 @@ impl Fanout<'_> {
         if !conn.is_open() {
             return;
         }
-        let (frame, marked) = (self.frame, &mut self.marked);
+        // A conflated room's newest message replaces an older one as plain text (the
+        // mark is added to the plain frame), so these go out plain.
+        let (frame, marked) = (self.frames.plain, &mut self.marked);
         let conflated = || {
             marked
                 .get_or_insert_with(|| encode::conflated_frame(frame))

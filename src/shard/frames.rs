@@ -12,7 +12,7 @@ use super::ratelimit::Verdict;
 use crate::protocol::{ErrorCode, ServerMessage};
 use crate::stats::{self, CloseCause};
 use crate::ws::assemble::{Message, Payload};
-use crate::ws::decode::{decode_frame, Decoded, FrameHeader};
+use crate::ws::decode::{decode_frame_with, Decoded, FrameHeader};
 use crate::ws::{close_code, encode, CloseReason};
 
 /// The answer to a message over the rate: a flooding client gets many, so it is encoded
@@ -28,7 +28,10 @@ static RATE_LIMITED: std::sync::LazyLock<bytes::Bytes> = std::sync::LazyLock::ne
 /// completes the closing handshake and the connection ends at once.
 pub(super) fn close_on_reply(conn: &mut Connection, data: &mut [u8]) {
     let mut pos = 0;
-    while let Ok(Decoded::Frame(header)) = decode_frame(&mut data[pos..], usize::MAX >> 1) {
+    let deflate = conn.deflate;
+    while let Ok(Decoded::Frame(header)) =
+        decode_frame_with(&mut data[pos..], usize::MAX >> 1, deflate)
+    {
         if header.opcode == fastwebsockets::OpCode::Close {
             conn.kill();
             return;
@@ -66,8 +69,9 @@ pub(super) fn on_frame_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
 fn decode_frames(cx: &mut Ctx, key: usize, buf: &mut [u8]) -> usize {
     let max = cx.config().max_message_size;
     let mut pos = 0;
+    let deflate = cx.state.conns[key].deflate;
     while cx.state.conns[key].is_open() {
-        match decode_frame(&mut buf[pos..], max) {
+        match decode_frame_with(&mut buf[pos..], max, deflate) {
             Ok(Decoded::Frame(header)) => {
                 let payload = pos + header.header_len..pos + header.frame_len();
                 pos += header.frame_len();
@@ -86,7 +90,14 @@ fn decode_frames(cx: &mut Ctx, key: usize, buf: &mut [u8]) -> usize {
 
 fn on_frame(cx: &mut Ctx, key: usize, header: FrameHeader, payload: &mut [u8]) {
     let max = cx.config().max_message_size;
-    let message = cx.state.conns[key].assembler.push(header, payload, max);
+    let state = &mut *cx.state;
+    let conn = &mut state.conns[key];
+    // One inflater per shard serves every connection: no message keeps a context.
+    let inflater = match conn.deflate {
+        true => Some(&mut **state.inflater.get_or_insert_with(Box::default)),
+        false => None,
+    };
+    let message = conn.assembler.push_with(header, payload, max, inflater);
     match message {
         Ok(None) | Ok(Some(Message::Pong)) => {}
         Ok(Some(Message::Ping(data))) => send_to(cx, key, encode::pong_frame(data)),

@@ -216,7 +216,9 @@ fn on_upgrade(
         return refuse(cx, key, &refusal);
     }
     let subprotocol = http::choose_subprotocol(&request, &cx.config().subprotocols);
-    let switching = http::switching_protocols(&accept, subprotocol);
+    let deflate = cx.config().compression.enabled && http::accepts_deflate(&request);
+    let extensions = deflate.then_some(http::DEFLATE_ACCEPTED);
+    let switching = http::switching_protocols(&accept, subprotocol, extensions);
     let headers = wanted_headers(cx, head_bytes);
     if cx
         .hub()
@@ -224,7 +226,11 @@ fn on_upgrade(
         .as_ref()
         .is_some_and(|p| p.has(Hook::Connect))
     {
-        let upgrade = Upgrade { switching, headers };
+        let upgrade = Upgrade {
+            switching,
+            headers,
+            deflate,
+        };
         return ask_connect(cx, key, &request, head_bytes, upgrade, rest);
     }
     let user = match identify(cx, key, &request) {
@@ -234,7 +240,11 @@ fn on_upgrade(
     if let Err(refusal) = admit(cx, key) {
         return refuse(cx, key, &refusal);
     }
-    let upgrade = Upgrade { switching, headers };
+    let upgrade = Upgrade {
+        switching,
+        headers,
+        deflate,
+    };
     if complete_upgrade(cx, key, user, upgrade, Vec::new(), None) {
         for bytes in rest {
             if !bytes.is_empty() && cx.state.conns[key].is_open() {

@@ -11,7 +11,7 @@ use super::accept::adopt_std;
 use super::connecting::on_connect_decided;
 use super::context::Ctx;
 use super::error::EngineError;
-use super::fanout::{deliver_local, post_or_hold};
+use super::fanout::{deliver_local, post_or_hold, Frames};
 use super::info::ConnectionInfo;
 use super::join::{join_placed, join_refused, join_room, leave_room};
 use super::lifecycle::{begin_shutdown, forget_room};
@@ -111,10 +111,15 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
         ShardMessage::Deliver {
             target,
             frame,
+            deflated,
             published_us,
             kind,
         } => {
-            deliver_local(cx, &target, &frame, published_us, kind);
+            let frames = Frames {
+                plain: &frame,
+                deflated: deflated.as_ref(),
+            };
+            deliver_local(cx, &target, frames, published_us, kind);
         }
         ShardMessage::Home(HomeRequest::Sequence {
             room,

@@ -139,6 +139,10 @@ fn finish_in(cx: &mut Ctx, key: usize) {
     if conn.admitted {
         cx.hub().admission.release(conn.remote.ip());
     }
+    if conn.deflate {
+        let deflating = &cx.hub().deflate_connections;
+        deflating.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
     if let Some(awaiting) = &conn.awaiting {
         cx.state
             .deadlines

@@ -138,6 +138,9 @@ pub(crate) enum ShardMessage {
     Deliver {
         target: Target,
         frame: Bytes,
+        /// The same message compressed, for recipients that negotiated
+        /// permessage-deflate; `None` to send them `frame` too.
+        deflated: Option<Bytes>,
         published_us: u32,
         kind: FrameKind,
     },

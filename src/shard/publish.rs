@@ -12,6 +12,7 @@
 //! `user_left`, `presence`) stays on the node, through [`notify`], since every node makes
 //! its own for its clients.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,6 +22,7 @@ use super::held_back::Posting;
 use super::message::{FrameKind, ShardMessage, Target};
 use super::shared::HubShared;
 use crate::room::Room;
+use crate::ws::{deflate, encode};
 
 /// How a publisher hands a message to a shard.
 pub(crate) trait Post {
@@ -83,16 +85,37 @@ pub(crate) fn deliver(
             return Ok(());
         }
     }
+    let deflated = deflate_once(hub, &target, &frame);
     for shard in target.shards(hub.config.shards) {
         let msg = ShardMessage::Deliver {
             target: target.clone(),
             frame: frame.clone(),
+            deflated: deflated.clone(),
             published_us,
             kind,
         };
         via.post(shard, msg)?;
     }
     Ok(())
+}
+
+/// The compressed form of a broadcast's `frame`, made here, once, for all its recipients
+/// on every shard that negotiated permessage-deflate. Only while some connection did,
+/// only for broadcasts (a reply to one connection is not worth it) of at least
+/// `compression.min_size`, and only when it is smaller.
+fn deflate_once(hub: &HubShared, target: &Target, frame: &Bytes) -> Option<Bytes> {
+    let compression = &hub.config.compression;
+    let worth_it = compression.enabled
+        && !matches!(target, Target::Connection(_))
+        && encode::payload_of(frame).len() >= compression.min_size
+        && hub.deflate_connections.load(Ordering::Relaxed) > 0;
+    if !worth_it {
+        return None;
+    }
+    let deflated = deflate::deflated_frame(frame);
+    hub.counters
+        .count_compression(frame.len(), deflated.as_ref().map(Bytes::len));
+    deflated
 }
 
 /// Posting from a thread that is not a shard (a `Hub` handle's caller).

@@ -46,4 +46,6 @@ pub(crate) struct Upgrade {
     pub switching: bytes::Bytes,
     /// The request headers the application asked for.
     pub headers: Vec<(String, String)>,
+    /// permessage-deflate was negotiated.
+    pub deflate: bool,
 }

@@ -55,6 +55,9 @@ pub(crate) struct HubShared {
     pub events: Option<EventQueue>,
     /// The backend's hooks (`proxy.*`), called from the proxy thread.
     pub proxy: Option<Proxy>,
+    /// Open connections that negotiated permessage-deflate: while there are none, no
+    /// broadcast is compressed.
+    pub deflate_connections: AtomicUsize,
 }
 
 impl HubShared {
@@ -95,6 +98,7 @@ impl HubShared {
             cluster,
             events: config_application.map(EventQueue::new),
             proxy,
+            deflate_connections: AtomicUsize::new(0),
         };
         (shared, inboxes)
     }

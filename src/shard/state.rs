@@ -11,6 +11,7 @@ use super::held_back::HeldBack;
 use super::membership::Membership;
 use super::streams::Streams;
 use crate::ids::ConnectionId;
+use crate::ws::deflate::Inflater;
 
 pub(crate) struct ShardState {
     /// Boxed, so the slab's spare capacity costs a pointer per slot, not a connection.
@@ -35,6 +36,9 @@ pub(crate) struct ShardState {
     pub deadlines: BTreeMap<(Instant, u64), usize>,
     /// The number of the next question asked on this shard.
     pub next_question: u64,
+    /// Inflates the compressed messages of every connection that negotiated
+    /// permessage-deflate, one message at a time; made at the first.
+    pub inflater: Option<Box<Inflater>>,
 }
 
 impl ShardState {
@@ -51,6 +55,7 @@ impl ShardState {
             opening: None,
             deadlines: BTreeMap::new(),
             next_question: 1,
+            inflater: None,
         }
     }
 

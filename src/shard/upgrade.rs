@@ -3,6 +3,7 @@
 //! ways in come here: a token or `?user=` at once ([`super::handshake`]), or the
 //! backend's connect hook later ([`super::connecting`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::context::Ctx;
@@ -51,7 +52,12 @@ pub(super) fn complete_upgrade(
         return false;
     };
     cx.counters().count_response(101);
-    cx.state.conns[key].out.push_protected(upgrade.switching);
+    let conn = &mut cx.state.conns[key];
+    conn.out.push_protected(upgrade.switching);
+    if upgrade.deflate {
+        conn.deflate = true;
+        cx.hub().deflate_connections.fetch_add(1, Ordering::Relaxed);
+    }
     let admitted = Admitted {
         user,
         first: first_here && elsewhere == 0,

@@ -8,6 +8,7 @@
 use fastwebsockets::{CloseCode, OpCode};
 
 use super::decode::FrameHeader;
+use super::deflate::Inflater;
 use super::{close_code, CloseReason};
 
 /// A complete message from the client.
@@ -54,6 +55,8 @@ pub struct Assembler {
 #[derive(Debug)]
 struct Fragment {
     opcode: OpCode,
+    /// Its first frame had RSV1: the whole message inflates once complete.
+    compressed: bool,
     data: Vec<u8>,
 }
 
@@ -76,6 +79,19 @@ impl Assembler {
         payload: &'a mut [u8],
         max_message: usize,
     ) -> Result<Option<Message<'a>>, CloseReason> {
+        self.push_with(header, payload, max_message, None)
+    }
+
+    /// [`Assembler::push`] on a connection that negotiated permessage-deflate: a
+    /// compressed message is inflated with `inflater` once complete, within `max_message`
+    /// (1009 beyond it), before its UTF-8 is checked.
+    pub fn push_with<'a>(
+        &mut self,
+        header: FrameHeader,
+        payload: &'a mut [u8],
+        max_message: usize,
+        inflater: Option<&mut Inflater>,
+    ) -> Result<Option<Message<'a>>, CloseReason> {
         match header.opcode {
             OpCode::Ping => Ok(Some(Message::Ping(payload))),
             OpCode::Pong => Ok(Some(Message::Pong)),
@@ -84,13 +100,17 @@ impl Assembler {
                 if self.fragment.is_some() {
                     return Err(CloseReason::protocol("expected a continuation frame"));
                 }
+                let compressed = header.compressed;
                 if header.fin {
-                    return finish(header.opcode, Payload::InPlace(payload)).map(Some);
+                    let payload = Payload::InPlace(payload);
+                    return finish(header.opcode, payload, compressed, inflater, max_message)
+                        .map(Some);
                 }
                 let mut data = Vec::with_capacity(payload.len().max(256));
                 data.extend_from_slice(payload);
                 self.fragment = Some(Box::new(Fragment {
                     opcode: header.opcode,
+                    compressed,
                     data,
                 }));
                 Ok(None)
@@ -110,14 +130,34 @@ impl Assembler {
                 if !header.fin {
                     return Ok(None);
                 }
-                let Fragment { opcode, data } = *self.fragment.take().expect("checked above");
-                finish(opcode, Payload::Reassembled(data)).map(Some)
+                let Fragment {
+                    opcode,
+                    compressed,
+                    data,
+                } = *self.fragment.take().expect("checked above");
+                let payload = Payload::Reassembled(data);
+                finish(opcode, payload, compressed, inflater, max_message).map(Some)
             }
         }
     }
 }
 
-fn finish(opcode: OpCode, mut payload: Payload<'_>) -> Result<Message<'_>, CloseReason> {
+fn finish<'a>(
+    opcode: OpCode,
+    mut payload: Payload<'a>,
+    compressed: bool,
+    inflater: Option<&mut Inflater>,
+    max_message: usize,
+) -> Result<Message<'a>, CloseReason> {
+    if compressed {
+        let Some(inflater) = inflater else {
+            return Err(CloseReason::protocol(
+                "compressed message without permessage-deflate",
+            ));
+        };
+        let inflated = inflater.inflate(payload.as_mut_slice(), max_message)?;
+        payload = Payload::Reassembled(inflated);
+    }
     if opcode == OpCode::Binary {
         return Ok(Message::Binary(payload));
     }
@@ -159,6 +199,7 @@ mod tests {
         FrameHeader {
             fin,
             opcode,
+            compressed: false,
             header_len: 6,
             payload_len: len,
         }

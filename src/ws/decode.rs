@@ -17,6 +17,8 @@ pub struct FrameHeader {
     pub fin: bool,
     /// The frame's opcode.
     pub opcode: OpCode,
+    /// RSV1: the first frame of a compressed message (permessage-deflate).
+    pub compressed: bool,
     /// Bytes of header, mask included; the payload starts here.
     pub header_len: usize,
     /// Bytes of payload.
@@ -47,16 +49,33 @@ pub enum Decoded {
 /// `max_payload` is the largest payload accepted; a larger frame is refused with 1009 as
 /// soon as its length field is read, before any of its payload is kept.
 pub fn decode_frame(buf: &mut [u8], max_payload: usize) -> Result<Decoded, CloseReason> {
+    decode_frame_with(buf, max_payload, false)
+}
+
+/// [`decode_frame`] for a connection that negotiated permessage-deflate (`deflate`):
+/// RSV1 then marks the first frame of a compressed message, and is still refused on a
+/// control or continuation frame (RFC 7692 section 6.1).
+pub fn decode_frame_with(
+    buf: &mut [u8],
+    max_payload: usize,
+    deflate: bool,
+) -> Result<Decoded, CloseReason> {
     if buf.len() < 2 {
         return Ok(Decoded::Incomplete { frame_len: None });
     }
     let (b0, b1) = (buf[0], buf[1]);
     let fin = b0 & 0x80 != 0;
-    if b0 & 0x70 != 0 {
+    let compressed = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (compressed && !deflate) {
         return Err(CloseReason::protocol("reserved bits set"));
     }
     let opcode =
         OpCode::try_from(b0 & 0x0f).map_err(|_| CloseReason::protocol("unknown opcode"))?;
+    if compressed && !matches!(opcode, OpCode::Text | OpCode::Binary) {
+        return Err(CloseReason::protocol(
+            "RSV1 set on a frame that starts no message",
+        ));
+    }
     if b1 & 0x80 == 0 {
         return Err(CloseReason::protocol("client frames must be masked"));
     }
@@ -94,6 +113,7 @@ pub fn decode_frame(buf: &mut [u8], max_payload: usize) -> Result<Decoded, Close
     let header = FrameHeader {
         fin,
         opcode,
+        compressed,
         header_len,
         payload_len: payload_len as usize,
     };

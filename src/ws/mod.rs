@@ -4,10 +4,13 @@
 //! Its reader keeps an 8 KiB buffer in every connection, so neonex decodes frames itself
 //! from a buffer owned by the shard ([`decode`]) and keeps only an unfinished frame or
 //! message per connection ([`assemble`]). Server frames are encoded once, whole, into
-//! `Bytes` ([`encode`]).
+//! `Bytes` ([`encode`]); with permessage-deflate, a broadcast's frame is also compressed
+//! once, and clients' compressed messages are inflated within the size bound
+//! ([`deflate`]).
 
 pub mod assemble;
 pub mod decode;
+pub mod deflate;
 pub mod encode;
 
 /// Why the server closes a connection: the close code and a short reason for the client.
