@@ -1,11 +1,12 @@
 //! Real clients that compress by default talk to a hub with `compression.enabled`:
-//! Python's `websockets` and Node's `ws`, each run as a child process from
-//! `tests/clients/`. Each negotiates permessage-deflate, sends a large and a small chat
+//! Python's `websockets`, Node's `ws` and headless Chromium, each run as a child process
+//! from `tests/clients/`. Each negotiates permessage-deflate, sends a large and a small chat
 //! message (the large one compressed by the client library), gets both back, and gets a
 //! compressed broadcast the test publishes, decoded to the same text.
 //!
 //! They need what `.ci/run` installs: `websockets` in `target/ci-venv` (or a `python3`
-//! that has it, through `NEONEX_TEST_PYTHON`) and `npm install` in `tests/clients`.
+//! that has it, through `NEONEX_TEST_PYTHON`), `npm ci` in `tests/clients`, and Debian's
+//! `chromium` (or `CHROMIUM` naming another build; none is ever downloaded).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,13 +35,15 @@ fn python() -> PathBuf {
     venv
 }
 
-fn node() -> (PathBuf, PathBuf) {
+/// Node and one of the scripts of `tests/clients`, whose packages must be installed.
+fn node(script: &str) -> (PathBuf, PathBuf) {
     let clients = root().join("tests/clients");
     assert!(
-        clients.join("node_modules/ws").exists(),
-        "no Node `ws`: run `npm install` in tests/clients"
+        clients.join("node_modules/ws").exists()
+            && clients.join("node_modules/puppeteer-core").exists(),
+        "the test clients' packages are missing: run `npm ci` in tests/clients"
     );
-    ("node".into(), clients.join("deflate_client.mjs"))
+    ("node".into(), clients.join(script))
 }
 
 /// Runs `program script url`, hands each line it prints to the test, and broadcasts a
@@ -131,7 +134,19 @@ async fn python_websockets_compresses_both_ways() {
 
 #[tokio::test]
 async fn node_ws_compresses_both_ways() {
-    let (node, script) = node();
+    let (node, script) = node("deflate_client.mjs");
     let lines = run_client(&node, &script).await;
     check(&lines, &"node ".repeat(5000));
+}
+
+#[tokio::test]
+async fn headless_chromium_compresses_both_ways() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: `apt-get install chromium` (or set CHROMIUM)"
+    );
+    let (node, script) = node("browser_client.mjs");
+    let lines = run_client(&node, &script).await;
+    check(&lines, &"chromium ".repeat(4000));
 }
