@@ -50,8 +50,8 @@ impl RoomFanout {
             shards: 1,
             ..HubConfig::default()
         };
-        let CheckedConfig { config, guards } = config.check().expect("defaults are valid");
-        let (shared, mut inboxes) = HubShared::new(config, guards, None, None);
+        let CheckedConfig { config, guards, .. } = config.check().expect("defaults are valid");
+        let (shared, mut inboxes) = HubShared::new(config, guards, None, None, None);
         let shared = Arc::new(shared);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let addr = listener.local_addr().expect("bound");

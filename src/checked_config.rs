@@ -16,6 +16,9 @@ use crate::room_pattern::RoomPatterns;
 pub struct CheckedConfig {
     pub(crate) config: HubConfig,
     pub(crate) guards: HandshakeGuards,
+    /// What TLS connections start from, read from `tls.cert` and `tls.key`; `None`
+    /// without TLS.
+    pub(crate) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// What decides whether an upgrade request gets in, built from the configuration.
@@ -82,15 +85,18 @@ impl HubConfig {
 
     /// Checks the settings that would make the hub misbehave rather than fail loudly.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.build_guards().map(drop)
+        self.build_guards()?;
+        crate::tls::load(&self.tls).map(drop)
     }
 
     /// Checks the settings, as [`HubConfig::validate`] does, and keeps what checking built.
     pub fn check(self) -> Result<CheckedConfig, ConfigError> {
         let guards = self.build_guards()?;
+        let tls = crate::tls::load(&self.tls)?;
         Ok(CheckedConfig {
             config: self,
             guards,
+            tls,
         })
     }
 

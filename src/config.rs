@@ -5,6 +5,7 @@
 //! key table of [`crate::settings`] maps every key onto its field. The checks, and what
 //! they build, are [`HubConfig::check`]'s; what fails them is a [`ConfigError`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 mod error;
@@ -66,6 +67,9 @@ pub struct HubConfig {
     pub handshake_timeout: Duration,
     /// Who may connect (`auth.*`).
     pub auth: AuthConfig,
+    /// TLS on the listener (`tls.*`): with a certificate and its key, clients connect
+    /// with `wss://`.
+    pub tls: TlsConfig,
     /// Browser origins allowed to connect; empty allows any (`allowed_origins`). Entries
     /// are exact origins (`https://app.example.com`) or `*.example.com` patterns.
     pub allowed_origins: Vec<String>,
@@ -106,6 +110,25 @@ pub struct AuthConfig {
     pub audience: Option<String>,
     /// Required `iss` claim, if set (`auth.issuer`).
     pub issuer: Option<String>,
+}
+
+/// TLS on the listener: with both files named, every connection the hub accepts speaks
+/// TLS 1.2 or 1.3 (`wss://`), and `neonex serve` reads the files again on SIGHUP. With
+/// neither, the listener speaks plain TCP (`ws://`), as behind a proxy that ends TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, the server's own certificate first
+    /// (`tls.cert`).
+    pub cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key: PKCS#8, PKCS#1 or SEC1 (`tls.key`).
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// True when the listener speaks TLS.
+    pub fn is_on(&self) -> bool {
+        self.cert.is_some() || self.key.is_some()
+    }
 }
 
 /// Limits that keep one client, user or address from taking the hub down.
@@ -185,6 +208,7 @@ impl Default for HubConfig {
                 leeway: Duration::from_secs(5),
                 ..AuthConfig::default()
             },
+            tls: TlsConfig::default(),
             allowed_origins: Vec::new(),
             limits: LimitsConfig::default(),
             api: ApiConfig::default(),

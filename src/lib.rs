@@ -63,12 +63,13 @@ pub(crate) mod room_pattern;
 pub mod settings;
 pub(crate) mod shard;
 pub mod stats;
+pub(crate) mod tls;
 pub mod ws;
 
 pub use checked_config::CheckedConfig;
 pub use config::{
     ClusterConfig, CompressionConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig,
-    PresenceScope, ProxyConfig, RoomsConfig, SendQueueLimits,
+    PresenceScope, ProxyConfig, RoomsConfig, SendQueueLimits, TlsConfig,
 };
 pub use hooks::proxy::{HookLatency, HookStats, ProxyStats};
 pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};

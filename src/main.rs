@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use neonex::settings::{CheckedSettings, LogFormat, LogSettings, Overrides, Settings};
 use neonex::{CheckedConfig, ConfigError, Hub};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 #[global_allocator]
@@ -114,6 +114,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// SIGHUP: the TLS certificate and key are read again for new connections, as a
+/// certificate renewal needs; a file that cannot be used is logged, and the hub goes on
+/// with what it had.
+fn reload_tls(hub: &Hub) {
+    match hub.reload_tls() {
+        Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded for new connections"),
+        Ok(false) => tracing::info!("SIGHUP: no TLS to reload"),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the certificate in use")
+        }
+    }
+}
+
 /// `RUST_LOG`, when set and valid, wins over `log.level`.
 fn init_logging(log: &LogSettings, level: tracing_subscriber::EnvFilter) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or(level);
@@ -129,7 +142,7 @@ fn init_logging(log: &LogSettings, level: tracing_subscriber::EnvFilter) {
 fn serve(listen: SocketAddr, config: CheckedConfig) -> ExitCode {
     // Signals are taken by this thread before any shard starts, so every thread
     // inherits the handlers and none dies of SIGINT by default.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers");
@@ -154,12 +167,17 @@ fn serve(listen: SocketAddr, config: CheckedConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            reload_tls(&hub);
+            continue;
+        }
         tracing::info!(signal, "shutting down gracefully");
+        break;
     }
-    // A second signal during the drain ends the process at once.
+    // A second signal to stop during the drain ends the process at once.
     std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
+        if signals.forever().any(|signal| signal != SIGHUP) {
             std::process::exit(1);
         }
     });

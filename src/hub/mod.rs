@@ -32,6 +32,7 @@ use crate::shard::shared::HubShared;
 use crate::shard::thread::on_shard_thread;
 use crate::shard::{listen, spawn};
 use crate::stats::HubStats;
+use crate::tls::ServerTls;
 use crate::ws::encode;
 
 pub use crate::shard::info::{ConnectionInfo, HeldMessage, History, Published, RoomInfo};
@@ -69,7 +70,11 @@ impl Hub {
     /// Starts a hub, as [`Hub::new`] does, with a configuration already checked, so it is
     /// not checked, nor its authenticator, origin policy and proxies built, again.
     pub fn from_checked(checked: CheckedConfig) -> Result<Hub, HubError> {
-        let CheckedConfig { config, guards } = checked;
+        let CheckedConfig {
+            config,
+            guards,
+            tls,
+        } = checked;
         guards.log_start(&config);
         let io = |e: std::io::Error| HubError::Io(e.to_string());
         let proxy = Proxy::start(&config.proxy).map_err(io)?;
@@ -92,7 +97,8 @@ impl Hub {
             }
             None => (None, None),
         };
-        let (shared, inboxes) = HubShared::new(config, guards, cluster, proxy);
+        let tls = tls.map(|tls| ServerTls::new(config.tls.clone(), tls));
+        let (shared, inboxes) = HubShared::new(config, guards, tls, cluster, proxy);
         let shared = Arc::new(shared);
         let threads = spawn::start_all(&shared, inboxes).map_err(io)?;
         let bridge = bridge
@@ -140,8 +146,20 @@ impl Hub {
         Ok(bound)
     }
 
+    /// Reads the TLS certificate and key again (`tls.cert`, `tls.key`, the files the hub
+    /// started with): connections accepted from now on use what they hold, and those
+    /// already open keep theirs. On an error, naming the key at fault, the hub goes on
+    /// with what it had. `Ok(false)` for a hub without TLS, which has nothing to reload.
+    pub fn reload_tls(&self) -> Result<bool, crate::ConfigError> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Hands the hub a TCP connection accepted elsewhere. The hub reads its HTTP upgrade
-    /// request and serves it like any other; shards take turns.
+    /// request and serves it like any other (over TLS when the hub has `tls.*`); shards
+    /// take turns.
     pub fn register(&self, stream: std::net::TcpStream) -> Result<(), HubError> {
         let shard = self.shared.next_adopter.fetch_add(1, Ordering::Relaxed) % self.shard_count();
         Ok(self.shared.post(shard, ShardMessage::Adopt(stream))?)

@@ -156,6 +156,8 @@ pub(super) static KEYS: &[Key] = &[
     key!("proxy.publish_url",           Text,     hub.proxy.publish_url),
     key!("proxy.rpc_url",               Text,     hub.proxy.rpc_url),
     key!("proxy.timeout",               Duration, hub.proxy.timeout),
+    key!("tls.cert",                    Text,     hub.tls.cert),
+    key!("tls.key",                     Text,     hub.tls.key),
     key!("auth.jwt_secret",             Text,     hub.auth.jwt_secret, secret),
     key!("auth.jwt_public_key",         Text,     jwt_public_key),
     key!("auth.leeway",                 Duration, hub.auth.leeway),

@@ -29,6 +29,7 @@ use crate::origin::OriginPolicy;
 use crate::registry::Registry;
 use crate::room_pattern::RoomPatterns;
 use crate::stats::{self, Counters, HubStats};
+use crate::tls::ServerTls;
 use crate::ws::encode;
 
 /// State shared by the `Hub` handles and the shards.
@@ -58,6 +59,8 @@ pub(crate) struct HubShared {
     /// Open connections that negotiated permessage-deflate: while there are none, no
     /// broadcast is compressed.
     pub deflate_connections: AtomicUsize,
+    /// What TLS connections start from (`tls.*`); `None`: connections are plain TCP.
+    pub tls: Option<ServerTls>,
 }
 
 impl HubShared {
@@ -67,6 +70,7 @@ impl HubShared {
     pub fn new(
         config: HubConfig,
         guards: HandshakeGuards,
+        tls: Option<ServerTls>,
         cluster: Option<Cluster>,
         proxy: Option<Proxy>,
     ) -> (HubShared, Vec<Receiver<ShardMessage>>) {
@@ -99,6 +103,7 @@ impl HubShared {
             events: config_application.map(EventQueue::new),
             proxy,
             deflate_connections: AtomicUsize::new(0),
+            tls,
         };
         (shared, inboxes)
     }
