@@ -1,5 +1,6 @@
 //! Accepting connections on this shard's listener, and adopting sockets accepted
-//! elsewhere: each gets its slot and its reader task, which starts with the HTTP request.
+//! elsewhere: each gets its slot, its TLS session when the hub has `tls.*`, and its
+//! reader task, which starts with the TLS handshake or the HTTP request.
 //!
 //! Every shard binds its own listener on the same address with `SO_REUSEPORT`: the kernel
 //! spreads new connections across the shards by a hash of their addresses, so accepting
@@ -15,6 +16,7 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::connection::Connection;
 use super::context::Ctx;
+use super::tls::TlsSession;
 use super::{reader, Shard};
 use crate::ids::ConnectionId;
 
@@ -60,13 +62,23 @@ pub(crate) fn adopt(cx: &mut Ctx, stream: TcpStream, remote: SocketAddr) {
     if let Err(e) = super::sys::limit_unsent(fd, config.socket_unsent_bytes) {
         tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
     }
+    // A TLS session starts from the configuration in use now: a reload changes it for
+    // the connections that come after.
+    let tls = match &shard.hub.tls {
+        None => None,
+        Some(tls) => match TlsSession::new(tls.current()) {
+            Ok(session) => Some(Box::new(session)),
+            Err(e) => return tracing::warn!(error = %e, "cannot start a TLS session"),
+        },
+    };
     let now = Instant::now();
     let state = &mut *cx.state;
     let seq = state.next_seq;
     state.next_seq += 1;
     let id = ConnectionId::on_node(shard.hub.node_tag(), shard.index, seq);
     let deadline = now + config.handshake_timeout;
-    let conn = Connection::new(id, stream, remote, now, deadline);
+    let mut conn = Connection::new(id, stream, remote, now, deadline);
+    conn.tls = tls;
     let stream = conn.stream.clone();
     let key = state.conns.insert(Box::new(conn));
     state.by_seq.insert(seq, key);

@@ -18,6 +18,7 @@ use super::outbound::{Outbound, Overflow};
 use super::ratelimit::TokenBucket;
 use super::request::Request;
 use super::sys;
+use super::tls::TlsSession;
 use crate::config::SendQueueLimits;
 use crate::ids::ConnectionId;
 use crate::stats::CloseCause;
@@ -103,6 +104,9 @@ pub(crate) struct Connection {
     /// The question this connection waits on, and the messages held behind it. Boxed:
     /// a pointer while no question is open, which is almost always.
     pub awaiting: Option<Box<Awaiting>>,
+    /// The TLS session of a connection to a listener with `tls.*`; a plain connection
+    /// holds only the empty pointer.
+    pub tls: Option<Box<TlsSession>>,
 }
 
 impl Connection {
@@ -137,6 +141,7 @@ impl Connection {
             awaiting: None,
             admitted: false,
             deflate: false,
+            tls: None,
         }
     }
 

@@ -75,12 +75,20 @@ pub(crate) fn flush_dirty(shard: &Rc<Shard>) {
     count(shard, pass);
 }
 
-/// The one write path: hands the kernel what `conn` has queued, in vectored calls,
-/// and settles the outcome. Drained: the fan-out latency is recorded (and a closing
-/// connection's write side shut). Blocked: a client over its queue's bounds is closed
+/// The one write path: hands the kernel what `conn` has queued, in vectored calls (on a
+/// TLS connection, sealed into records first), and settles the outcome. Drained: the
+/// fan-out latency is recorded (and a closing connection's write side shut, after its
+/// TLS session's `close_notify`). Blocked: a client over its queue's bounds is closed
 /// as a slow consumer. Failed: the connection is killed.
 fn write_queued(shard: &Shard, conn: &mut Connection, pass: &mut Pass) -> Flushed {
-    let Ok(written) = conn.out.write_to(conn.fd) else {
+    let written = match &mut conn.tls {
+        None => conn.out.write_to(conn.fd),
+        Some(tls) => {
+            let closing = matches!(conn.phase, Phase::Closing { .. });
+            tls.write(&mut conn.out, conn.fd, closing)
+        }
+    };
+    let Ok(written) = written else {
         conn.blame(CloseCause::IoError);
         conn.kill();
         return Flushed::Failed;

@@ -18,7 +18,9 @@
 //!
 //! # The parts
 //! - The shard and its thread: [`Shard`] (here), [`spawn`] (runtime and tasks),
-//!   [`thread`], [`signal`] (single-threaded wake-ups), [`sys`] (socket calls).
+//!   [`thread`], [`signal`] (single-threaded wake-ups), [`sys`] (socket calls), and a
+//!   connection's [`tls`] session, between the socket and the steps below when the hub
+//!   has `tls.*`.
 //! - What a shard owns: [`state`], with its [`connection`]s (their [`outbound`] queue,
 //!   [`ratelimit`] and [`request`] as it arrives), [`membership`], and the [`streams`]
 //!   of the rooms it is home to (each a [`stream`]).
@@ -80,6 +82,7 @@ pub(crate) mod stream;
 pub(crate) mod streams;
 pub(crate) mod sys;
 pub(crate) mod thread;
+pub(crate) mod tls;
 pub(crate) mod upgrade;
 
 use std::cell::{Cell, RefCell};
@@ -96,6 +99,10 @@ use state::ShardState;
 
 /// Size of the shard's read buffer: every connection of the shard reads into it.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Size of the shard's plaintext buffer, where TLS connections' reads are decrypted: the
+/// read buffer's worth, and a record begun by an earlier read (16 KiB and its overhead),
+/// so that one read's plaintext is handed on in one piece, as a plain read is.
+const PLAIN_BUFFER_BYTES: usize = READ_BUFFER_BYTES + 18 * 1024;
 
 pub(crate) struct Shard {
     pub index: usize,
@@ -103,6 +110,8 @@ pub(crate) struct Shard {
     pub state: RefCell<ShardState>,
     /// Every read of every connection of this shard lands here first.
     read_buf: RefCell<Box<[u8]>>,
+    /// What TLS connections' reads decrypt to; empty in a hub without TLS.
+    plain_buf: RefCell<Box<[u8]>>,
     inbox: Receiver<ShardMessage>,
     /// Wakes the flusher when a connection gets frames to write.
     flush: Notify,
@@ -128,11 +137,17 @@ pub(crate) struct Shard {
 impl Shard {
     pub(crate) fn new(index: usize, hub: Arc<HubShared>, inbox: Receiver<ShardMessage>) -> Self {
         let shards = hub.config.shards;
+        let plain_bytes = if hub.tls.is_some() {
+            PLAIN_BUFFER_BYTES
+        } else {
+            0
+        };
         Self {
             index,
             hub,
             state: RefCell::new(ShardState::new(shards)),
             read_buf: RefCell::new(vec![0; READ_BUFFER_BYTES].into_boxed_slice()),
+            plain_buf: RefCell::new(vec![0; plain_bytes].into_boxed_slice()),
             inbox,
             flush: Notify::default(),
             paused_readers: WaitList::default(),

@@ -66,7 +66,6 @@ struct Conflation {
 }
 
 impl Outbound {
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
@@ -161,6 +160,15 @@ impl Outbound {
 
     /// Writes queued frames to `fd` until the queue is empty or the socket is full.
     pub fn write_to(&mut self, fd: RawFd) -> io::Result<Written> {
+        self.write_with(|slices| sys::send_vectored(fd, slices))
+    }
+
+    /// Hands queued frames to `write` (a socket, or a TLS session that seals them), in
+    /// vectored calls, until the queue is empty or `write` takes less than offered.
+    pub fn write_with(
+        &mut self,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<Written> {
         let mut written = Written {
             calls: 0,
             bytes: 0,
@@ -176,7 +184,7 @@ impl Outbound {
                 count += 1;
             }
             written.calls += 1;
-            let n = match sys::send_vectored(fd, &slices[..count]) {
+            let n = match write(&slices[..count]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
@@ -185,7 +193,7 @@ impl Outbound {
             written.bytes += n as u64;
             self.consume(n);
             if n < offered {
-                // The kernel took less than offered: its buffer is full.
+                // Less taken than offered: the kernel's buffer (or the session's) is full.
                 return Ok(written);
             }
         }

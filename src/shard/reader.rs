@@ -3,6 +3,8 @@
 //! The task holds no buffer of its own. When the socket is readable it reads into the
 //! shard's buffer, decodes every whole frame in place and handles it; only the bytes of
 //! an unfinished frame are copied into the connection (`partial`), sized for that frame.
+//! A TLS connection's bytes are first decrypted into the shard's plaintext buffer, and
+//! handled from there the same way.
 
 use std::io;
 use std::rc::Rc;
@@ -13,6 +15,7 @@ use monoio::net::TcpStream;
 use super::connection::Phase;
 use super::context::Ctx;
 use super::signal::yield_now;
+use super::tls::Failed;
 use super::{frames, handshake, lifecycle, sys, Shard};
 use crate::stats::{self, CloseCause};
 use crate::ws::close_code;
@@ -62,7 +65,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
 fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
     let mut buf = shard.read_buf.borrow_mut();
     for _ in 0..READS_PER_TURN {
-        let fd = {
+        let (fd, tls) = {
             let state = shard.state.borrow();
             let conn = &state.conns[key];
             match conn.phase {
@@ -77,23 +80,19 @@ fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
                 {
                     return Next::AwaitAnswer
                 }
-                _ => conn.fd,
+                _ => (conn.fd, conn.tls.is_some()),
             }
         };
         match sys::recv(fd, &mut buf) {
-            Ok(0) => {
-                let mut state = shard.state.borrow_mut();
-                let Some(awaiting) = state.conns[key].awaiting.as_mut() else {
-                    return Next::Finish;
-                };
-                // What the client sent before it ended is still carried out.
-                awaiting.input_ended = true;
-                return Next::AwaitAnswer;
-            }
+            Ok(0) => return end_of_input(shard, key),
             Ok(n) => {
                 shard.note_activity();
                 stats::add(&shard.counters().bytes_in, n as u64);
-                on_bytes_contained(shard, key, &mut buf[..n]);
+                if !tls {
+                    on_bytes_contained(shard, key, &mut buf[..n]);
+                } else if let Some(next) = on_tls_bytes(shard, key, &buf[..n]) {
+                    return next;
+                }
                 if n < buf.len() {
                     // Short read: the socket is drained; readiness will say when
                     // there is more, without a read that fails.
@@ -106,6 +105,58 @@ fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
         }
     }
     Next::Yield
+}
+
+/// The client's input has ended.
+fn end_of_input(shard: &Shard, key: usize) -> Next {
+    let mut state = shard.state.borrow_mut();
+    let Some(awaiting) = state.conns[key].awaiting.as_mut() else {
+        return Next::Finish;
+    };
+    // What the client sent before it ended is still carried out.
+    awaiting.input_ended = true;
+    Next::AwaitAnswer
+}
+
+/// What a TLS connection's socket gave: decrypted into the shard's plaintext buffer and
+/// handled as a plain connection's bytes are. Records the session must answer (its
+/// handshake) go out with the next flush pass. `Some` when the connection's input is
+/// over.
+fn on_tls_bytes(shard: &Rc<Shard>, key: usize, mut received: &[u8]) -> Option<Next> {
+    let mut plain = shard.plain_buf.borrow_mut();
+    loop {
+        let decrypted = {
+            let mut state = shard.state.borrow_mut();
+            let state = &mut *state;
+            let conn = &mut state.conns[key];
+            let tls = conn.tls.as_mut()?;
+            if matches!(conn.phase, Phase::Dead) {
+                return Some(Next::Finish);
+            }
+            let decrypted = tls.decrypt(&mut received, &mut plain);
+            if let Err(Failed(why)) = &decrypted {
+                tracing::debug!(conn = %conn.id, error = %why, "TLS failed; dropping the connection");
+                tls.send_alert(conn.fd);
+                conn.blame(CloseCause::Protocol);
+                conn.kill();
+                return Some(Next::Finish);
+            }
+            if tls.wants_write() {
+                conn.list_in(&mut state.dirty, key);
+                shard.flush.notify();
+            }
+            decrypted.ok()?
+        };
+        if decrypted.len > 0 {
+            on_bytes_contained(shard, key, &mut plain[..decrypted.len]);
+        }
+        if decrypted.ended {
+            return Some(end_of_input(shard, key));
+        }
+        if !decrypted.more {
+            return None;
+        }
+    }
 }
 
 /// Handles what arrived, containing any panic to this connection: a bug triggered by
