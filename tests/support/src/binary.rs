@@ -93,6 +93,33 @@ impl Server {
     /// Starts `neonex serve --listen 127.0.0.1:PORT` plus `args`, with `env`, and waits
     /// until it answers `/health`.
     pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Server, SocketAddr) {
+        let mut server = Server::start(args, env);
+        server.wait_healthy().await;
+        let addr = server.addr;
+        (server, addr)
+    }
+
+    /// Starts the server as [`Server::spawn`] does and waits until it logs that it
+    /// serves: for a listener that plain `/health` cannot reach (TLS).
+    pub async fn spawn_logged(args: &[&str], env: &[(&str, &str)]) -> (Server, SocketAddr) {
+        let mut server = Server::start(args, env);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.log().contains("neonex is serving") {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("neonex exited before serving ({status}): {}", server.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "neonex did not log that it serves in 10 s: {}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let addr = server.addr;
+        (server, addr)
+    }
+
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut child = Command::new(neonex_binary())
             .args(["serve", "--listen", &addr.to_string()])
@@ -123,9 +150,7 @@ impl Server {
                 }
             });
         }
-        let mut server = Server { child, addr, log };
-        server.wait_healthy().await;
-        (server, addr)
+        Server { child, addr, log }
     }
 
     /// Polls `/health` until it answers 200; panics if the server exits first or takes
