@@ -446,3 +446,78 @@ fn tls_files_that_cannot_serve_stop_the_server_naming_the_key() {
     let err = refused(&tls_env(Path::new(cert), &other_key), "tls.key");
     assert!(err.contains("does not match"), "{err}");
 }
+
+/// The server's resident memory (VmRSS), in KiB.
+fn rss_kib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// What one idle connection costs the server, plain and over TLS: `n` clients (2000, or
+/// `NEONEX_IDLE_CONNECTIONS`) connect to the real binary, and its resident memory is read
+/// before and once they have settled. Prints the figures the README gives.
+/// `cargo test --test tls -- --ignored --nocapture idle_memory`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by name"]
+async fn idle_memory_per_connection() {
+    let n: usize = std::env::var("NEONEX_IDLE_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = TempDir::new();
+    let identity = Identity::new();
+    let (cert, key) = dir.install(&identity);
+    let connector = client_config(&identity, BOTH);
+    let settle = Duration::from_secs(3);
+    let mut figures = Vec::new();
+    for tls in [false, true] {
+        let env: &[(&str, &str)] = if tls { &tls_env(&cert, &key) } else { &[] };
+        let args = ["--shards", "2"];
+        let (server, addr) = match tls {
+            true => Server::spawn_logged(&args, env).await,
+            false => Server::spawn(&args, env).await,
+        };
+        tokio::time::sleep(settle).await;
+        let before = rss_kib(&server);
+        let mut open = Vec::with_capacity(n);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+            let batch = chunk.iter().map(|i| {
+                let connector = connector.clone();
+                async move {
+                    let user = format!("u{i}");
+                    if tls {
+                        Box::new(Client::connect(addr, &connector, &user).await.ws)
+                            as Box<dyn std::any::Any + Send>
+                    } else {
+                        let url = format!("ws://{addr}/ws?user={user}");
+                        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+                        for _ in 0..2 {
+                            ws.next().await.unwrap().unwrap();
+                        }
+                        Box::new(ws)
+                    }
+                }
+            });
+            open.extend(futures_util::future::join_all(batch).await);
+        }
+        // Past two housekeeping ticks, idle queues have given their memory back.
+        tokio::time::sleep(settle).await;
+        let after = rss_kib(&server);
+        let per = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
+        let kind = if tls { "wss" } else { "ws" };
+        println!(
+            "{kind}: {n} idle connections, RSS {before} KiB -> {after} KiB: {per:.0} bytes each"
+        );
+        figures.push(per);
+        drop(open);
+        drop(server);
+    }
+    println!(
+        "TLS adds {:.0} bytes per idle connection",
+        figures[1] - figures[0]
+    );
+}
