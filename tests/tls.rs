@@ -328,6 +328,28 @@ async fn a_plain_client_at_a_tls_listener_fails_and_others_carry_on() {
 }
 
 #[tokio::test]
+async fn plain_http_calls_are_answered_over_tls_and_end_with_close_notify() {
+    let (dir, identity) = (TempDir::new(), Identity::new());
+    let hub = tls_hub(&dir, &identity, |_| {});
+    let tcp = TcpStream::connect(hub.addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let connector = client_config(&identity, BOTH);
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // tokio-rustls reports an end without close_notify as an error.
+    let mut answer = Vec::new();
+    tokio::time::timeout(TIMEOUT, tls.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+}
+
+#[tokio::test]
 async fn a_client_stalled_in_its_tls_handshake_is_dropped_at_the_deadline() {
     let (dir, identity) = (TempDir::new(), Identity::new());
     let timeout = Duration::from_millis(600);
