@@ -15,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::clock;
+use crate::inflate::{self, Inflater};
 use crate::target::Target;
-use crate::ws::{self, Event, FrameReader, Rng};
+use crate::ws::{self, Deflate, Event, FrameReader, Rng, WsError};
 
 /// Bytes read per `read` call.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -58,6 +59,16 @@ impl std::fmt::Display for Closed {
     }
 }
 
+/// Where a connection's compressed messages are inflated.
+enum Inflating {
+    /// permessage-deflate not negotiated: RSV1 is refused by the frame reader.
+    Off,
+    /// The server resets its window per message: the worker thread's shared inflater.
+    Shared,
+    /// The server keeps its window across messages: this connection's own inflater.
+    Own(Box<Inflater>),
+}
+
 /// A client WebSocket connection.
 pub struct WsConn {
     stream: TcpStream,
@@ -67,6 +78,11 @@ pub struct WsConn {
     rng: Rng,
     /// We sent a close frame: the server's close frame is its answer, not to be echoed.
     closing: bool,
+    deflate: Option<Deflate>,
+    inflating: Inflating,
+    max_message: usize,
+    /// Bytes read from the socket after the upgrade response (frames, headers included).
+    bytes_read: u64,
 }
 
 impl WsConn {
@@ -95,15 +111,23 @@ impl WsConn {
 
     /// Sends the upgrade request for `request_target` and waits for the `101`. Bytes after
     /// the response head are kept as the first frames. The caller puts a timeout around this.
+    /// With `offer_deflate`, permessage-deflate is offered; see [`deflate`](Self::deflate)
+    /// for what the server accepted.
     pub async fn upgrade(
         mut stream: TcpStream,
         target: &Target,
         request_target: &str,
         max_message: usize,
         seed: u64,
+        offer_deflate: bool,
     ) -> Result<Self, String> {
         let mut rng = Rng::new(seed);
-        let request = ws::upgrade_request(&target.host_header, request_target, &rng.key());
+        let request = ws::upgrade_request(
+            &target.host_header,
+            request_target,
+            &rng.key(),
+            offer_deflate,
+        );
         stream
             .write_all(request.as_bytes())
             .await
@@ -123,15 +147,39 @@ impl WsConn {
                 break used;
             }
         };
+        let deflate = ws::parse_extensions(&head[..used], offer_deflate)?;
         head.drain(..used);
+        let mut reader = FrameReader::new(max_message);
+        let inflating = match deflate {
+            None => Inflating::Off,
+            Some(d) if d.server_no_context_takeover => Inflating::Shared,
+            Some(_) => Inflating::Own(Box::default()),
+        };
+        if deflate.is_some() {
+            reader.accept_deflate();
+        }
         Ok(Self {
             stream,
-            reader: FrameReader::new(max_message),
+            reader,
             pending: head,
             out: Vec::new(),
             rng,
             closing: false,
+            deflate,
+            inflating,
+            max_message,
+            bytes_read: 0,
         })
+    }
+
+    /// The permessage-deflate parameters the server accepted, if it did.
+    pub fn deflate(&self) -> Option<Deflate> {
+        self.deflate
+    }
+
+    /// Bytes read from the socket since the upgrade response.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// Queues a text message; [`flush`](Self::flush) sends everything queued in one write.
@@ -199,6 +247,17 @@ impl WsConn {
         scratch: &Scratch,
         mut on_text: impl FnMut(&[u8], u64) -> Option<&'static [u8]>,
     ) -> Result<(), Closed> {
+        self.read_batch_flagged(scratch, |text, now, _| on_text(text, now))
+            .await
+    }
+
+    /// [`read_batch`](Self::read_batch), also telling `on_text(message, receive_time_ns,
+    /// compressed)` whether each message arrived compressed (it gets the inflated text).
+    pub async fn read_batch_flagged(
+        &mut self,
+        scratch: &Scratch,
+        mut on_text: impl FnMut(&[u8], u64, bool) -> Option<&'static [u8]>,
+    ) -> Result<(), Closed> {
         if let Err(e) = self.stream.readable().await {
             return Err(Closed::Error(format!("readable: {e}")));
         }
@@ -213,13 +272,42 @@ impl WsConn {
                 Ok(0) => result = Err(Closed::Eof),
                 Ok(n) => {
                     let now = clock::now_ns();
+                    self.bytes_read += n as u64;
                     buf[..kept].copy_from_slice(&self.pending);
                     let filled = kept + n;
                     let (out, rng, closing) = (&mut self.out, &mut self.rng, self.closing);
+                    let (inflating, max) = (&mut self.inflating, self.max_message);
                     let mut close = None;
+                    let mut bad_deflate = None;
                     let fed = self.reader.feed(&mut buf[..filled], |event| match event {
                         Event::Text(text) => {
-                            if let Some(reply) = on_text(text, now) {
+                            if let Some(reply) = on_text(text, now, false) {
+                                ws::encode_client_frame(out, ws::OP_TEXT, reply, rng.mask());
+                            }
+                        }
+                        Event::Deflated { text, payload } => {
+                            if bad_deflate.is_some() {
+                                return;
+                            }
+                            let mut deliver = |inf: &mut Inflater, fresh: bool| match inf
+                                .inflate(payload, max, fresh)
+                            {
+                                Ok(msg) if text => on_text(msg, now, true),
+                                Ok(_) => None,
+                                Err(e) => {
+                                    bad_deflate = Some(e);
+                                    None
+                                }
+                            };
+                            let reply = match inflating {
+                                Inflating::Shared => inflate::with_shared(|i| deliver(i, true)),
+                                Inflating::Own(i) => deliver(i, false),
+                                Inflating::Off => {
+                                    bad_deflate = Some(WsError::Protocol("RSV1 without deflate"));
+                                    None
+                                }
+                            };
+                            if let Some(reply) = reply {
                                 ws::encode_client_frame(out, ws::OP_TEXT, reply, rng.mask());
                             }
                         }
@@ -240,6 +328,10 @@ impl WsConn {
                         }
                     });
                     self.pending.clear();
+                    let fed = match bad_deflate {
+                        Some(e) => Err(e),
+                        None => fed,
+                    };
                     match fed {
                         Ok(used) if close.is_none() => {
                             self.pending.extend_from_slice(&buf[used..filled]);

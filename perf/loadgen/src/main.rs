@@ -12,6 +12,7 @@
 mod clock;
 mod conn;
 mod http;
+mod inflate;
 mod offsets;
 mod protocol;
 mod report;
@@ -167,9 +168,19 @@ struct FanoutArgs {
     /// Stop after publishing this many messages.
     #[arg(long, value_name = "COUNT")]
     messages: Option<u64>,
-    /// Length of each message text (the stamp `SEQ:SEND_NS` padded with `x`).
+    /// Length of each message text (the stamp `SEQ:SEND_NS` padded with `x`; with
+    /// `--payload document`, at most this long).
     #[arg(long, default_value_t = 64, value_name = "BYTES")]
     payload_bytes: usize,
+    /// What follows the stamp: `x` padding, or a JSON market-data snapshot with other values
+    /// in every row and message (what compression meets in practice).
+    #[arg(long, value_enum, default_value_t = stamp::Payload::Pad)]
+    payload: stamp::Payload,
+    /// Offer permessage-deflate (`permessage-deflate; client_max_window_bits`) on every
+    /// connection and inflate what arrives compressed; the report counts compressed
+    /// deliveries. The load generator itself sends uncompressed.
+    #[arg(long)]
+    deflate: bool,
     /// The join/presence storm has settled when no non-chat frame came for this long.
     #[arg(long, default_value_t = 500, value_name = "MS")]
     settle_ms: u64,
@@ -493,6 +504,8 @@ fn fanout_config(a: &FanoutArgs) -> Result<FanoutConfig, String> {
         max_message: MAX_MESSAGE,
         conns_per_source: a.conns_per_source,
         history: a.history,
+        deflate: a.deflate,
+        payload: a.payload,
     })
 }
 

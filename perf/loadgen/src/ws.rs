@@ -2,7 +2,10 @@
 //! unmasked server frames that works on whatever bytes one read brought in (frames split
 //! across reads are left for the caller to keep and present again with the next read).
 //!
-//! No extensions are negotiated, so reserved bits must be zero.
+//! The one extension it can offer is permessage-deflate (RFC 7692), for receiving: RSV1 on
+//! the first frame of a data message marks it compressed, and [`Inflater`] restores it. The
+//! client itself always sends uncompressed (RSV1 = 0 is always allowed). Without the
+//! extension, reserved bits must be zero.
 
 /// Continuation frame.
 pub const OP_CONT: u8 = 0x0;
@@ -42,6 +45,14 @@ pub enum Event<'a> {
     Text(&'a [u8]),
     /// A whole binary message.
     Binary(&'a [u8]),
+    /// A whole data message with RSV1 set (permessage-deflate): still compressed, without
+    /// the 4-byte tail the sender removed.
+    Deflated {
+        /// A text message (else binary).
+        text: bool,
+        /// The compressed payload.
+        payload: &'a [u8],
+    },
     /// A ping; the caller answers with a pong carrying the same payload.
     Ping(&'a [u8]),
     /// A pong.
@@ -58,22 +69,28 @@ pub enum Event<'a> {
 #[derive(Debug, Clone, Copy)]
 struct Head {
     fin: bool,
+    rsv1: bool,
     opcode: u8,
     mask: Option<[u8; 4]>,
     header_len: usize,
     payload_len: usize,
 }
 
-fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, WsError> {
+fn parse_head(buf: &[u8], max_payload: usize, deflate: bool) -> Result<Option<Head>, WsError> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
+    let rsv1 = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (rsv1 && !deflate) {
         return Err(WsError::Protocol("reserved bits set"));
     }
     let fin = b0 & 0x80 != 0;
     let opcode = b0 & 0x0F;
+    // RFC 7692 §6.1: only the first frame of a data message may carry RSV1.
+    if rsv1 && !matches!(opcode, OP_TEXT | OP_BINARY) {
+        return Err(WsError::Protocol("RSV1 on a control or continuation frame"));
+    }
     let (len, mut pos) = match b1 & 0x7F {
         126 => {
             if buf.len() < 4 {
@@ -115,6 +132,7 @@ fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, WsError> {
     };
     Ok(Some(Head {
         fin,
+        rsv1,
         opcode,
         mask,
         header_len: pos,
@@ -163,17 +181,27 @@ pub fn encode_client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: 
 pub struct FrameReader {
     frag: Vec<u8>,
     frag_opcode: Option<u8>,
+    frag_rsv1: bool,
     max_message: usize,
+    deflate: bool,
 }
 
 impl FrameReader {
-    /// A reader that refuses frames or messages over `max_message` bytes.
+    /// A reader that refuses frames or messages over `max_message` bytes, and RSV1.
     pub fn new(max_message: usize) -> Self {
         Self {
             frag: Vec::new(),
             frag_opcode: None,
+            frag_rsv1: false,
             max_message,
+            deflate: false,
         }
+    }
+
+    /// Accepts RSV1 on data messages from now on (permessage-deflate was negotiated): they
+    /// come out as [`Event::Deflated`].
+    pub fn accept_deflate(&mut self) {
+        self.deflate = true;
     }
 
     /// Parses every complete frame at the start of `buf`, calling `on` for each event, and
@@ -186,7 +214,7 @@ impl FrameReader {
         mut on: impl FnMut(Event<'_>),
     ) -> Result<usize, WsError> {
         let mut pos = 0;
-        while let Some(head) = parse_head(&buf[pos..], self.max_message)? {
+        while let Some(head) = parse_head(&buf[pos..], self.max_message, self.deflate)? {
             let total = head.header_len + head.payload_len;
             if buf.len() - pos < total {
                 break;
@@ -204,9 +232,10 @@ impl FrameReader {
                         return Err(WsError::Protocol("data frame inside a fragmented message"));
                     }
                     if head.fin {
-                        on(data_event(head.opcode, payload));
+                        on(data_event(head.opcode, head.rsv1, payload));
                     } else {
                         self.frag_opcode = Some(head.opcode);
+                        self.frag_rsv1 = head.rsv1;
                         self.frag.clear();
                         self.frag.extend_from_slice(payload);
                     }
@@ -222,7 +251,7 @@ impl FrameReader {
                     self.frag.extend_from_slice(payload);
                     if head.fin {
                         self.frag_opcode = None;
-                        on(data_event(opcode, &self.frag));
+                        on(data_event(opcode, self.frag_rsv1, &self.frag));
                         self.frag.clear();
                     }
                 }
@@ -242,21 +271,100 @@ impl FrameReader {
     }
 }
 
-fn data_event(opcode: u8, payload: &[u8]) -> Event<'_> {
-    if opcode == OP_TEXT {
+fn data_event(opcode: u8, rsv1: bool, payload: &[u8]) -> Event<'_> {
+    if rsv1 {
+        Event::Deflated {
+            text: opcode == OP_TEXT,
+            payload,
+        }
+    } else if opcode == OP_TEXT {
         Event::Text(payload)
     } else {
         Event::Binary(payload)
     }
 }
 
-/// The HTTP/1.1 upgrade request.
-pub fn upgrade_request(host: &str, request_target: &str, key: &str) -> String {
+/// The permessage-deflate offer: any server window, and `client_max_window_bits` so that
+/// servers that want to limit our window may say so (we never compress, so any value is fine).
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// The HTTP/1.1 upgrade request; with `deflate`, it offers [`DEFLATE_OFFER`].
+pub fn upgrade_request(host: &str, request_target: &str, key: &str, deflate: bool) -> String {
+    let offer = if deflate {
+        format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n")
+    } else {
+        String::new()
+    };
     format!(
         "GET {request_target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-         User-Agent: neonex-loadgen\r\n\r\n"
+         {offer}User-Agent: neonex-loadgen\r\n\r\n"
     )
+}
+
+/// What the server accepted of our permessage-deflate offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deflate {
+    /// The server starts every message with an empty window: one inflater may serve many
+    /// connections, reset before each message. Without it the server keeps its sliding
+    /// window across messages, and so must the connection's inflater.
+    pub server_no_context_takeover: bool,
+    /// The server's window, 8 to 15 (15 when it did not say).
+    pub server_max_window_bits: u8,
+}
+
+/// The extension the server accepted, from a `101` response head (`head` up to the blank
+/// line): `Ok(None)` without one, `Err` for anything we did not offer or cannot honour.
+pub fn parse_extensions(head: &[u8], offered: bool) -> Result<Option<Deflate>, String> {
+    let head = String::from_utf8_lossy(head);
+    let mut values = Vec::new();
+    for line in head.lines().skip(1) {
+        if let Some((k, v)) = line.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("sec-websocket-extensions") {
+                values.extend(v.split(',').map(str::trim).filter(|x| !x.is_empty()));
+            }
+        }
+    }
+    let mut found = None;
+    for ext in values {
+        let mut params = ext.split(';').map(str::trim);
+        let name = params.next().unwrap_or("");
+        if !name.eq_ignore_ascii_case("permessage-deflate") || !offered {
+            return Err(format!(
+                "server answered an extension we did not offer: {ext:?}"
+            ));
+        }
+        if found.is_some() {
+            return Err("server accepted permessage-deflate twice".into());
+        }
+        let mut d = Deflate {
+            server_no_context_takeover: false,
+            server_max_window_bits: 15,
+        };
+        for p in params.filter(|p| !p.is_empty()) {
+            let (key, value) = match p.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                None => (p, None),
+            };
+            let bits = |v: Option<&str>| {
+                v.and_then(|v| v.parse::<u8>().ok())
+                    .filter(|b| (8..=15).contains(b))
+                    .ok_or_else(|| format!("bad {key} in {ext:?}"))
+            };
+            match key.to_ascii_lowercase().as_str() {
+                "server_no_context_takeover" => d.server_no_context_takeover = true,
+                // We never compress, so what the server asks of our side changes nothing.
+                "client_no_context_takeover" => {}
+                "client_max_window_bits" => {
+                    bits(value)?;
+                }
+                "server_max_window_bits" => d.server_max_window_bits = bits(value)?,
+                _ => return Err(format!("unknown permessage-deflate parameter in {ext:?}")),
+            }
+        }
+        found = Some(d);
+    }
+    Ok(found)
 }
 
 /// Most bytes of a response head we wait for.
@@ -371,6 +479,7 @@ mod tests {
     #[derive(Debug, PartialEq)]
     enum Owned {
         Text(Vec<u8>),
+        Deflated(bool, Vec<u8>),
         Binary(Vec<u8>),
         Ping(Vec<u8>),
         Pong,
@@ -380,6 +489,7 @@ mod tests {
     fn own(ev: Event<'_>) -> Owned {
         match ev {
             Event::Text(t) => Owned::Text(t.to_vec()),
+            Event::Deflated { text, payload } => Owned::Deflated(text, payload.to_vec()),
             Event::Binary(b) => Owned::Binary(b.to_vec()),
             Event::Ping(p) => Owned::Ping(p.to_vec()),
             Event::Pong => Owned::Pong,
@@ -492,6 +602,88 @@ mod tests {
             FrameReader::new(100).feed(&mut big, |_| {}),
             Err(WsError::TooLarge(101))
         );
+    }
+
+    #[test]
+    fn rsv1_marks_compressed_messages_once_deflate_is_accepted() {
+        let mut stream = server_frame(OP_TEXT, true, b"zz");
+        stream[0] |= 0x40;
+        assert!(FrameReader::new(100)
+            .feed(&mut stream.clone(), |_| {})
+            .is_err());
+        let mut frag = server_frame(OP_TEXT, false, b"ab");
+        frag[0] |= 0x40;
+        stream.extend(frag);
+        stream.extend(server_frame(OP_CONT, true, b"cd"));
+        stream.extend(server_frame(OP_TEXT, true, b"plain"));
+        let mut r = FrameReader::new(100);
+        r.accept_deflate();
+        let mut got = Vec::new();
+        assert_eq!(r.feed(&mut stream, |e| got.push(own(e))), Ok(stream.len()));
+        assert_eq!(
+            got,
+            vec![
+                Owned::Deflated(true, b"zz".to_vec()),
+                Owned::Deflated(true, b"abcd".to_vec()),
+                Owned::Text(b"plain".to_vec()),
+            ]
+        );
+        for bad in [
+            [0xC9, 0x00], // ping with RSV1
+            [0x40, 0x00], // continuation with RSV1 (and no message)
+            [0xA1, 0x00], // RSV2
+        ] {
+            let mut r = FrameReader::new(100);
+            r.accept_deflate();
+            assert!(r.feed(&mut bad.clone(), |_| {}).is_err(), "{bad:x?}");
+        }
+    }
+
+    #[test]
+    fn offers_and_parses_permessage_deflate() {
+        let req = upgrade_request("h", "/ws", "k", true);
+        assert!(req.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        ));
+        assert!(!upgrade_request("h", "/ws", "k", false).contains("Extensions"));
+        let head = |ext: &str| format!("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n{ext}");
+        assert_eq!(parse_extensions(head("").as_bytes(), true), Ok(None));
+        // neonex
+        let neonex = head(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover",
+        );
+        assert_eq!(
+            parse_extensions(neonex.as_bytes(), true),
+            Ok(Some(Deflate {
+                server_no_context_takeover: true,
+                server_max_window_bits: 15
+            }))
+        );
+        // uWebSockets' dedicated compressor keeps its window; header names in any case
+        let uws = head("sec-websocket-extensions: permessage-deflate; client_max_window_bits=15; server_max_window_bits=\"12\"");
+        assert_eq!(
+            parse_extensions(uws.as_bytes(), true),
+            Ok(Some(Deflate {
+                server_no_context_takeover: false,
+                server_max_window_bits: 12
+            }))
+        );
+        assert!(
+            parse_extensions(neonex.as_bytes(), false).is_err(),
+            "not offered"
+        );
+        for bad in [
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame",
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7",
+            "Sec-WebSocket-Extensions: permessage-deflate; mystery",
+            "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate",
+        ] {
+            assert!(
+                parse_extensions(head(bad).as_bytes(), true).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

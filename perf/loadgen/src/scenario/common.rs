@@ -250,6 +250,7 @@ pub async fn connect_and_join<P: HubProtocol>(
         &request_target,
         dial.max_message,
         seed,
+        false,
     );
     let mut conn = tokio::time::timeout_at(deadline, upgrade)
         .await

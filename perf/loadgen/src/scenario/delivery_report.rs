@@ -325,6 +325,7 @@ mod tests {
             usage,
             nodes: Vec::new(),
             history: None,
+            wire: Default::default(),
             ok: true,
         };
         let expected = "scenario protocol url subscribers threads pace rate window payload_bytes \
@@ -333,7 +334,7 @@ mod tests {
             deliveries deliveries_per_second expected_deliveries latency_us lost duplicated \
             reordered subscribers_with_loss drained disconnects first_disconnect server_errors \
             first_server_error noise_frames_during_run foreign_messages publisher_echoes \
-            publish_lag_max_us publish_error server loadgen nodes ok";
+            publish_lag_max_us publish_error server loadgen nodes wire ok";
         assert_eq!(keys(&report), words(expected));
     }
 

@@ -94,6 +94,10 @@ pub struct FanoutConfig {
     pub conns_per_source: usize,
     /// Check the history offsets of every delivery (neonex with history on).
     pub history: bool,
+    /// Offer permessage-deflate on every connection.
+    pub deflate: bool,
+    /// What each message text is after its stamp.
+    pub payload: stamp::Payload,
 }
 
 impl FanoutConfig {
@@ -155,6 +159,14 @@ struct Shared {
     node_deliveries: Box<[AtomicU64]>,
     /// Per node: its subscribers' connections the server closed.
     node_disconnects: Box<[AtomicU64]>,
+    /// Bytes the subscribers read from their sockets (frames as sent, compressed or not).
+    wire_bytes: AtomicU64,
+    /// Deliveries that arrived compressed.
+    compressed: AtomicU64,
+    /// Subscribers whose server accepted permessage-deflate.
+    deflate_subscribers: AtomicU64,
+    /// Of those, the ones whose server keeps its window across messages.
+    context_takeover: AtomicU64,
 }
 
 impl Shared {
@@ -179,6 +191,10 @@ impl Shared {
             epoch_changes: AtomicU64::new(0),
             node_deliveries: per_node(),
             node_disconnects: per_node(),
+            wire_bytes: AtomicU64::new(0),
+            compressed: AtomicU64::new(0),
+            deflate_subscribers: AtomicU64::new(0),
+            context_takeover: AtomicU64::new(0),
         }
     }
 
@@ -192,6 +208,12 @@ impl Shared {
         if b.echoes > 0 {
             self.echoes.fetch_add(b.echoes, Ordering::Relaxed);
         }
+        if b.compressed > 0 {
+            self.compressed.fetch_add(b.compressed, Ordering::Relaxed);
+        }
+        if b.wire_bytes > 0 {
+            self.wire_bytes.fetch_add(b.wire_bytes, Ordering::Relaxed);
+        }
     }
 }
 
@@ -201,6 +223,10 @@ struct Batch {
     counts: ReadBatch,
     /// The publisher's own messages.
     echoes: u64,
+    /// Deliveries that arrived compressed.
+    compressed: u64,
+    /// Bytes a subscriber read.
+    wire_bytes: u64,
     /// The server confirmed the join.
     joined: bool,
 }
@@ -265,6 +291,7 @@ fn on_message<P: HubProtocol>(
     b: &mut Batch,
     text: &[u8],
     now: u64,
+    compressed: bool,
 ) -> Option<&'static [u8]> {
     match ctx.proto.classify(text) {
         Incoming::Chat { message } => {
@@ -290,6 +317,7 @@ fn on_message<P: HubProtocol>(
                 b.counts.foreign += 1;
                 return None;
             };
+            b.compressed += u64::from(compressed);
             let first = b.counts.delivery(tracker, seq, sent, now, &env.stats);
             if first && matches!(ctx.cfg.pace, Pace::Window(_)) {
                 let slot = &ctx.shared.slots[seq as usize & ctx.shared.ring_mask];
@@ -378,6 +406,7 @@ async fn establish<P: HubProtocol>(
         &request_target,
         ctx.cfg.max_message,
         idx as u64 ^ started,
+        ctx.cfg.deflate,
     );
     let mut conn = tokio::time::timeout_at(deadline, upgrade)
         .await
@@ -393,6 +422,14 @@ async fn establish<P: HubProtocol>(
         .borrow_mut()
         .upgraded
         .saturating_record(now_ns().saturating_sub(started).max(1));
+    if let (Some(d), true) = (conn.deflate(), idx > 0) {
+        ctx.shared
+            .deflate_subscribers
+            .fetch_add(1, Ordering::Relaxed);
+        if !d.server_no_context_takeover {
+            ctx.shared.context_takeover.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     let join_deadline = tokio::time::Instant::now() + ctx.cfg.setup_timeout;
     common::handshake(&ctx.proto, &mut conn, &env.scratch, join_deadline)
         .await
@@ -441,13 +478,15 @@ async fn subscriber<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: u
     tokio::pin!(stopped);
     loop {
         let mut b = Batch::default();
+        let read_before = joining.conn.bytes_read();
         let step = tokio::select! {
             biased;
             _ = &mut stopped => Step::Stop,
-            r = joining.conn.read_batch(&env.scratch, |text, now| {
-                on_message(&ctx, &env, &mut role, &mut b, text, now)
+            r = joining.conn.read_batch_flagged(&env.scratch, |text, now, compressed| {
+                on_message(&ctx, &env, &mut role, &mut b, text, now, compressed)
             }) => Step::Read(r),
         };
+        b.wire_bytes = joining.conn.bytes_read() - read_before;
         ctx.shared.commit(&b, node);
         joining.on_batch(&b, &env, &ctx.shared);
         match step {
@@ -531,7 +570,7 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
             _ = &mut stopped => Step::Stop,
             v = &mut started => Step::Go(v.map(|v| v.unwrap_or(0)).unwrap_or(0)),
             r = joining.conn.read_batch(&env.scratch, |text, now| {
-                on_message(&ctx, &env, &mut role, &mut b, text, now)
+                on_message(&ctx, &env, &mut role, &mut b, text, now, false)
             }) => Step::Read(r),
         };
         ctx.shared.commit(&b, PUBLISHER_NODE);
@@ -567,7 +606,7 @@ async fn publisher<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>) {
             biased;
             _ = &mut stopped => Step::Stop,
             r = conn.read_batch(&env.scratch, |text, now| {
-                on_message(&ctx, &env, &mut role, &mut b, text, now)
+                on_message(&ctx, &env, &mut role, &mut b, text, now, false)
             }) => Step::Read(r),
         };
         ctx.shared.commit(&b, PUBLISHER_NODE);
@@ -588,7 +627,7 @@ fn queue_message<P: HubProtocol>(
     text: &mut String,
     payload: &mut Vec<u8>,
 ) {
-    stamp::write(text, seq, now_ns(), ctx.cfg.payload_bytes);
+    stamp::write_payload(text, seq, now_ns(), ctx.cfg.payload_bytes, ctx.cfg.payload);
     sink.queue(&ctx.proto, conn, &ctx.cfg.room, text, payload);
 }
 
@@ -635,7 +674,7 @@ async fn publish_rate<P: HubProtocol>(
             biased;
             _ = tokio::time::sleep_until(wake.into()) => Step::Wake,
             r = conn.read_batch(&env.scratch, |text, now| {
-                on_message(ctx, env, &mut role, &mut b, text, now)
+                on_message(ctx, env, &mut role, &mut b, text, now, false)
             }) => Step::Read(r),
         };
         ctx.shared.commit(&b, PUBLISHER_NODE);
@@ -703,7 +742,7 @@ async fn publish_window<P: HubProtocol>(
             biased;
             _ = shared.progress.notified() => Step::Wake,
             r = conn.read_batch(&env.scratch, |text, now| {
-                on_message(ctx, env, &mut role, &mut b, text, now)
+                on_message(ctx, env, &mut role, &mut b, text, now, false)
             }) => Step::Read(r),
             _ = tokio::time::sleep_until(wake.into()) => Step::Wake,
         };
@@ -781,6 +820,8 @@ pub struct FanoutReport {
     /// With `--history`: the offset check (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<OffsetReport>,
+    /// What the subscribers read, and what arrived compressed.
+    pub wire: Wire,
     /// Zero lost, zero duplicated, no disconnects, no publish error; with `--history`, no
     /// offset missing, repeated or out of order.
     pub ok: bool,
@@ -859,6 +900,7 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
     // 3. measure
     let cpu_start = CpuSample::take(None)?;
     let servers_start = NodesCpu::take(&cfg.nodes);
+    let wire_start = shared.wire_bytes.load(Ordering::SeqCst);
     let t0 = now_ns();
     eprintln!("loadgen: settled after {settle_seconds:.2} s; publishing");
     let _ = go_tx.send(Some(t0));
@@ -879,6 +921,7 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
     let drained = common::drain(&received.unique, expected, drain_limit);
     let cpu_end = CpuSample::take(None)?;
     let servers_end = NodesCpu::take(&cfg.nodes);
+    let wire_bytes = shared.wire_bytes.load(Ordering::SeqCst) - wire_start;
     let measured = received.measured_seconds(t0, publish_end);
     let noise_during = received.noise.load(Ordering::SeqCst) - setup_noise;
     let _ = stop_tx.send(true);
@@ -969,12 +1012,42 @@ fn run_with<P: HubProtocol>(cfg: FanoutConfig, proto: P) -> Result<FanoutReport,
         ok: delivery_report::passed(&deliveries, &disturbances, &publishing)
             && history.as_ref().is_none_or(OffsetReport::ok),
         history,
+        wire: Wire {
+            payload: cfg.payload.name(),
+            deflate_offered: cfg.deflate,
+            deflate_subscribers: shared.deflate_subscribers.load(Ordering::SeqCst),
+            context_takeover_subscribers: shared.context_takeover.load(Ordering::SeqCst),
+            wire_bytes,
+            wire_bytes_per_delivery: wire_bytes as f64 / delivered.max(1) as f64,
+            compressed_deliveries: shared.compressed.load(Ordering::SeqCst),
+        },
         deliveries,
         disturbances,
         publishing,
         usage,
         nodes: node_reports,
     })
+}
+
+/// Bytes on the wire and compression, over the measured window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Wire {
+    /// `pad` (the stamp padded with `x`) or `document` (a JSON document after the stamp).
+    pub payload: &'static str,
+    /// permessage-deflate was offered.
+    pub deflate_offered: bool,
+    /// Subscribers whose server accepted it.
+    pub deflate_subscribers: u64,
+    /// Of those, the ones whose server keeps its window across messages (no
+    /// `server_no_context_takeover`): each has an inflater of its own.
+    pub context_takeover_subscribers: u64,
+    /// Bytes the subscribers read from their sockets while measuring (WebSocket frames,
+    /// headers included; not TCP/IP headers).
+    pub wire_bytes: u64,
+    /// `wire_bytes` / deliveries.
+    pub wire_bytes_per_delivery: f64,
+    /// Deliveries that arrived compressed (RSV1), of all deliveries.
+    pub compressed_deliveries: u64,
 }
 
 /// Prints the human table.
@@ -1007,6 +1080,28 @@ pub fn print(r: &FanoutReport) {
         &r.publishing,
         &r.usage,
     );
+    let w = &r.wire;
+    row(
+        "wire bytes per delivery",
+        format!(
+            "{:.1} B ({} B read by subscribers, payload {})",
+            w.wire_bytes_per_delivery,
+            thousands(w.wire_bytes),
+            w.payload
+        ),
+    );
+    if w.deflate_offered {
+        row(
+            "permessage-deflate",
+            format!(
+                "{} of {} subscribers ({} with context takeover); {} deliveries compressed",
+                thousands(w.deflate_subscribers),
+                thousands(r.subscribers as u64),
+                thousands(w.context_takeover_subscribers),
+                thousands(w.compressed_deliveries)
+            ),
+        );
+    }
     node_report::print_rows(&row, &r.nodes);
     if let Some(h) = &r.history {
         h.print_rows(&row, "subscribers");

@@ -571,6 +571,7 @@ async fn dial<P: HubProtocol>(
         &request_target,
         cfg.max_message,
         idx as u64 ^ started,
+        false,
     );
     let mut conn = tokio::time::timeout_at(deadline, upgrade)
         .await
