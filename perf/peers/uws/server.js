@@ -8,6 +8,10 @@
 //                     {"error":"..."} for a request it does not understand
 //
 // Usage: node server.js PORT   (listens on 127.0.0.1:PORT, runs in the foreground)
+//
+// UWS_COMPRESSION=shared|dedicated turns permessage-deflate on with uWS.SHARED_COMPRESSOR or
+// uWS.DEDICATED_COMPRESSOR (unset or "off": no compression). Publishing stays
+// app.publish(room, msg), which compresses for each subscriber: uWebSockets' documented way.
 "use strict";
 
 const path = require("path");
@@ -22,6 +26,20 @@ const binary = path.join(
 const uWS = require(binary);
 
 const port = Number(process.argv[2] || 3000);
+
+const COMPRESSION_MODES = {
+  off: uWS.DISABLED,
+  shared: uWS.SHARED_COMPRESSOR,
+  dedicated: uWS.DEDICATED_COMPRESSOR,
+};
+const compressionName = process.env.UWS_COMPRESSION || "off";
+const compression = COMPRESSION_MODES[compressionName];
+if (compression === undefined) {
+  console.error(`uws: UWS_COMPRESSION must be off, shared or dedicated, not ${compressionName}`);
+  process.exit(2);
+}
+// Without this flag publish sends plain frames even to connections that negotiated deflate.
+const compress = compression !== uWS.DISABLED;
 const decoder = new TextDecoder();
 
 const ROOM_RE = /^[A-Za-z0-9_.:@-]{1,128}$/;
@@ -29,7 +47,7 @@ const ROOM_RE = /^[A-Za-z0-9_.:@-]{1,128}$/;
 const app = uWS.App();
 
 app.ws("/*", {
-  compression: uWS.DISABLED,
+  compression,
   maxPayloadLength: 512 * 1024,
   // Same bound as neonex's per-connection send queue (4 MiB); a subscriber that falls
   // further behind is closed, as neonex closes a slow consumer.
@@ -48,7 +66,7 @@ app.ws("/*", {
     }
     if (typeof req.pub === "string") {
       // Every subscriber of the topic, the sender included when subscribed.
-      app.publish(req.pub, String(req.msg), false, false);
+      app.publish(req.pub, String(req.msg), false, compress);
     } else if (typeof req.join === "string" && ROOM_RE.test(req.join)) {
       ws.subscribe(req.join);
       ws.send(JSON.stringify({ joined: req.join }), false);
@@ -70,7 +88,9 @@ app.listen("127.0.0.1", port, (token) => {
     console.error(`uws: cannot listen on 127.0.0.1:${port}`);
     process.exit(1);
   }
-  console.error(`uws: listening on 127.0.0.1:${port} (uWebSockets.js native, pid ${process.pid})`);
+  console.error(
+    `uws: listening on 127.0.0.1:${port} (uWebSockets.js native, compression ${compressionName}, pid ${process.pid})`,
+  );
 });
 
 for (const sig of ["SIGINT", "SIGTERM"]) {
