@@ -208,6 +208,31 @@ mod tests {
         assert!(inf.inflate(b"\xff\xff\xff\xff", 1000, true).is_err());
     }
 
+    /// What inflating one delivery costs the load generator, its ceiling with `--deflate`:
+    /// `cargo test --release -p neonex-loadgen inflate_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn inflate_cost() {
+        let mut text = String::new();
+        crate::stamp::write_document(&mut text, 1, 1, 2048);
+        let frames = deflate_messages(&[text.as_bytes()], true);
+        let mut inf = Inflater::new();
+        let n = 200_000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            assert_eq!(
+                inf.inflate(&frames[0], 1 << 24, true).unwrap().len(),
+                text.len()
+            );
+        }
+        let per = start.elapsed().as_secs_f64() / f64::from(n) * 1e6;
+        eprintln!(
+            "{} B -> {} B: {per:.2} µs per message",
+            frames[0].len(),
+            text.len()
+        );
+    }
+
     #[test]
     fn empty_message() {
         let frames = deflate_messages(&[b""], true);
