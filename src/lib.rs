@@ -30,9 +30,12 @@
 //!   over HTTP (`proxy.*`).
 //! - [`protocol`]: protocol v1, what clients send and what the server answers.
 //! - [`ws`]: WebSocket framing: decode client frames from a shared buffer, reassemble
-//!   messages, encode server frames once.
-//! - [`http`]: the HTTP request that precedes the upgrade, and plain responses;
-//!   [`forwarded`]: who a request comes from, through trusted reverse proxies.
+//!   messages, encode server frames once, and with permessage-deflate compress a
+//!   broadcast once and inflate clients' messages within the size bound.
+//! - [`http`]: the HTTP request that precedes the upgrade (and the extensions it offers),
+//!   and plain responses; [`forwarded`]: who a request comes from, through trusted
+//!   reverse proxies; `tls`: the certificate and key (`tls.*`) that TLS sessions start
+//!   from, reloaded on SIGHUP.
 //! - Who gets in and how much they may do: [`auth`] (JWT), [`origin`] (allow-list),
 //!   `admission` (connection caps), `shard::ratelimit` (per-connection token bucket).
 //! - [`api`]: the HTTP API for backends: routes, key check, errors.
