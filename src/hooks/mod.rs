@@ -2,7 +2,7 @@
 //!
 //! - [`application`]: [`Application`], what an embedding application asks for
 //!   (`HubConfig::application`); [`event`]: the [`HubEvent`]s it receives through
-//!   [`events`], a bounded queue it reads on its own threads.
+//!   `events`, a bounded queue it reads on its own threads.
 //! - [`answer`]: the [`Decision`] and [`Reply`] handles that answer a question, and the
 //!   [`ruling`] they carry back to the asking connection's shard.
 //! - `proxy`: the same questions asked of a backend over HTTP (`proxy.*`), for
