@@ -4,7 +4,7 @@
 //!   (`HubConfig::application`); [`event`]: the [`HubEvent`]s it receives through
 //!   `events`, a bounded queue it reads on its own threads.
 //! - [`answer`]: the [`Decision`] and [`Reply`] handles that answer a question, and the
-//!   [`ruling`] they carry back to the asking connection's shard.
+//!   `ruling` they carry back to the asking connection's shard.
 //! - `proxy`: the same questions asked of a backend over HTTP (`proxy.*`), for
 //!   `neonex serve`.
 //!
