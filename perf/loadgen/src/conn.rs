@@ -5,18 +5,26 @@
 //! complete frame in it before the next await. Only the incomplete tail of a read (part of a
 //! frame) is copied into the connection's own `pending` buffer, to be put back in front of the
 //! next read. So 100k idle connections cost no 64 KiB each.
+//!
+//! A wss:// connection reads through rustls instead: it decrypts into the same shared
+//! buffer, borrowed only while rustls is polled.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
 
 use crate::clock;
 use crate::inflate::{self, Inflater};
 use crate::target::Target;
+use crate::tls;
 use crate::ws::{self, Deflate, Event, FrameReader, Rng, WsError};
 
 /// Bytes read per `read` call.
@@ -69,9 +77,66 @@ enum Inflating {
     Own(Box<Inflater>),
 }
 
+/// A connection's socket: plain TCP (ws://) or TLS over TCP (wss://).
+pub enum Stream {
+    /// ws://.
+    Plain(TcpStream),
+    /// wss://; boxed, as rustls' state is some kilobytes.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// A client WebSocket connection.
 pub struct WsConn {
-    stream: TcpStream,
+    stream: Stream,
     reader: FrameReader,
     pending: Vec<u8>,
     out: Vec<u8>,
@@ -109,12 +174,22 @@ impl WsConn {
         Ok(stream)
     }
 
+    /// Opens the TCP connection (from `source` if given) and, for wss://, does the TLS
+    /// handshake on it. The caller puts a timeout around this.
+    pub async fn connect(target: &Target, source: Option<Ipv4Addr>) -> Result<Stream, String> {
+        let tcp = Self::tcp_connect(target, source).await?;
+        match &target.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(name) => Ok(Stream::Tls(Box::new(tls::handshake(tcp, name).await?))),
+        }
+    }
+
     /// Sends the upgrade request for `request_target` and waits for the `101`. Bytes after
     /// the response head are kept as the first frames. The caller puts a timeout around this.
     /// With `offer_deflate`, permessage-deflate is offered; see [`deflate`](Self::deflate)
     /// for what the server accepted.
     pub async fn upgrade(
-        mut stream: TcpStream,
+        mut stream: Stream,
         target: &Target,
         request_target: &str,
         max_message: usize,
@@ -130,6 +205,10 @@ impl WsConn {
         );
         stream
             .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send upgrade request: {e}"))?;
+        stream
+            .flush()
             .await
             .map_err(|e| format!("send upgrade request: {e}"))?;
         let mut head = Vec::with_capacity(512);
@@ -192,6 +271,9 @@ impl WsConn {
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             self.stream.write_all(&self.out).await?;
+            if let Stream::Tls(s) = &mut self.stream {
+                s.flush().await?;
+            }
             self.out.clear();
         }
         Ok(())
@@ -211,7 +293,7 @@ impl WsConn {
     /// data is still unread.
     pub fn abort(self, reset: bool) {
         if reset {
-            set_linger_zero(&self.stream);
+            set_linger_zero(self.stream.tcp());
         }
         drop(self);
     }
@@ -258,17 +340,40 @@ impl WsConn {
         scratch: &Scratch,
         mut on_text: impl FnMut(&[u8], u64, bool) -> Option<&'static [u8]>,
     ) -> Result<(), Closed> {
-        if let Err(e) = self.stream.readable().await {
-            return Err(Closed::Error(format!("readable: {e}")));
-        }
-        let mut result = Ok(());
+        let kept = self.pending.len();
         {
             let mut buf = scratch.borrow_mut();
-            let kept = self.pending.len();
             if buf.len() < kept + READ_CHUNK {
                 buf.resize(kept + READ_CHUNK, 0);
             }
-            match read_draining(&self.stream, &mut buf[kept..kept + READ_CHUNK]) {
+        }
+        let read = match &mut self.stream {
+            Stream::Plain(stream) => {
+                if let Err(e) = stream.readable().await {
+                    return Err(Closed::Error(format!("readable: {e}")));
+                }
+                read_draining(stream, &mut scratch.borrow_mut()[kept..kept + READ_CHUNK])
+            }
+            // Other connections of this thread use the scratch buffer while this one waits,
+            // so it is borrowed per poll, never across the wait.
+            Stream::Tls(stream) => match poll_fn(|cx| {
+                let mut buf = scratch.borrow_mut();
+                let mut dst = ReadBuf::new(&mut buf[kept..kept + READ_CHUNK]);
+                Pin::new(stream.as_mut())
+                    .poll_read(cx, &mut dst)
+                    .map_ok(|()| dst.filled().len())
+            })
+            .await
+            {
+                // A server that closes TCP without close_notify: what a plain EOF is.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        };
+        let mut result = Ok(());
+        {
+            let mut buf = scratch.borrow_mut();
+            match read {
                 Ok(0) => result = Err(Closed::Eof),
                 Ok(n) => {
                     let now = clock::now_ns();

@@ -35,6 +35,9 @@ pub async fn connect(
     path: &str,
     source: Option<Ipv4Addr>,
 ) -> Result<(HttpPublisher, HttpResponses), String> {
+    if target.tls.is_some() {
+        return Err("the HTTP publisher speaks plain HTTP only: give a ws:// URL".into());
+    }
     let stream = WsConn::tcp_connect(target, source).await?;
     let (read, write) = stream.into_split();
     let head = format!(

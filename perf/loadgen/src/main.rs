@@ -21,6 +21,7 @@ mod seq;
 mod stamp;
 mod sys;
 mod target;
+mod tls;
 mod workers;
 mod ws;
 
@@ -143,6 +144,13 @@ struct CommonArgs {
     /// Abort when connecting and joining everything takes longer than this.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     setup_timeout: f64,
+    /// wss://: trust the certificates of this PEM file (the server's self-signed certificate,
+    /// or the CA that signed it). The certificate must name the URL's host.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// wss://: accept any server certificate, unchecked. For loopback benchmarks only.
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
 }
 
 #[derive(Args, Debug)]
@@ -413,6 +421,10 @@ impl CommonArgs {
     fn check(&self) -> Result<(), String> {
         if self.threads == 0 || self.threads > 64 {
             return Err("--threads must be 1 to 64".into());
+        }
+        let trusting = self.ca.is_some() || self.insecure;
+        if !trusting && self.urls().iter().any(|u| u.starts_with("wss://")) {
+            return Err("wss:// needs --ca FILE (the server's certificate) or --insecure".into());
         }
         for &pid in &self.server_pid {
             sys::cpu_seconds(sys::Proc::Pid(pid))
@@ -790,9 +802,30 @@ fn run_recovery(a: &RecoveryStormArgs) -> Result<bool, String> {
     Ok(report.ok)
 }
 
+/// Sets up wss:// for the whole run, when `--ca` or `--insecure` is given.
+fn install_tls(c: &CommonArgs) -> Result<(), String> {
+    let trust = match (&c.ca, c.insecure) {
+        (Some(path), _) => tls::Trust::CaFile(path),
+        (None, true) => tls::Trust::Anything,
+        (None, false) => return Ok(()),
+    };
+    tls::install(tls::client_config(trust)?)
+}
+
 fn main() -> ExitCode {
     clock::init();
     let cli = Cli::parse();
+    let common = match &cli.command {
+        Command::Fanout(a) => &a.common,
+        Command::AllToAll(a) => &a.common,
+        Command::Idle(a) => &a.common,
+        Command::Churn(a) => &a.common,
+        Command::RecoveryStorm(a) => &a.common,
+    };
+    if let Err(e) = install_tls(common) {
+        eprintln!("loadgen: error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match &cli.command {
         Command::Fanout(a) => run_fanout(a),
         Command::AllToAll(a) => run_alltoall(a),
@@ -828,6 +861,16 @@ mod tests {
             unreachable!("parsed a fanout command")
         };
         fanout_config(&a)
+    }
+
+    #[test]
+    fn wss_needs_a_trust_choice() {
+        let wss = ["--url", "wss://localhost:3443/ws"];
+        let err = fanout(&wss).unwrap_err();
+        assert!(err.contains("--ca FILE"), "{err}");
+        assert!(fanout(&[&wss[..], &["--insecure"]].concat()).is_ok());
+        assert!(fanout(&[&wss[..], &["--ca", "cert.pem"]].concat()).is_ok());
+        assert!(fanout(&[&wss[..], &["--ca", "cert.pem", "--insecure"]].concat()).is_err());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 
+use rustls::pki_types::ServerName;
+
 /// Where the hub listens, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -13,6 +15,9 @@ pub struct Target {
     pub query: Option<String>,
     /// The resolved loopback address.
     pub addr: SocketAddrV4,
+    /// wss://: the name sent as SNI and checked against the server's certificate (the URL's
+    /// host).
+    pub tls: Option<ServerName<'static>>,
 }
 
 /// True for 127.0.0.0/8.
@@ -20,15 +25,15 @@ pub fn is_loopback_v4(ip: Ipv4Addr) -> bool {
     ip.octets()[0] == 127
 }
 
-/// Parses a `ws://host[:port][/path][?query]` URL, resolves the host and refuses anything
+/// Parses a `ws[s]://host[:port][/path][?query]` URL, resolves the host and refuses anything
 /// that is not in 127.0.0.0/8.
 pub fn parse(url: &str) -> Result<Target, String> {
-    let rest = if let Some(rest) = url.strip_prefix("ws://") {
-        rest
-    } else if url.starts_with("wss://") {
-        return Err("wss:// (TLS) is not supported; use ws://".into());
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("ws://") {
+        (rest, false, 80)
+    } else if let Some(rest) = url.strip_prefix("wss://") {
+        (rest, true, 443)
     } else {
-        return Err(format!("URL must start with ws:// (got {url:?})"));
+        return Err(format!("URL must start with ws:// or wss:// (got {url:?})"));
     };
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(split);
@@ -43,31 +48,39 @@ pub fn parse(url: &str) -> Result<Target, String> {
         None => (tail, None),
     };
     let path = if path.is_empty() { "/" } else { path };
-    let (host, port) = split_host_port(authority)?;
+    let (host, port) = split_host_port(authority, default_port)?;
     let addr = resolve_loopback(host, port)?;
+    let tls = match tls {
+        true => Some(
+            ServerName::try_from(host.to_owned())
+                .map_err(|e| format!("{host:?} cannot be a TLS server name: {e}"))?,
+        ),
+        false => None,
+    };
     Ok(Target {
         host_header: authority.to_owned(),
         path: path.to_owned(),
         query: query.filter(|q| !q.is_empty()),
         addr,
+        tls,
     })
 }
 
-fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
+fn split_host_port(authority: &str, default_port: u16) -> Result<(&str, u16), String> {
     if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
             .ok_or_else(|| format!("bad IPv6 literal in {authority:?}"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => parse_port(p)?,
-            None if after.is_empty() => 80,
+            None if after.is_empty() => default_port,
             None => return Err(format!("bad authority {authority:?}")),
         };
         return Ok((host, port));
     }
     match authority.rsplit_once(':') {
         Some((host, port)) => Ok((host, parse_port(port)?)),
-        None => Ok((authority, 80)),
+        None => Ok((authority, default_port)),
     }
 }
 
@@ -128,6 +141,18 @@ mod tests {
         assert_eq!((t.addr.port(), t.path.as_str()), (80, "/"));
         let t = parse("ws://localhost:3000/ws").unwrap();
         assert!(is_loopback_v4(*t.addr.ip()));
+        assert!(t.tls.is_none());
+    }
+
+    #[test]
+    fn parses_wss_urls() {
+        let t = parse("wss://localhost:3443/ws").unwrap();
+        assert_eq!(t.addr.port(), 3443);
+        assert_eq!(t.host_header, "localhost:3443");
+        assert_eq!(t.tls.unwrap().to_str(), "localhost");
+        let t = parse("wss://127.0.0.1/ws").unwrap();
+        assert_eq!(t.addr.port(), 443);
+        assert_eq!(t.tls.unwrap().to_str(), "127.0.0.1");
     }
 
     #[test]
@@ -138,7 +163,7 @@ mod tests {
             "ws://8.8.8.8:80/",
             "ws://0.0.0.0:3000/ws",
             "ws://[::1]:3000/ws",
-            "wss://127.0.0.1/ws",
+            "wss://10.0.0.1:3443/ws",
             "http://127.0.0.1/ws",
             "ws://:3000/ws",
             "ws://127.0.0.1:0/ws",

@@ -240,9 +240,9 @@ pub async fn connect_and_join<P: HubProtocol>(
     let started = now_ns();
     let timeout = dial.connect_timeout;
     let deadline = Instant::now() + timeout;
-    let stream = tokio::time::timeout_at(deadline, WsConn::tcp_connect(&dial.target, source))
+    let stream = tokio::time::timeout_at(deadline, WsConn::connect(&dial.target, source))
         .await
-        .map_err(|_| format!("TCP connect took more than {timeout:?}"))??;
+        .map_err(|_| format!("TCP connect (and TLS handshake) took more than {timeout:?}"))??;
     let request_target = proto.request_target(&dial.target, user, &dial.room);
     let upgrade = WsConn::upgrade(
         stream,

@@ -395,10 +395,10 @@ async fn establish<P: HubProtocol>(
     let timeout = ctx.cfg.connect_timeout;
     let started = now_ns();
     let deadline = tokio::time::Instant::now() + timeout;
-    let tcp = WsConn::tcp_connect(target, source);
+    let tcp = WsConn::connect(target, source);
     let stream = tokio::time::timeout_at(deadline, tcp)
         .await
-        .map_err(|_| format!("{name}: TCP connect took more than {timeout:?}"))?
+        .map_err(|_| format!("{name}: TCP connect (and TLS handshake) took more than {timeout:?}"))?
         .map_err(|e| format!("{name}: {e}"))?;
     let upgrade = WsConn::upgrade(
         stream,

@@ -560,10 +560,10 @@ async fn dial<P: HubProtocol>(
     let started = now_ns();
     let timeout = cfg.connect_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
-    let tcp = WsConn::tcp_connect(&cfg.target, cfg.source(idx));
+    let tcp = WsConn::connect(&cfg.target, cfg.source(idx));
     let stream = tokio::time::timeout_at(deadline, tcp)
         .await
-        .map_err(|_| format!("TCP connect took more than {timeout:?}"))??;
+        .map_err(|_| format!("TCP connect (and TLS handshake) took more than {timeout:?}"))??;
     let request_target = ctx.proto.request_target(&cfg.target, user, &cfg.room);
     let upgrade = WsConn::upgrade(
         stream,
