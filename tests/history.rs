@@ -157,7 +157,10 @@ async fn every_member_sees_one_order_whoever_publishes_from_whichever_shard() {
     let mut publishers = connect_spread(&h, "pub", 6).await;
     // Six of them, still on both shards: the first on each shard come first.
     for shard in 0..2 {
-        let at = publishers.iter().position(|p| p.id.shard() == shard).unwrap();
+        let at = publishers
+            .iter()
+            .position(|p| p.id.shard() == shard)
+            .unwrap();
         let publisher = publishers.remove(at);
         publishers.insert(shard, publisher);
     }
