@@ -217,6 +217,16 @@ async fn next_answer(client: &mut Client) -> Value {
         .await
 }
 
+/// The next answer is `error` `forbidden`.
+async fn expect_forbidden(client: &mut Client) {
+    let refused = next_answer(client).await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("forbidden")),
+        "{refused}"
+    );
+}
+
 async fn has_member(hub: &TestHub, room: &'static str, client: &Client) -> bool {
     let id = client.id;
     hub.blocking(move |hub| hub.room_has_member(room, id)).await
@@ -370,12 +380,7 @@ async fn the_join_hook_allows_or_refuses_a_join() {
 
     ann.send_json(&json!({"type": "join_room", "room": "vault"}))
         .await;
-    let refused = next_answer(&mut ann).await;
-    assert_eq!(
-        (refused["type"].as_str(), refused["code"].as_str()),
-        (Some("error"), Some("forbidden")),
-        "{refused}"
-    );
+    expect_forbidden(&mut ann).await;
     assert!(!has_member(&hub, "vault", &ann).await);
     // Nothing joined on the quiet: the connection goes on, and no `joined` vault came.
     let before_pong = ann.ping_pong().await;
@@ -449,12 +454,7 @@ async fn the_publish_hook_allows_replaces_or_refuses_a_message() {
 
     ann.send_json(&json!({"type": "message", "room": "general", "message": "blocked"}))
         .await;
-    let refused = next_answer(&mut ann).await;
-    assert_eq!(
-        (refused["type"].as_str(), refused["code"].as_str()),
-        (Some("error"), Some("forbidden")),
-        "{refused}"
-    );
+    expect_forbidden(&mut ann).await;
     let before = hub.barrier(&mut [&mut ann, &mut bob]).await;
     for seen in before {
         assert!(
