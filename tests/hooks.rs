@@ -417,3 +417,35 @@ async fn raw_mode_says_nothing_to_a_client_over_its_rate() {
         assert!(message.is_ping(), "the hub spoke in raw mode: {message:?}");
     }
 }
+
+#[tokio::test]
+async fn an_application_that_does_not_read_loses_events_and_its_questions_get_the_default_at_once()
+{
+    // Room for one event, and a reader that never comes: the Connected event fills it.
+    let application = Application {
+        event_capacity: 1,
+        ..Application::new()
+            .authorize_joins()
+            .decision_timeout(Duration::from_secs(10))
+    };
+    let hub = TestHub::start(HubConfig {
+        application: Some(application),
+        ..config()
+    });
+    let mut kim = hub.connect("kim").await;
+    let started = Instant::now();
+    kim.send_json(&json!({"type": "join_room", "room": "unheard"}))
+        .await;
+    let refused = kim.expect_type("error").await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "the dropped question waited {waited:?}, not its default at once"
+    );
+    assert!(!hub.hub.room_has_member("unheard", kim.id));
+    let stats = hub.hub.stats().application.unwrap();
+    assert_eq!(stats.events, 1, "{stats:?}");
+    assert!(stats.events_dropped >= 2, "{stats:?}");
+    assert_eq!(stats.decisions_timed_out, 0, "{stats:?}");
+}
