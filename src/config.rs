@@ -77,6 +77,8 @@ pub struct HubConfig {
     pub limits: LimitsConfig,
     /// The HTTP API for backends (`api.*`).
     pub api: ApiConfig,
+    /// The pages the hub serves itself: the dashboard and the demo chat (`admin.*`).
+    pub admin: AdminConfig,
     /// Period of the stats line logged at info level (`log.stats_interval`).
     pub stats_log_interval: Duration,
     /// Reverse proxies, as addresses or networks, whose `X-Forwarded-For` or `Forwarded`
@@ -183,6 +185,26 @@ impl Default for ApiConfig {
     }
 }
 
+/// The pages under `/admin` and `/demo`, served from files embedded in the binary.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Serve the dashboard at `/admin` (`admin.enabled`). It is guarded like `/api/*`:
+    /// without `api.key` it answers loopback clients only; with one, the page asks for
+    /// the key and every figure it shows comes through the API with it.
+    pub enabled: bool,
+    /// Serve the demo chat at `/demo` (`admin.demo`).
+    pub demo: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            demo: false,
+        }
+    }
+}
+
 impl Default for HubConfig {
     fn default() -> Self {
         Self {
@@ -212,6 +234,7 @@ impl Default for HubConfig {
             allowed_origins: Vec::new(),
             limits: LimitsConfig::default(),
             api: ApiConfig::default(),
+            admin: AdminConfig::default(),
             stats_log_interval: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             subprotocols: vec!["neonex.v1".to_owned()],

@@ -19,8 +19,6 @@
 //! - History (`history.*`): each room's stream of positioned messages lives on the room's
 //!   home shard (`shard::sequence`, `shard::streams`), which orders them and recovers
 //!   clients that come back.
-//! - `hooks`: asking a backend over HTTP before a connection, a join, a publish or an
-//!   rpc goes ahead (`proxy.*`), from a thread of its own that the shards never wait on.
 //! - `cluster`: several nodes on one NATS acting as one hub (`cluster.*`): the bridge
 //!   thread that owns the NATS client, frames sent once per node, and each node's view
 //!   of the others' connections.
@@ -39,6 +37,8 @@
 //! - Who gets in and how much they may do: [`auth`] (JWT), [`origin`] (allow-list),
 //!   `admission` (connection caps), `shard::ratelimit` (per-connection token bucket).
 //! - [`api`]: the HTTP API for backends: routes, key check, errors.
+//! - `web`: the pages the hub serves itself from files embedded in the binary: the admin
+//!   dashboard (`/admin`), the demo chat (`/demo`) and the JavaScript client it loads.
 //! - [`stats`] and [`metrics`]: counters, latency, `/stats` and Prometheus `/metrics`.
 //! - [`ids`]: connection ids and the rules for user ids and room names.
 
@@ -67,12 +67,13 @@ pub mod settings;
 pub(crate) mod shard;
 pub mod stats;
 pub(crate) mod tls;
+pub(crate) mod web;
 pub mod ws;
 
 pub use checked_config::CheckedConfig;
 pub use config::{
-    ClusterConfig, CompressionConfig, ConfigError, DriverChoice, HistoryConfig, HubConfig,
-    PresenceScope, ProxyConfig, RoomsConfig, SendQueueLimits, TlsConfig,
+    AdminConfig, ClusterConfig, CompressionConfig, ConfigError, DriverChoice, HistoryConfig,
+    HubConfig, PresenceScope, ProxyConfig, RoomsConfig, SendQueueLimits, TlsConfig,
 };
 pub use hooks::proxy::{HookLatency, HookStats, ProxyStats};
 pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};

@@ -9,7 +9,7 @@ mod upgrade;
 
 pub use extensions::{accepts_deflate, DEFLATE_ACCEPTED};
 pub use head::{header_pairs, parse_head, HeadError, RequestHead, MAX_HEAD_BYTES};
-pub use response::{response, CONTINUE};
+pub use response::{page_response, response, CONTINUE};
 pub use upgrade::{accept_key, choose_subprotocol, is_token, switching_protocols};
 
 /// An upgrade request as a browser sends it, for the tests of each part.

@@ -12,11 +12,28 @@ pub fn response(status: u16, content_type: &str, body: &str) -> Bytes {
     } else {
         ""
     };
-    Bytes::from(format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+    with_head(status, content_type, extra, body.as_bytes())
+}
+
+/// A file of one of the hub's own pages, with a `200`. Revalidated on every load, so that
+/// a new binary's pages are never mixed with an old one's; never framed by another site,
+/// so that no page can trick an operator into clicking the dashboard's buttons.
+pub fn page_response(content_type: &str, body: &[u8]) -> Bytes {
+    let extra =
+        "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n";
+    with_head(200, content_type, extra, body)
+}
+
+fn with_head(status: u16, content_type: &str, extra: &str, body: &[u8]) -> Bytes {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         reason_phrase(status),
         body.len()
-    ))
+    );
+    let mut response = Vec::with_capacity(head.len() + body.len());
+    response.extend_from_slice(head.as_bytes());
+    response.extend_from_slice(body);
+    response.into()
 }
 
 fn reason_phrase(status: u16) -> &'static str {

@@ -172,6 +172,8 @@ pub(super) static KEYS: &[Key] = &[
     key!("limits.max_connections",      Number,   hub.limits.max_connections),
     key!("api.key",                     Text,     hub.api.key, secret),
     key!("api.max_body",                Size,     hub.api.max_body),
+    key!("admin.enabled",               Flag,     hub.admin.enabled),
+    key!("admin.demo",                  Flag,     hub.admin.demo),
     key!("http.trusted_proxies",        List,     hub.trusted_proxies),
     key!("shutdown.timeout",            Duration, hub.shutdown_timeout),
     key!("log.format",                  Text,     log.format),

@@ -16,15 +16,18 @@ use super::connecting::ask_connect;
 use super::connection::Phase;
 use super::context::Ctx;
 use super::frames::on_frame_bytes;
+use super::pages::on_page;
 use super::request::{Progress, Request, Upgrade};
 use super::respond::{refuse, respond};
 use super::shared::HubShared;
 use super::upgrade::{admit, complete_upgrade};
 use crate::api::{self, ApiError};
 use crate::config::HubConfig;
+use crate::forwarded::ClientAddress;
 use crate::hooks::proxy::Hook;
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::ids::is_valid_user_id;
+use crate::web;
 
 pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
     let conn = &mut cx.state.conns[key];
@@ -83,6 +86,7 @@ pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
             let (head_bytes, body) = head_and_body.split_at(head_len);
             let request = Complete {
                 head,
+                client,
                 head_bytes,
                 body,
             };
@@ -153,6 +157,8 @@ fn is_api_call(config: &HubConfig, path: &str) -> bool {
 /// A request whose head and body have arrived.
 struct Complete<'a> {
     head: RequestHead,
+    /// Who sent it, through any trusted proxies.
+    client: ClientAddress,
     /// The head as it came, for the hooks that are handed its headers.
     head_bytes: &'a [u8],
     body: &'a [u8],
@@ -164,6 +170,7 @@ fn on_request(cx: &mut Ctx, key: usize, complete: Complete, rest: [&mut [u8]; 2]
     let config = cx.config();
     let Complete {
         head: request,
+        client,
         head_bytes,
         body,
     } = complete;
@@ -191,6 +198,8 @@ fn on_request(cx: &mut Ctx, key: usize, complete: Complete, rest: [&mut [u8]; 2]
     } else if path == "/metrics" {
         let text = crate::metrics::render(&cx.hub().stats());
         respond(cx, key, 200, crate::metrics::CONTENT_TYPE, &text);
+    } else if let Some((site, name)) = web::site_of(path) {
+        on_page(cx, key, site, name, &client);
     } else {
         refuse(cx, key, &ApiError::new(404, "not_found", "not found"));
     }

@@ -29,9 +29,9 @@
 //!   [`deadlines`] (of open questions).
 //! - The steps: [`handshake`] (and its final answers, [`respond`]; an upgrade waiting on
 //!   the backend's connect hook, [`connecting`]; the upgrade completed, [`upgrade`]),
-//!   [`frames`],
-//!   [`dispatch`], [`join`] (rooms, and recovery), [`sequence`] (a room's home shard),
-//!   [`api`] (the backends' calls), [`lifecycle`] (open, close, shutdown), [`fanout`].
+//!   [`frames`], [`dispatch`], [`join`] (rooms, and recovery), [`sequence`] (a room's
+//!   home shard), [`api`] (the backends' calls), [`pages`] (the dashboard and the demo),
+//!   [`lifecycle`] (open, close, shutdown), [`fanout`].
 //! - Questions for the application or a backend hook: [`ask`] raises one, the asking
 //!   connection holds its later messages ([`awaiting`]), and [`rulings`] carries out the
 //!   answer (or the default at the deadline) and then the held messages, in order.
@@ -66,6 +66,7 @@ pub(crate) mod membership;
 pub(crate) mod message;
 pub(crate) mod operations;
 pub(crate) mod outbound;
+pub(crate) mod pages;
 pub(crate) mod positioned;
 pub(crate) mod publish;
 pub(crate) mod ratelimit;

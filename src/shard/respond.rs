@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::context::Ctx;
 use crate::api::ApiError;
 use crate::http;
@@ -17,8 +19,12 @@ pub(super) fn refuse(cx: &mut Ctx, key: usize, refusal: &ApiError) {
 
 /// Answers the request and closes the connection after the response.
 pub(super) fn respond(cx: &mut Ctx, key: usize, status: u16, content_type: &str, body: &str) {
+    send_response(cx, key, status, http::response(status, content_type, body));
+}
+
+/// Sends a complete `response` of `status` and closes the connection after it.
+pub(super) fn send_response(cx: &mut Ctx, key: usize, status: u16, response: Bytes) {
     cx.counters().count_response(status);
-    let response = http::response(status, content_type, body);
     cx.state.conns[key].respond_and_close(response, Instant::now() + RESPONSE_LINGER);
     cx.mark_dirty(key);
 }
