@@ -79,5 +79,5 @@ pub use hooks::proxy::{HookLatency, HookStats, ProxyStats};
 pub use hooks::{Application, ApplicationStats, Decision, HubEvent, Reply};
 pub use hub::{ConnectionInfo, HeldMessage, History, Hub, HubError, Published, RoomInfo};
 pub use ids::ConnectionId;
-pub use stats::{ClusterStats, LinkState};
+pub use stats::{ClusterStats, LinkState, NodeStats};
 pub use stats::{HistoryStats, HubStats, RecoveryStats, ShardStats};

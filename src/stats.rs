@@ -609,6 +609,21 @@ pub struct ClusterStats {
     pub journal_conflicts: u64,
     /// Messages read from the journal to fill a gap before delivering.
     pub journal_repairs: u64,
+    /// Every live node's own figures, this one's included, by name.
+    pub members: Vec<NodeStats>,
+}
+
+/// One node of the cluster, as `/stats` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStats {
+    /// The node's name.
+    pub node_id: String,
+    /// Its open connections.
+    pub connections: usize,
+    /// Distinct users with a connection on it.
+    pub users: usize,
+    /// Rooms with members on it (for the node answering, its kept rooms too).
+    pub rooms: usize,
 }
 
 #[cfg(test)]

@@ -355,6 +355,14 @@ async fn a_hub_in_a_cluster_acts_on_the_connections_of_other_nodes() {
         h.user_connections("cleo") == [id]
     })
     .await;
+    // Each node's own figures, for the dashboard: cleo is on node 0, none on the library.
+    let h = hub.clone();
+    let members = blocking(move || h.stats().cluster.unwrap().members).await;
+    let figures: Vec<(usize, usize)> = members.iter().map(|m| (m.connections, m.users)).collect();
+    assert_eq!(members.len(), 2, "{members:?}");
+    let library = members.iter().position(|m| m.node_id == "library");
+    assert_eq!(figures[1 - library.unwrap()], (1, 1), "{members:?}");
+    assert_eq!(figures[library.unwrap()], (0, 0), "{members:?}");
     let h = hub.clone();
     let (info, joined, members) = blocking(move || {
         let info = h.connection(id);

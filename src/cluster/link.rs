@@ -16,7 +16,7 @@ use crate::shard::held_back::HeldBack;
 use crate::shard::held_back::HELD_BACK_MAX;
 use crate::shard::message::HomeRequest;
 use crate::shard::message::{FrameKind, Target};
-use crate::stats::{ClusterStats, LinkState};
+use crate::stats::{ClusterStats, LinkState, NodeStats};
 
 /// Most items waiting for the bridge; beyond it a frame is dropped and counted, and a
 /// lost event makes the other nodes resynchronise.
@@ -309,8 +309,19 @@ impl Cluster {
         let view = self.view();
         let mut users = view.users();
         let mut rooms: std::collections::HashSet<Arc<str>> = view.rooms().into_keys().collect();
+        let users_here: Vec<Arc<str>> = users_here.into_iter().collect();
+        let rooms_here: Vec<Arc<str>> = rooms_here.into_iter().collect();
+        let mut members: Vec<NodeStats> = view.node_stats().collect();
+        members.push(NodeStats {
+            node_id: self.name.clone(),
+            connections: open_here,
+            users: users_here.len(),
+            rooms: rooms_here.len(),
+        });
+        members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         users.extend(users_here);
         rooms.extend(rooms_here);
+
         let c = &self.counters;
         let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
         ClusterStats {
@@ -335,6 +346,7 @@ impl Cluster {
             journal_appends: get(&c.journal_appends),
             journal_conflicts: get(&c.journal_conflicts),
             journal_repairs: get(&c.journal_repairs),
+            members,
         }
     }
 }

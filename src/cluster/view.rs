@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::wire::Snapshot;
 use crate::ids::ConnectionId;
+use crate::stats::NodeStats;
 
 /// The other nodes, by tag.
 #[derive(Debug, Default)]
@@ -322,6 +323,16 @@ impl View {
         let mut names: Vec<String> = self.nodes.values().map(|n| n.name.clone()).collect();
         names.sort();
         names
+    }
+
+    /// Each other node's own figures.
+    pub fn node_stats(&self) -> impl Iterator<Item = NodeStats> + '_ {
+        self.nodes.values().map(|n| NodeStats {
+            node_id: n.name.clone(),
+            connections: n.conns.len(),
+            users: n.users.len(),
+            rooms: n.rooms.len(),
+        })
     }
 
     /// Connections on the other nodes.
