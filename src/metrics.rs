@@ -63,7 +63,7 @@ pub fn render(stats: &HubStats) -> String {
     bytes.sample("stage=\"after\"", stats.compression.bytes_after as f64);
 
     type Pick = fn(&crate::stats::ShardStats) -> f64;
-    let per_shard: [(&str, &str, &str, Pick); 10] = [
+    let per_shard: [(&str, &str, &str, Pick); 11] = [
         (
             "neonex_connections",
             "gauge",
@@ -105,6 +105,12 @@ pub fn render(stats: &HubStats) -> String {
             "counter",
             "Clients found not reading and closed with 1008.",
             |s| s.slow_consumers as f64,
+        ),
+        (
+            "neonex_accept_errors_total",
+            "counter",
+            "Accepts that failed, out of file descriptors most likely; the shard backs off while they do.",
+            |s| s.accept_errors as f64,
         ),
         (
             "neonex_history_messages",

@@ -146,6 +146,7 @@ pub(crate) struct ShardCounters {
     pub write_calls: AtomicU64,
     pub bytes_out: AtomicU64,
     pub slow_consumers: AtomicU64,
+    pub accept_errors: AtomicU64,
     pub closes: [AtomicU64; CloseCause::ALL.len()],
     /// One per entry of [`HTTP_STATUSES`], then `other`.
     pub http_responses: [AtomicU64; HTTP_STATUSES.len() + 1],
@@ -229,6 +230,7 @@ impl ShardCounters {
             write_calls: read(&self.write_calls),
             bytes_out: read(&self.bytes_out),
             slow_consumers: read(&self.slow_consumers),
+            accept_errors: read(&self.accept_errors),
             closes: CloseCause::ALL
                 .iter()
                 .map(|c| (c.label(), read(&self.closes[*c as usize])))
@@ -391,6 +393,9 @@ pub struct ShardStats {
     pub bytes_out: u64,
     /// Clients found not reading (closed with 1008 `slow consumer`).
     pub slow_consumers: u64,
+    /// Accepts that failed, out of file descriptors most likely; the shard backs off
+    /// while they do.
+    pub accept_errors: u64,
     /// Connections ended, by cause.
     pub closes: BTreeMap<&'static str, u64>,
     /// HTTP responses (upgrades included, as 101) by status.
@@ -436,6 +441,8 @@ pub struct HubStats {
     pub bytes_out: u64,
     /// Clients closed as slow consumers.
     pub slow_consumers: u64,
+    /// Accepts that failed (out of file descriptors, most likely).
+    pub accept_errors: u64,
     /// Connections dropped for silence or a stuck write.
     pub dropped_dead: u64,
     /// Connections ended, by cause.
@@ -505,6 +512,7 @@ impl HubStats {
             write_calls: sum(|s| s.write_calls),
             bytes_out: sum(|s| s.bytes_out),
             slow_consumers: sum(|s| s.slow_consumers),
+            accept_errors: sum(|s| s.accept_errors),
             dropped_dead,
             closes,
             http_responses,

@@ -19,9 +19,15 @@ use super::context::Ctx;
 use super::tls::TlsSession;
 use super::{reader, Shard};
 use crate::ids::ConnectionId;
+use crate::stats;
 
-/// Pause after an accept error (out of descriptors, most likely) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// The first pause after an accept error (out of descriptors, most likely); each error
+/// in a row doubles it, up to [`BACKOFF_MAX`]. The connection waiting in the backlog
+/// stays there until a descriptor frees up, so retrying at once would only spin.
+const BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// While accepts keep failing, one log line per this interval tells how many did.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Starts accepting on `listener` until the shard shuts down.
 pub(crate) fn start(shard: &Rc<Shard>, listener: std::net::TcpListener) {
@@ -38,15 +44,61 @@ pub(crate) fn start(shard: &Rc<Shard>, listener: std::net::TcpListener) {
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, cancel: CancelHandle) {
+    let mut backoff = Backoff::default();
     loop {
         match listener.cancelable_accept(cancel.clone()).await {
-            Ok((stream, remote)) => Ctx::with(&shard, |cx| adopt(cx, stream, remote)),
+            Ok((stream, remote)) => {
+                backoff.reset();
+                Ctx::with(&shard, |cx| adopt(cx, stream, remote));
+            }
             Err(_) if shard.is_stopping() => break,
             Err(e) => {
-                tracing::warn!(shard = shard.index, error = %e, "accept failed");
-                monoio::time::sleep(ACCEPT_BACKOFF).await;
+                stats::add(&shard.counters().accept_errors, 1);
+                let pause = backoff.failed(Instant::now(), |failures| {
+                    tracing::warn!(
+                        shard = shard.index,
+                        error = %e,
+                        failures,
+                        "accept failing; backing off until it works again"
+                    );
+                });
+                monoio::time::sleep(pause).await;
             }
         }
+    }
+}
+
+/// Accept errors in a row: how long to pause, and when to say so.
+#[derive(Debug, Default)]
+struct Backoff {
+    pause: Option<Duration>,
+    logged: Option<Instant>,
+    unlogged_failures: u64,
+}
+
+impl Backoff {
+    /// One more failure at `now`: the pause before the next try. Calls `log` with the
+    /// failures not yet told of, at most once per [`LOG_INTERVAL`].
+    fn failed(&mut self, now: Instant, log: impl FnOnce(u64)) -> Duration {
+        self.unlogged_failures += 1;
+        if self
+            .logged
+            .is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL)
+        {
+            log(self.unlogged_failures);
+            self.logged = Some(now);
+            self.unlogged_failures = 0;
+        }
+        let pause = self
+            .pause
+            .map_or(BACKOFF_FIRST, |pause| (pause * 2).min(BACKOFF_MAX));
+        self.pause = Some(pause);
+        pause
+    }
+
+    /// An accept worked: the next failure starts over.
+    fn reset(&mut self) {
+        self.pause = None;
     }
 }
 
@@ -95,5 +147,27 @@ pub(crate) fn adopt_std(cx: &mut Ctx, stream: std::net::TcpStream) {
     match TcpStream::from_std(stream) {
         Ok(stream) => adopt(cx, stream, remote),
         Err(e) => tracing::warn!(error = %e, "cannot adopt socket"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_in_a_row_double_the_pause_and_log_once_per_interval() {
+        let mut backoff = Backoff::default();
+        let start = Instant::now();
+        let mut logged = Vec::new();
+        let pauses: Vec<Duration> = (0..12)
+            .map(|i| backoff.failed(start + Duration::from_secs(i), |n| logged.push(n)))
+            .collect();
+        assert_eq!(pauses[0], BACKOFF_FIRST);
+        assert_eq!(pauses[1], BACKOFF_FIRST * 2);
+        assert_eq!(pauses[11], BACKOFF_MAX);
+        // At 0 s the first failure; at 10 s the ten since.
+        assert_eq!(logged, [1, 10]);
+        backoff.reset();
+        assert_eq!(backoff.failed(start, |_| {}), BACKOFF_FIRST);
     }
 }
