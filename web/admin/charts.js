@@ -39,6 +39,7 @@ class LiveChart {
       {
         width: el.clientWidth || 300,
         height: HEIGHT,
+        padding: [8, 20, 0, 0], // room on the right for the last time label
         legend: { live: false },
         cursor: { drag: { x: false, y: false } },
         scales: { y: { range: (_u, min, max) => [0, Math.max(1, max * 1.15)] } },

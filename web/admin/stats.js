@@ -41,6 +41,8 @@ export function showCluster(stats) {
   const cluster = stats.cluster;
   $("cluster").hidden = !cluster;
   $("node").textContent = cluster ? `node ${cluster.node_id}` : "";
+  // In a cluster the tiles and charts are this node's; the card below has the whole.
+  $("tiles").classList.toggle("node-only", Boolean(cluster));
   if (!cluster) return;
   const figures = [
     ["Node", cluster.node_id],
