@@ -122,21 +122,29 @@ async fn the_dashboard_signs_in_shows_the_hub_live_and_acts_on_it() {
     let seen = tokio::task::spawn_blocking(move || run_script(&env))
         .await
         .unwrap();
-    let out = &seen.output;
+    signing_in(&seen);
+    live_figures(&seen);
+    publishing(&seen);
+    disconnecting(&seen);
+    without_a_key(&seen);
+    assert!(
+        screenshot.is_file(),
+        "no screenshot at {}",
+        screenshot.display()
+    );
+}
 
-    // 1. Signing in: the form first, a wrong key refused, the right one kept for the tab.
-    let login = seen.case("login");
+/// The form first, a wrong key refused, the right one kept for the tab until logout.
+fn signing_in(seen: &Seen) {
+    let (login, out) = (seen.case("login"), &seen.output);
     assert_eq!(
         login["before"],
         json!({"login_shown": true, "dashboard_hidden": true}),
         "{out}"
     );
     assert_eq!(login["wrong"]["still_login"], true, "{out}");
-    assert!(
-        login["wrong"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("Wrong key"),
+    assert_eq!(
+        login["wrong"]["error"], "Wrong key: the hub refused it.",
         "{out}"
     );
     assert_eq!(
@@ -145,9 +153,17 @@ async fn the_dashboard_signs_in_shows_the_hub_live_and_acts_on_it() {
         "{out}"
     );
     assert_eq!(login["reloaded"]["login_shown"], false, "{out}");
+    assert_eq!(
+        seen.case("logout"),
+        &json!({"case": "logout", "login_shown": true, "key_kept": null}),
+        "{out}"
+    );
+}
 
-    // 2. Live figures: 3 clients (ann, bob, cid), ann and bob also in lobby.
-    let figures = seen.case("figures");
+/// Three clients, ann and bob also in lobby: the tiles as /stats has them, the rooms
+/// as /api/rooms has them, lobby's members.
+fn live_figures(seen: &Seen) {
+    let (figures, out) = (seen.case("figures"), &seen.output);
     let expected = json!({"connections": 3, "users": 3, "rooms": 3});
     assert_eq!(figures["stats"], expected, "{out}");
     assert_eq!(
@@ -158,31 +174,28 @@ async fn the_dashboard_signs_in_shows_the_hub_live_and_acts_on_it() {
     let rooms = json!({"general": 3, "lobby": 2, "random": 0});
     assert_eq!(figures["rooms_api"], rooms, "{out}");
     assert_eq!(figures["rooms_page"], rooms, "{out}");
-    let mut lobby: Vec<&str> = figures["lobby_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|id| id.as_str().unwrap())
-        .collect();
+    let mut lobby = [id(seen, "ann"), id(seen, "bob")];
     lobby.sort();
     assert_eq!(figures["members"], json!(lobby), "{out}");
+}
 
-    // 3. Publishing from the page: text that is not JSON never leaves it; JSON reaches
-    // the room's members as a publication, positioned, and shows in the history.
-    let publish = seen.case("publish");
+/// Text that is not JSON never leaves the page; JSON reaches the room's members as a
+/// publication, positioned, and shows in the room's history.
+fn publishing(seen: &Seen) {
+    let (publish, out) = (seen.case("publish"), &seen.output);
     assert!(
         publish["refused"]
             .as_str()
-            .unwrap()
-            .starts_with("Not JSON, nothing sent"),
+            .is_some_and(|r| r.starts_with("Not JSON, nothing sent")),
         "{out}"
     );
+    assert_eq!(publish["posts"], 1, "only the JSON was sent: {out}");
     let received = &publish["received"];
     assert_eq!(received["type"], "publication", "{out}");
     assert_eq!(received["room"], "lobby", "{out}");
     assert_eq!(received["data"], publish["sent"], "{out}");
     assert_eq!(received["offset"], 1, "{out}");
-    assert_eq!(publish["publications"], 1, "only the JSON was sent: {out}");
+    assert_eq!(publish["publications"], 1, "{out}");
     assert_eq!(
         publish["answer"], "Queued for 2 connection(s), offset 1.",
         "{out}"
@@ -193,9 +206,12 @@ async fn the_dashboard_signs_in_shows_the_hub_live_and_acts_on_it() {
             .is_some_and(|h| h.starts_with("#1") && h.contains("hello from the dashboard")),
         "{out}"
     );
+}
 
-    // 4. Disconnecting: bob by name, then ann's connection from lobby's member list.
-    let disconnect = seen.case("disconnect");
+/// Bob by name, then ann's connection from lobby's member list: each closed with 1008,
+/// the others left open.
+fn disconnecting(seen: &Seen) {
+    let (disconnect, out) = (seen.case("disconnect"), &seen.output);
     assert_eq!(
         disconnect["answer"], "1 connection(s) of bob closed.",
         "{out}"
@@ -208,7 +224,7 @@ async fn the_dashboard_signs_in_shows_the_hub_live_and_acts_on_it() {
     );
     assert_eq!(
         disconnect["lobby_after_bob"],
-        json!([lobby_id_of(figures, 0)]),
+        json!([id(seen, "ann")]),
         "{out}"
     );
     assert_eq!(
@@ -217,14 +233,11 @@ async fn the_dashboard_signs_in_shows_the_hub_live_and_acts_on_it() {
         "{out}"
     );
     assert_eq!(disconnect["stats"]["connections"], 1, "{out}");
-    let logout = seen.case("logout");
-    assert_eq!(
-        logout,
-        &json!({"case": "logout", "login_shown": true, "key_kept": null})
-    );
+}
 
-    // 5. Without api.key, a loopback browser needs no sign-in.
-    let open = seen.case("open");
+/// Without api.key, a loopback browser gets the dashboard with no sign-in.
+fn without_a_key(seen: &Seen) {
+    let (open, out) = (seen.case("open"), &seen.output);
     assert_eq!(open["login_shown"], false, "{out}");
     assert_eq!(open["logout_shown"], false, "{out}");
     assert_eq!(open["tiles"], open["stats"], "{out}");
@@ -233,17 +246,13 @@ async fn the_dashboard_signs_in_shows_the_hub_live_and_acts_on_it() {
         json!({"general": 0, "random": 0}),
         "{out}"
     );
-
-    assert!(
-        screenshot.is_file(),
-        "no screenshot at {}",
-        screenshot.display()
-    );
 }
 
-/// The connection id of the `i`th lobby member the script connected (ann is first).
-fn lobby_id_of(figures: &Value, i: usize) -> &str {
-    figures["lobby_ids"][i].as_str().unwrap()
+/// The connection id of the script's client `user`.
+fn id<'a>(seen: &'a Seen, user: &str) -> &'a str {
+    seen.case("figures")["ids"][user]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id of {user}: {}", seen.output))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,11 +139,14 @@ async function liveFigures(page, clients) {
   await page.click(testid("room-lobby"));
   const lobby = clients.filter((c) => c.inLobby).map((c) => c.id);
   const members = await settled(() => memberIds(page), lobby.slice().sort());
-  report("figures", { tiles: shown, stats, stats_after: statsAfter, rooms_page: rooms, rooms_api: api, members, lobby_ids: lobby });
+  const ids = Object.fromEntries(clients.map((c) => [c.user, c.id]));
+  report("figures", { tiles: shown, stats, stats_after: statsAfter, rooms_page: rooms, rooms_api: api, members, ids });
 }
 
 // Publishes from the dashboard to lobby, after a text that is not JSON (never sent).
 async function publish(page, receiver) {
+  let posts = 0;
+  page.on("request", (r) => r.method() === "POST" && r.url().endsWith("/publish") && posts++);
   await typeInto(page, "publish-body", '{"text": oops}');
   await page.click(testid("publish-submit"));
   await page.waitForSelector(testid("publish-result"), { visible: true });
@@ -165,6 +168,7 @@ async function publish(page, receiver) {
     answer,
     received: received ?? null,
     publications: receiver.got.filter((m) => m.type === "publication").length,
+    posts,
     history_top: history ?? null,
   });
 }
