@@ -1,0 +1,174 @@
+// Real processes for the tests: a neonex binary (env NEONEX_BIN) and nats-server, each on a
+// free loopback port, always killed at the end. Lives outside test/ so that
+// `node --test test/` does not take it for a test file.
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+const children = new Set();
+const cleanup = () => {
+  for (const child of children) child.kill("SIGKILL");
+};
+process.on("exit", cleanup);
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+
+export function neonexBin() {
+  const bin = process.env.NEONEX_BIN;
+  if (!bin) throw new Error("set NEONEX_BIN to a neonex binary (cargo build; target/debug/neonex)");
+  return bin;
+}
+
+/** A port nothing listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it returns a truthy value, for at most `ms`. */
+export async function until(check, ms = 10000, what = "condition") {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${typeof what === "function" ? what() : what}`);
+    }
+    await sleep(25);
+  }
+}
+
+function run(command, args, env) {
+  // neonex reads every NEONEX_* variable as a setting, and NEONEX_BIN is none.
+  const { NEONEX_BIN: _, ...inherited } = process.env;
+  const child = spawn(command, args, {
+    env: { ...inherited, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  let log = "";
+  const keep = (chunk) => {
+    log = (log + chunk).slice(-20000);
+  };
+  child.stdout.on("data", keep);
+  child.stderr.on("data", keep);
+  const exited = new Promise((resolve) => {
+    child.once("exit", (code, signal) => {
+      children.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  return { child, exited, log: () => log };
+}
+
+/**
+ * Starts `neonex serve` on 127.0.0.1:port (a free one unless given) with `env` settings
+ * (e.g. {NEONEX_HISTORY_SIZE: "100"}); resolves once /health answers.
+ */
+export async function startHub({ port, env = {} } = {}) {
+  port ??= await freePort();
+  const proc = run(neonexBin(), ["serve", "--listen", `127.0.0.1:${port}`], {
+    NEONEX_SHARDS: "2",
+    NEONEX_SHUTDOWN_TIMEOUT: "2s",
+    ...env,
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const hub = {
+    port,
+    base,
+    ws: `ws://127.0.0.1:${port}/ws`,
+    log: proc.log,
+    async api(method, pathname, body) {
+      const res = await fetch(base + pathname, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`${method} ${pathname}: ${res.status} ${text}`);
+      return text ? JSON.parse(text) : null;
+    },
+    publish(room, body) {
+      return hub.api("POST", `/api/rooms/${room}/publish`, body);
+    },
+    kick(user) {
+      return hub.api("DELETE", `/api/users/${user}/connections`);
+    },
+    async members(room) {
+      return (await hub.api("GET", `/api/rooms/${room}/members`)).members;
+    },
+    /** kill -9: no goodbye. */
+    async kill() {
+      proc.child.kill("SIGKILL");
+      await proc.exited;
+    },
+    /** Graceful: server_shutdown, then close 1001. */
+    async stop() {
+      proc.child.kill("SIGTERM");
+      await proc.exited;
+    },
+    /** SIGSTOP, resolved once every thread has stopped: nothing answers any more. */
+    async pause() {
+      proc.child.kill("SIGSTOP");
+      const tasks = `/proc/${proc.child.pid}/task`;
+      await until(
+        async () => readdirSync(tasks).every((t) => /^\d+ \(.*\) [Tt] /.test(readFileSync(`${tasks}/${t}/stat`, "utf8"))),
+        5000,
+        "the hub to stop",
+      );
+    },
+    resume: () => proc.child.kill("SIGCONT"),
+  };
+  await until(
+    async () => proc.child.exitCode === null && (await fetch(`${base}/health`)).ok,
+    15000,
+    () => `neonex on port ${port}\n${proc.log()}`,
+  );
+  return hub;
+}
+
+/** nats-server with JetStream in a fresh directory; resolves once it takes connections. */
+export async function startNats() {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), "neonex-js-nats-"));
+  const bin = process.env.NATS_SERVER || "nats-server";
+  const env = { PATH: `${process.env.PATH}:/usr/sbin:/usr/local/sbin` };
+  const proc = run(bin, ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port)], env);
+  await until(
+    () =>
+      new Promise((resolve) => {
+        const socket = net.connect(port, "127.0.0.1", () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.once("error", () => resolve(false));
+      }),
+    10000,
+    () => `nats-server on port ${port}\n${proc.log()}`,
+  );
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    async kill() {
+      proc.child.kill("SIGKILL");
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
