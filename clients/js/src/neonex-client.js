@@ -333,13 +333,15 @@ export class NeonexClient {
     this._orphans = [];
     const joins = [...orphans, ...this._queue].filter((r) => r.kind === "join" && !r.done);
     for (const room of this._wanted) {
-      const req = joins.find((r) => r.room === room) || this._request("join", room, { internal: true });
+      const req =
+        joins.find((r) => r.room === room) ||
+        this._request("join", room, { internal: true, frame: { type: "join_room", room } });
       this._queue = this._queue.filter((r) => r !== req);
       const at = this._streams.get(room);
       if (at?.epoch) {
         this._recovering.set(room, { retried: this._autojoined.has(room) });
         // The server put us in its autojoined rooms already, where a recover is refused.
-        if (this._autojoined.has(room)) this._send(this._request("leave", room, { internal: true }));
+        if (this._autojoined.has(room)) this._send(this._leaveRequest(room, true));
         req.frame = { type: "join_room", room, recover: { offset: at.offset, epoch: at.epoch } };
       }
       this._send(req);
@@ -374,7 +376,7 @@ export class NeonexClient {
         // replay starts after the offset we kept, and nothing was shown meanwhile).
         recovering.retried = true;
         const at = this._streams.get(room);
-        this._send(this._request("leave", room, { internal: true }));
+        this._send(this._leaveRequest(room, true));
         const again = this._request("join", room, { internal: true });
         again.frame = { type: "join_room", room, recover: { offset: at.offset, epoch: at.epoch } };
         again.carries = req;
@@ -466,6 +468,10 @@ export class NeonexClient {
     return { kind, room, sent: false, done: false, seq: (this._seq = (this._seq || 0) + 1), ...extra };
   }
 
+  _leaveRequest(room, internal) {
+    return this._request("leave", room, { internal, frame: { type: "leave_room", room } });
+  }
+
   /** Sends now, or queues while not connected; resolves with the server's answer. */
   _call(req, timeout) {
     return new Promise((resolve, reject) => {
@@ -529,8 +535,7 @@ export class NeonexClient {
       this._streams.delete(room);
       return Promise.resolve({ room, count: null });
     }
-    const req = this._request("leave", room, { frame: { type: "leave_room", room } });
-    return this._call(req, timeout);
+    return this._call(this._leaveRequest(room, false), timeout);
   }
 
   /** publish(room, "text") or publish(room, {message, data}); resolves with the echo. */
