@@ -136,11 +136,14 @@ export async function startHub({ port, env = {} } = {}) {
     },
     resume: () => proc.child.kill("SIGCONT"),
   };
-  await until(
-    async () => proc.child.exitCode === null && (await fetch(`${base}/health`)).ok,
-    15000,
-    () => `neonex on port ${port}\n${proc.log()}`,
-  );
+  const died = proc.exited.then(({ code, signal }) => {
+    throw new Error(`neonex exited (${code ?? signal}) on start:\n${proc.log()}`);
+  });
+  await Promise.race([
+    died,
+    until(async () => (await fetch(`${base}/health`)).ok, 15000, () => `neonex on port ${port}\n${proc.log()}`),
+  ]);
+  died.catch(() => {}); // a later exit is the test's business (kill, stop)
   return hub;
 }
 
