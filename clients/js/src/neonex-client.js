@@ -60,6 +60,7 @@ export class NeonexClient {
     this._waiters = []; // connect() promises
 
     this._wanted = new Set(); // rooms the app joined: rejoined after every reconnect
+    this._unwanted = new Set(); // rooms the app left: left again if the server autojoins them
     this._streams = new Map(); // room -> {epoch, offset}: the last positioned message seen
     this._inRooms = new Set(); // rooms this socket is in
     this._autojoined = new Set(); // rooms the server joined by itself on the last socket
@@ -368,6 +369,10 @@ export class NeonexClient {
       // The server joined us by itself (rooms.autojoin or the connect hook).
       this._autojoinedNow?.add(room);
       this._autojoined.add(room);
+      if (this._unwanted.has(room)) {
+        this._send(this._leaveRequest(room, true));
+        return;
+      }
     }
     const recovering = this._recovering.get(room);
     if (recovering && m.recovered !== undefined) {
@@ -416,6 +421,7 @@ export class NeonexClient {
 
   _onPositioned(m, event) {
     const room = m.room;
+    if (this._unwanted.has(room)) return; // an autojoin the app had left
     if (typeof m.offset === "number") {
       if (this._recovering.has(room)) return; // the recovery replays it in order
       const at = this._streams.get(room);
@@ -458,7 +464,12 @@ export class NeonexClient {
       return;
     }
     if (req?.internal && req.kind === "leave") return; // an autojoin that did not happen
-    if (req?.internal && req.kind === "join") this._recovering.delete(req.room);
+    if (req?.internal && req.kind === "join") {
+      this._recovering.delete(req.room);
+      // Refused for good (forbidden, over a limit, ...): stop rejoining it. A passing
+      // refusal (rate_limited, unavailable) is tried again at the next reconnect.
+      if (!["rate_limited", "unavailable"].includes(m.code)) this._wanted.delete(req.room);
+    }
     this._emit("error", err);
   }
 
@@ -516,6 +527,8 @@ export class NeonexClient {
     if (req.done) return;
     req.done = true;
     clearTimeout(req.timer);
+    // A join that failed is not rejoined later.
+    if (err && req.kind === "join" && err.code !== "closed") this._wanted.delete(req.room);
     if (err) req.reject?.(err);
     else req.resolve?.(value);
   }
@@ -523,15 +536,17 @@ export class NeonexClient {
   /** Joins `room` and keeps it joined across reconnects (recovering what was missed). */
   join(room, { timeout } = {}) {
     this._wanted.add(room);
+    this._unwanted.delete(room);
     const req = this._request("join", room, { frame: { type: "join_room", room } });
     return this._call(req, timeout);
   }
 
   leave(room, { timeout } = {}) {
     this._wanted.delete(room);
+    this._unwanted.add(room);
     const queuedJoin = this._queue.some((r) => r.kind === "join" && r.room === room);
-    if (this.status !== "connected" && !this._autojoined.has(room) && !queuedJoin) {
-      // The room will not be rejoined: there is nothing to leave.
+    if (this.status !== "connected" && !queuedJoin) {
+      // The room will not be rejoined (and an autojoin is left at once): nothing to leave.
       this._streams.delete(room);
       return Promise.resolve({ room, count: null });
     }

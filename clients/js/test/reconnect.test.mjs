@@ -55,6 +55,31 @@ test("after the hub is killed and started again, the client reconnects and rejoi
   assert.equal((await heard).message, "welcome back");
 });
 
+test("an autojoined room the app left stays left after a reconnect", async () => {
+  const h = await hub();
+  const ann = makeClient(h.ws, "ann-leaves");
+  await ann.connect();
+  await ann.leave("general");
+  const rejoined = next(ann, "connected");
+  const gone = next(ann, "disconnected");
+  await h.kick("ann-leaves");
+  await gone;
+  await rejoined;
+  const heard = record(ann, "publication");
+  await ann.join("after");
+  // In order behind the autojoin and the client's leave: once this is answered, the leave is too.
+  await ann.publish("after", "sync");
+  assert.ok(!(await h.members("general")).includes(ann.connectionId));
+  await h.publish("general", { n: 1 });
+  const probe = next(ann, "publication", (m) => m.room === "after");
+  await h.publish("after", { n: 2 });
+  await probe;
+  assert.deepEqual(
+    heard.map((m) => m.room),
+    ["after"],
+  );
+});
+
 test("server_shutdown: the event, then a reconnect no sooner than shutdownReconnectDelay", async () => {
   const first = await hub();
   const ann = makeClient(first.ws, "ann-shutdown", { shutdownReconnectDelay: 400 });

@@ -2,6 +2,7 @@
 // in order, in rooms it joined and in the autojoined `general`; and learns when it cannot.
 
 import assert from "node:assert/strict";
+import http from "node:http";
 import { after, before, test } from "node:test";
 import WebSocket from "ws";
 import { atLeast, closeAll, makeClient, next, record } from "../testkit/client.mjs";
@@ -171,5 +172,70 @@ test("after a restart (new epoch) the client reports recovered:false and carries
     assert.deepEqual(gaps, []);
   } finally {
     await own.kill();
+  }
+});
+
+test("a room the hub autojoins unexpectedly is still recovered (leave, then join again)", async () => {
+  // The backend's connect hook puts the second connection, not the first, in `hooked`: the
+  // client's recover is refused, as the room is joined already, and it asks again.
+  let connections = 0;
+  const backend = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      connections++;
+      const rooms = connections === 1 ? [] : ["hooked"];
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ user_id: "ann-hooked", rooms }));
+    });
+  });
+  await new Promise((resolve) => backend.listen(0, "127.0.0.1", resolve));
+  const own = await startHub({
+    env: { ...HISTORY, NEONEX_PROXY_CONNECT_URL: `http://127.0.0.1:${backend.address().port}/connect` },
+  });
+  try {
+    await own.api("PUT", "/api/rooms/hooked"); // stays while empty
+    const gate = gated();
+    const ann = makeClient(own.ws, undefined, { getToken: gate.getToken });
+    await ann.connect();
+    assert.equal(ann.userId, "ann-hooked");
+    await ann.join("hooked");
+    const seen = record(ann, "publication");
+    const first = next(ann, "publication");
+    await own.publish("hooked", { n: 1 });
+    await first;
+
+    gate.shut();
+    const gone = next(ann, "disconnected");
+    await own.kick("ann-hooked");
+    await gone;
+    await own.publish("hooked", { n: 2 });
+    await own.publish("hooked", { n: 3 });
+    const answers = record(ann, "server_message");
+    const recovered = next(ann, "recovered");
+    gate.open();
+    const outcome = await recovered;
+    assert.deepEqual([outcome.room, outcome.recovered], ["hooked", true]);
+    const joins = answers.filter((m) => m.type === "joined" && m.room === "hooked");
+    assert.deepEqual(
+      joins.map((m) => m.recovered),
+      [undefined, false, true],
+      "autojoined, refused, granted",
+    );
+    const live = next(ann, "publication", (m) => m.data.n === 4);
+    await own.publish("hooked", { n: 4 });
+    await live;
+    assert.deepEqual(
+      seen.map((m) => [m.offset, m.data.n]),
+      [
+        [1, 1],
+        [2, 2],
+        [3, 3],
+        [4, 4],
+      ],
+    );
+    assert.equal(connections, 2);
+  } finally {
+    await own.kill();
+    backend.close();
   }
 });
