@@ -326,7 +326,6 @@ export class NeonexClient {
     this._failures = 0;
     this._seq = this._seq || 0;
     this._awaitingAutojoin = new Set(this._autojoined);
-    this._autojoinedNow = new Set();
     this._startLiveness();
 
     // Rejoins first (each reusing an app join that was queued or cut off), then the queue.
@@ -362,12 +361,14 @@ export class NeonexClient {
 
   _onJoined(m) {
     const room = m.room;
+    // The hub answers a join with `recover` with `recovered`, always; a joined without it
+    // answers a plain join, or is an autojoin.
+    const asked = (r) => r.kind === "join" && r.room === room && r.sent && ("recover" in r.frame) === ("recovered" in m);
     const requested = !(m.recovered === undefined && this._awaitingAutojoin.delete(room));
-    const req = requested ? this._take((r) => r.kind === "join" && r.room === room && r.sent) : null;
+    const req = requested ? this._take(asked) : null;
     this._inRooms.add(room);
     if (!req) {
       // The server joined us by itself (rooms.autojoin or the connect hook).
-      this._autojoinedNow?.add(room);
       this._autojoined.add(room);
       if (this._unwanted.has(room)) {
         this._send(this._leaveRequest(room, true));
@@ -376,9 +377,10 @@ export class NeonexClient {
     }
     const recovering = this._recovering.get(room);
     if (recovering && m.recovered !== undefined) {
-      if (m.recovered === false && !recovering.retried && this._autojoinedNow?.has(room)) {
-        // Refused because the autojoin came first: leave and ask again (no loss: the
-        // replay starts after the offset we kept, and nothing was shown meanwhile).
+      if (m.recovered === false && !m.epoch && !recovering.retried) {
+        // Refused because an autojoin came first (a refusal without `epoch` means "already
+        // in", whichever order the two joined arrive in): leave and ask again. No loss: the
+        // replay starts after the offset we kept, and nothing was shown meanwhile.
         recovering.retried = true;
         const at = this._streams.get(room);
         this._send(this._leaveRequest(room, true));
@@ -393,7 +395,10 @@ export class NeonexClient {
       const at = this._streams.get(room);
       this._emit("recovered", { room, recovered: m.recovered, epoch: at?.epoch, offset: m.offset ?? at?.offset });
     } else if (m.epoch && !recovering) {
-      this._streams.set(room, { epoch: m.epoch, offset: m.offset });
+      // Never backwards in one epoch: a late autojoin's joined may follow a recovery.
+      const seen = this._streams.get(room);
+      const offset = seen?.epoch === m.epoch ? Math.max(seen.offset, m.offset) : m.offset;
+      this._streams.set(room, { epoch: m.epoch, offset });
     }
     const at = this._streams.get(room);
     const result = { room, count: m.count };

@@ -216,10 +216,12 @@ test("a room the hub autojoins unexpectedly is still recovered (leave, then join
     const outcome = await recovered;
     assert.deepEqual([outcome.room, outcome.recovered], ["hooked", true]);
     const joins = answers.filter((m) => m.type === "joined" && m.room === "hooked");
+    // The autojoin's own joined may come before or after the refusal, or not at all when the
+    // leave overtook it (the room's home is another shard).
     assert.deepEqual(
-      joins.map((m) => m.recovered),
-      [undefined, false, true],
-      "autojoined, refused, granted",
+      joins.filter((m) => "recovered" in m).map((m) => m.recovered),
+      [false, true],
+      "refused, then granted",
     );
     const live = next(ann, "publication", (m) => m.data.n === 4);
     await own.publish("hooked", { n: 4 });
