@@ -1,8 +1,9 @@
 //! The JavaScript client (`clients/js`, npm package `neonex-client`) against this build of
 //! the hub: runs its `node --test` suite, whose helpers start this very binary (through
-//! `NEONEX_BIN`) and `nats-server` on free loopback ports.
+//! `NEONEX_BIN`) and `nats-server` on free loopback ports, in Node and in headless Chromium.
 //!
-//! Needs `npm ci` in `clients/js` (for `ws`, its only package) and Debian's `nats-server`.
+//! Needs `npm ci` in `clients/js` (`ws` and `puppeteer-core`, development packages only),
+//! Debian's `nats-server` and `chromium` (or `NATS_SERVER`, `CHROMIUM` naming others).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(240);
 fn the_javascript_client_passes_its_tests() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/js");
     assert!(
-        dir.join("node_modules/ws").exists(),
+        dir.join("node_modules/ws").exists() && dir.join("node_modules/puppeteer-core").exists(),
         "the JavaScript client's packages are missing: run `npm ci` in clients/js"
     );
     let mut child = Command::new("node")
