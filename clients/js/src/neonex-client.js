@@ -470,10 +470,21 @@ export class NeonexClient {
     }
     if (req?.internal && req.kind === "leave") return; // an autojoin that did not happen
     if (req?.internal && req.kind === "join") {
-      this._recovering.delete(req.room);
-      // Refused for good (forbidden, over a limit, ...): stop rejoining it. A passing
-      // refusal (rate_limited, unavailable) is tried again at the next reconnect.
-      if (!["rate_limited", "unavailable"].includes(m.code)) this._wanted.delete(req.room);
+      if (["rate_limited", "unavailable"].includes(m.code)) {
+        // A passing refusal (say a hundred rooms rejoined at once): ask again in a second.
+        const { room, frame } = req;
+        const generation = this._generation;
+        setTimeout(() => {
+          if (generation !== this._generation || !this._wanted.has(room)) return;
+          const recovering = this._recovering.get(room);
+          if (recovering) recovering.retried = false;
+          this._send(this._request("join", room, { internal: true, frame }));
+        }, 1000);
+      } else {
+        // Refused for good (forbidden, over a limit, ...): stop rejoining it.
+        this._recovering.delete(req.room);
+        this._wanted.delete(req.room);
+      }
     }
     this._emit("error", err);
   }

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { closeAll, makeClient, next, record } from "../testkit/client.mjs";
-import { freePort, startHub } from "../testkit/hub.mjs";
+import { freePort, sleep, startHub, until } from "../testkit/hub.mjs";
 
 const hubs = [];
 async function hub(options) {
@@ -78,6 +78,33 @@ test("an autojoined room the app left stays left after a reconnect", async () =>
     heard.map((m) => m.room),
     ["after"],
   );
+});
+
+test("rejoins the hub refuses for now (rate_limited) are asked again", async () => {
+  const h = await hub({ env: { NEONEX_LIMITS_MESSAGES_PER_SECOND: "5", NEONEX_LIMITS_BURST: "5" } });
+  const ann = makeClient(h.ws, "ann-many");
+  await ann.connect();
+  const rooms = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"];
+  for (const room of rooms) {
+    for (;;) {
+      const refused = await ann.join(room).then(() => null, (e) => e);
+      if (!refused) break;
+      assert.equal(refused.code, "rate_limited");
+      await sleep(250); // the bucket refills with time only
+    }
+  }
+  const errors = record(ann, "error");
+  const gone = next(ann, "disconnected");
+  await h.kick("ann-many"); // the new connection's bucket holds 5 of the 8 rejoins
+  await gone;
+  await next(ann, "connected");
+  const member = async () => {
+    const lists = await Promise.all(rooms.map((room) => h.members(room).catch(() => [])));
+    return lists.every((ids) => ids.includes(ann.connectionId));
+  };
+  await until(member, 8000, "every room rejoined");
+  assert.ok(errors.length > 0 && errors.every((e) => e.code === "rate_limited" && e.request === "join"));
+  assert.deepEqual(ann.rooms, rooms);
 });
 
 test("server_shutdown: the event, then a reconnect no sooner than shutdownReconnectDelay", async () => {
