@@ -348,6 +348,7 @@ export class NeonexClient {
     }
     for (const req of orphans) {
       if (req.kind === "publish") this._inflight.push(req); // its echo may be replayed
+      else if (!req.sent) this._settle(req, new NeonexError("disconnected", "left before the join was answered"));
     }
     const queued = this._queue;
     this._queue = [];
@@ -508,12 +509,13 @@ export class NeonexClient {
       }
       req.resolve = resolve;
       req.reject = reject;
+      const ms = timeout ?? this.options.timeout;
       req.timer = setTimeout(() => {
         this._queue = this._queue.filter((r) => r !== req);
         this._inflight = this._inflight.filter((r) => r !== req);
         if (this._orphans) this._orphans = this._orphans.filter((r) => r !== req);
-        this._settle(req, new NeonexError("timeout", `${req.kind} timed out after ${timeout} ms`, { room: req.room }));
-      }, timeout ?? this.options.timeout);
+        this._settle(req, new NeonexError("timeout", `${req.kind} timed out after ${ms} ms`, { room: req.room }));
+      }, ms);
       if (this.status === "connected") {
         this._send(req);
       } else if (this._queue.length >= this.options.maxQueue) {

@@ -1,9 +1,9 @@
 // The same module in a browser: headless Chromium (Debian's, driven by puppeteer-core; never
-// a downloaded one) loads it from a page and uses the browser's own WebSocket.
+// a downloaded one) imports it from the hub itself, at /demo/neonex-client.js where the demo
+// page finds it (admin.demo), and uses the browser's own WebSocket.
 
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import http from "node:http";
 import { after, before, test } from "node:test";
 import puppeteer from "puppeteer-core";
 import { startHub } from "../testkit/hub.mjs";
@@ -12,23 +12,11 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SOURCE = new URL("../src/neonex-client.js", import.meta.url);
 
 let hub;
-let site;
 let browser;
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
-  hub = await startHub({ env: { NEONEX_HISTORY_SIZE: "100" } });
-  // The page and the module, from another origin than the hub's, as an app would serve them.
-  site = http.createServer((req, res) => {
-    if (req.url === "/neonex-client.js") {
-      res.setHeader("content-type", "text/javascript");
-      res.end(readFileSync(SOURCE));
-    } else {
-      res.setHeader("content-type", "text/html");
-      res.end("<!doctype html><title>app</title>");
-    }
-  });
-  await new Promise((resolve) => site.listen(0, "127.0.0.1", resolve));
+  hub = await startHub({ env: { NEONEX_HISTORY_SIZE: "100", NEONEX_ADMIN_DEMO: "true" } });
   browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -38,8 +26,14 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  site?.close();
   await hub?.kill();
+});
+
+test("the hub serves this very file at /demo/neonex-client.js, as JavaScript", async () => {
+  const res = await fetch(`${hub.base}/demo/neonex-client.js`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type"), /^text\/javascript/);
+  assert.equal(await res.text(), readFileSync(SOURCE, "utf8"));
 });
 
 test("in Chromium: connect, join, publish, and recover after a kick", async () => {
@@ -47,9 +41,9 @@ test("in Chromium: connect, join, publish, and recover after a kick", async () =
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   await hub.api("PUT", "/api/rooms/web"); // kept while its only member is away
-  await page.goto(`http://127.0.0.1:${site.address().port}/`);
+  await page.goto(`${hub.base}/demo/neonex-client.js`); // any page of the hub's origin
   const first = await page.evaluate(async (ws) => {
-    const { NeonexClient } = await import("/neonex-client.js");
+    const { NeonexClient } = await import("/demo/neonex-client.js");
     const client = new NeonexClient(ws, { user: "chromium", minReconnectDelay: 50, maxReconnectDelay: 100 });
     window.client = client;
     window.seen = [];
