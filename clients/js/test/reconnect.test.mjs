@@ -24,7 +24,6 @@ test("after the hub is killed and started again, the client reconnects and rejoi
   const bob = makeClient(first.ws, "bob");
   await ann.connect();
   await ann.join("lobby");
-  const firstId = ann.connectionId;
   const statuses = record(ann, "status");
   const disconnected = next(ann, "disconnected");
   await first.kill();
@@ -37,7 +36,6 @@ test("after the hub is killed and started again, the client reconnects and rejoi
   const second = await hub({ port: first.port });
   await connected;
   await rejoined;
-  assert.notEqual(ann.connectionId, firstId);
   assert.deepEqual(await second.members("lobby"), [ann.connectionId]);
   // Failed attempts while the port was closed: connecting -> disconnected, again and again.
   const order = statuses.map((s) => s.status);
@@ -174,8 +172,9 @@ test("backoff: delays double from min to max, each scaled by [0.5, 1]", async ()
     assert.ok(delay >= expected * 0.5 && delay <= expected, `delay ${delay} for ${expected}`);
     const waited = attempts[i].at - attempts[i - 1].at;
     assert.ok(waited >= delay - 2, `waited ${waited} >= ${delay}`);
-    assert.ok(waited <= expected + 100, `waited ${waited} for ${expected}`);
-    assert.ok(waited <= max + 100, `waited ${waited}, above max`);
+    // The slack covers a refused connect and a busy machine's late timers.
+    assert.ok(waited <= expected + 150, `waited ${waited} for ${expected}`);
+    assert.ok(waited <= max + 150, `waited ${waited}, above max`);
   }
 });
 
