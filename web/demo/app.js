@@ -1,6 +1,7 @@
 // The demo chat: a neonex-client connection, the chat's state and the page, wired
 // together. Page parameters: `?user=NAME` (else a prompt), `?ws=URL` (else this host's /ws).
 import { NeonexClient } from "/demo/neonex-client.js";
+import { Greeter } from "/demo/hello.js";
 import { askName } from "/demo/login.js";
 import { ChatState, TYPING_SHOWN_AFTER_MS } from "/demo/state.js";
 import { ChatView } from "/demo/view.js";
@@ -29,66 +30,49 @@ function start(user) {
   const draw = () => {
     view.showRooms(state);
     view.showOnline(state);
+    view.showHeader(state);
     view.showTyping(state);
   };
-  const drawRoom = () => {
+  const drawSelected = () => {
     draw();
-    view.showRoom(state);
+    view.showTimeline(state);
   };
   const inTimeline = (room, item) => {
     if (room === state.selected) view.append(item);
     draw();
   };
 
-  // Members learn of a newcomer, but the newcomer learns of no one: nothing lists a room's
-  // members to a client. So a newcomer says hello on each `joined`, and members answer.
-  // A hello is a typing that stops at once (ephemeral, stored nowhere): it marks the sender
-  // online on the other pages without showing "is typing" there (state.js).
-  // A room the hub joins by itself and the page joins too is answered twice, and the
-  // first `joined` can come before the hub delivers the room's messages to the newcomer,
-  // so the answer to its first hello may never reach it: each member answers up to two
-  // hellos of a user per room (since its `user_joined`), which also ends the exchange.
-  const hello = (room) => {
-    client.typing(room);
-    client.stopTyping(room);
-  };
-  const answered = new Map(); // "room user" -> hellos answered since that user joined
-  const answer = (room, other) => {
-    const key = `${room} ${other}`;
-    const count = answered.get(key) ?? 0;
-    if (other === user || count >= 2) return;
-    answered.set(key, count + 1);
-    hello(room);
-  };
+  const greeter = new Greeter(client, user);
 
   let connectedBefore = false;
   client.on("status", ({ status }) => view.showStatus(status));
   client.on("connected", () => {
     if (connectedBefore) {
       state.forgetOthers();
-      answered.clear();
+      greeter.forget();
     }
     connectedBefore = true;
     draw();
   });
   client.on("joined", (m) => {
-    state.joined(m.room, m.count);
-    if (m.count > 1) hello(m.room);
-    drawRoom();
+    const first = state.joined(m.room, m.count);
+    greeter.joined(m.room, m.count);
+    if (first && m.room === state.selected) drawSelected();
+    else draw();
   });
   client.on("left", (m) => {
     state.left(m.room);
-    drawRoom();
+    drawSelected();
   });
   client.on("user_joined", (m) => {
     state.setCount(m.room, m.count);
     state.seen(m.user_id);
-    answered.delete(`${m.room} ${m.user_id}`);
-    drawRoom();
+    greeter.userJoined(m.room, m.user_id);
+    draw();
   });
   client.on("user_left", (m) => {
     state.setCount(m.room, m.count);
-    drawRoom();
+    draw();
   });
   client.on("presence", (m) => {
     if (m.status === "online") state.seen(m.user_id);
@@ -97,7 +81,7 @@ function start(user) {
   });
   client.on("typing", (m) => {
     state.seen(m.user_id);
-    if (!m.typing) answer(m.room, m.user_id);
+    if (!m.typing) greeter.heard(m.room, m.user_id);
     state.typing(m.room, m.user_id, m.typing);
     draw();
     if (m.typing) setTimeout(draw, TYPING_SHOWN_AFTER_MS + 20);
@@ -116,9 +100,9 @@ function start(user) {
   });
   setInterval(() => view.showTyping(state), 1000);
 
-  wireControls(client, state, view, drawRoom);
+  wireControls(client, state, drawSelected);
   view.showMe(user);
-  drawRoom();
+  drawSelected();
   client.connect().then(() => {
     for (const room of START_ROOMS) client.join(room).catch(() => {});
   });
@@ -134,7 +118,7 @@ function recoveryNotice({ recovered, offset }, lastSeen) {
   return ["not-recovered", "Reconnected: messages sent while you were away could not be recovered"];
 }
 
-function wireControls(client, state, view, drawRoom) {
+function wireControls(client, state, drawSelected) {
   const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
   const input = $("composer-input");
   const error = $("composer-error");
@@ -160,7 +144,7 @@ function wireControls(client, state, view, drawRoom) {
     const li = event.target.closest('[data-testid="room"]');
     if (!li) return;
     state.select(li.dataset.room);
-    drawRoom();
+    drawSelected();
     input.focus();
   });
 
@@ -178,7 +162,7 @@ function wireControls(client, state, view, drawRoom) {
       .join(name)
       .then(() => {
         state.select(name);
-        drawRoom();
+        drawSelected();
       })
       .catch(fail);
   });

@@ -4,7 +4,7 @@
 
 /** How long a "typing" lasts without news: a peer that vanished mid-word stops typing. */
 const TYPING_TTL_MS = 6000;
-/** A "typing" shows only once it has lasted this long: a hello (app.js) is a typing that
+/** A "typing" shows only once it has lasted this long: a hello (hello.js) is a typing that
  * stops at once, and must not flash "is typing" on the newcomer's page. */
 export const TYPING_SHOWN_AFTER_MS = 300;
 
@@ -38,10 +38,13 @@ export class ChatState {
     return room;
   }
 
+  /** Returns whether the room is new here (not a rejoin after a reconnect). */
   joined(name, count) {
     const room = this.room(name);
+    const first = !room.joined;
     room.joined = true;
     room.count = count;
+    return first;
   }
 
   left(name) {
@@ -123,7 +126,7 @@ export class ChatState {
     for (const room of this.rooms.values()) room.typing.delete(user);
   }
 
-  /** After a reconnect nothing is known of others: they say hello again (app.js). */
+  /** After a reconnect nothing is known of others: they say hello again (hello.js). */
   forgetOthers() {
     this.online = new Set([this.me]);
     for (const room of this.rooms.values()) room.typing.clear();

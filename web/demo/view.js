@@ -70,12 +70,18 @@ export class ChatView {
     });
   }
 
-  showRoom(state) {
+  /** The selected room's name and member count. */
+  showHeader(state) {
     const room = state.rooms.get(state.selected);
     this.title.textContent = state.selected;
     this.members.textContent = room ? `${room.count} ${room.count === 1 ? "member" : "members"}` : "";
     this.leave.disabled = !room;
     this.input.placeholder = `Message #${state.selected}`;
+  }
+
+  /** The selected room's timeline, drawn anew: when another room is selected. */
+  showTimeline(state) {
+    const room = state.rooms.get(state.selected);
     this.messages.replaceChildren(...(room ? room.timeline.map(item) : []));
     if (room && room.timeline.length === 0) this.messages.append(empty(state.selected));
     this.scrollDown(true);
