@@ -1,9 +1,9 @@
 //! The demo chat at `/demo`, in real headless Chromium on a real two-node cluster:
 //! `tests/clients/demo_pages.mjs` starts nats-server, the neonex nodes and the browser,
-//! drives two pages (ann and bob) through a chat, a crash and restart of their node (the
-//! messages published meanwhile come back, once, in order) and writes screenshots to
-//! `target/screenshots/demo-ann.png` and `demo-bob.png`. This test runs it and reads the
-//! summary it prints.
+//! drives two pages (ann and bob) through a chat, a third page that asks for a name, a
+//! crash and restart of their node (the messages published meanwhile come back, once, in
+//! order) and rooms, and writes screenshots to `target/screenshots/demo-ann.png` and
+//! `demo-bob.png`. This test runs it and reads the summary it prints.
 //!
 //! It needs what `.ci/run` installs: `npm ci` in `tests/clients`, Debian's `chromium` (or
 //! `CHROMIUM` naming another build; none is ever downloaded) and `nats-server`.
@@ -101,11 +101,17 @@ fn the_demo_chat_works_in_chromium_across_a_node_restart() {
         .collect();
     assert_eq!(
         cases,
-        ["chat", "restart", "rooms", "screenshot"],
+        ["chat", "prompt", "restart", "rooms", "screenshot"],
         "{summary:#}"
     );
+    let restart = summary["cases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "restart")
+        .expect("the restart case");
     for user in ["ann", "bob"] {
-        let recovered = &summary["cases"][1]["pages"][user];
+        let recovered = &restart["pages"][user];
         assert_eq!(
             recovered["added"].as_array().map(Vec::len),
             Some(3),

@@ -5,6 +5,8 @@
 //
 // Cases, one after the other on the same pages (ann and bob, both on node A):
 //   chat       each sees the other online; typing shows; messages cross, own ones marked
+//   prompt     a third page asks for a name, sees ann and bob online and is seen; when it
+//              closes, the others see it go offline
 //   restart    node A is killed, 3 messages are published through node B meanwhile, A comes
 //              back on its port: both pages reconnect by themselves and show the 3, in
 //              order, once, under a "recovered" notice
@@ -58,6 +60,7 @@ async function main() {
   pages.bob = await open("bob", a);
 
   await run("chat", () => chat(pages.ann, pages.bob));
+  await run("prompt", () => prompt(a));
   await run("restart", async () => {
     const result = await restart(a, b, env);
     a = result.node;
@@ -130,6 +133,25 @@ async function chat(ann, bob) {
   const counts = await ann.$$eval(`${$("room")}[data-room="${ROOM}"] ${$("room-count")}`, (e) => e.map((x) => x.textContent));
   check(counts[0] === "2", `ann's #${ROOM} counts 2 members: ${counts}`);
   return { at };
+}
+
+async function prompt(node) {
+  const context = await browser.createBrowserContext();
+  const cat = await context.newPage();
+  cat.setDefaultTimeout(WAIT_MS);
+  await cat.goto(`${node.base}/demo`);
+  await cat.waitForSelector($("name-input"), { visible: true });
+  await cat.type($("name-input"), "cat");
+  await cat.keyboard.press("Enter");
+  await cat.waitForSelector(`${$("status")}[data-status="connected"]`);
+  const url = new URL(cat.url());
+  check(url.searchParams.get("user") === "cat", `the name goes into the page's URL: ${url}`);
+  for (const [page, user] of [[cat, "ann"], [cat, "bob"], [pages.ann, "cat"], [pages.bob, "cat"]]) await sees(page, user);
+  await context.close();
+  for (const page of Object.values(pages)) {
+    await page.waitForSelector(`${$("online-user")}[data-user="cat"]`, { hidden: true });
+  }
+  return {};
 }
 
 async function restart(a, b, env) {
