@@ -1,5 +1,6 @@
 // The demo chat: a neonex-client connection, the chat's state and the page, wired
-// together. Page parameters: `?user=NAME` (else a prompt), `?ws=URL` (else this host's /ws).
+// together. Page parameters: `?user=NAME` (else a prompt), `?ws=URL` (else this host's /ws),
+// `?token=JWT` for a hub that wants one.
 import { NeonexClient } from "/demo/neonex-client.js";
 import { Greeter } from "/demo/hello.js";
 import { askName } from "/demo/login.js";
@@ -24,7 +25,12 @@ function start(user) {
   const state = new ChatState(user);
   const view = new ChatView(document);
   // A demo should come back quickly after a server restart: 5 s at most between tries.
-  const client = new NeonexClient(socketUrl(), { user, minReconnectDelay: 500, maxReconnectDelay: 5000 });
+  const client = new NeonexClient(socketUrl(), {
+    user: user || undefined,
+    token: params.get("token") || undefined,
+    minReconnectDelay: 500,
+    maxReconnectDelay: 5000,
+  });
   window.neonexDemo = { client, state };
 
   const draw = () => {
@@ -46,7 +52,10 @@ function start(user) {
 
   let connectedBefore = false;
   client.on("status", ({ status }) => view.showStatus(status));
-  client.on("connected", () => {
+  client.on("connected", ({ userId }) => {
+    state.identify(userId);
+    greeter.me = userId;
+    view.showMe(userId);
     if (connectedBefore) {
       state.forgetOthers();
       greeter.forget();
@@ -101,7 +110,7 @@ function start(user) {
   setInterval(() => view.showTyping(state), 1000);
 
   wireControls(client, state, drawSelected);
-  view.showMe(user);
+  if (user) view.showMe(user);
   drawSelected();
   client.connect().then(() => {
     for (const room of START_ROOMS) client.join(room).catch(() => {});

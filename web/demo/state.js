@@ -18,6 +18,14 @@ export class ChatState {
     this.online = new Set([me]);
   }
 
+  /** The hub says who we are (`welcome`): with a token, not the name we asked for. */
+  identify(me) {
+    if (me === this.me) return;
+    this.online.delete(this.me);
+    this.me = me;
+    this.online.add(me);
+  }
+
   room(name) {
     let room = this.rooms.get(name);
     if (!room) {
