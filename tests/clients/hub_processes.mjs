@@ -67,7 +67,8 @@ export async function startNats() {
   const port = await freePort();
   const store = mkdtempSync(join(tmpdir(), "neonex-demo-nats-"));
   scratch.push(store);
-  const program = process.env.NATS_SERVER || (existsSync("/usr/sbin/nats-server") ? "/usr/sbin/nats-server" : "nats-server");
+  const debian = "/usr/sbin/nats-server";
+  const program = process.env.NATS_SERVER || (existsSync(debian) ? debian : "nats-server");
   const nats = new Proc("nats", program, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store], {});
   nats.url = `nats://127.0.0.1:${port}`;
   await until(`nats-server on ${port}`, () => connects(port));
@@ -112,11 +113,8 @@ export async function startNode(name, env, port) {
 
 /** Waits until each node counts `n` live nodes in the cluster. */
 export function clusterOf(nodes, n) {
-  return Promise.all(
-    nodes.map((node) =>
-      until(`${n} nodes seen by ${node.name}`, async () => (await (await fetch(`${node.base}/stats`)).json()).cluster?.nodes === n),
-    ),
-  );
+  const nodesSeen = async (node) => (await (await fetch(`${node.base}/stats`)).json()).cluster?.nodes;
+  return Promise.all(nodes.map((node) => until(`${n} nodes seen by ${node.name}`, async () => (await nodesSeen(node)) === n)));
 }
 
 /** The last lines each process printed, for a failure report. */
