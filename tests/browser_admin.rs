@@ -196,9 +196,21 @@ fn publishing(seen: &Seen) {
     assert_eq!(received["data"], publish["sent"], "{out}");
     assert_eq!(received["offset"], 1, "{out}");
     assert_eq!(publish["publications"], 1, "{out}");
+    // ann and bob by `ws`, dora in the demo chat.
     assert_eq!(
-        publish["answer"], "Queued for 2 connection(s), offset 1.",
+        publish["answer"], "Queued for 3 connection(s), offset 1.",
         "{out}"
+    );
+    let demo = publish["demo_shown"].as_array();
+    assert!(
+        demo.is_some_and(|shown| shown
+            .iter()
+            .filter(|m| m
+                .as_str()
+                .is_some_and(|m| m.contains("hello from the dashboard")))
+            .count()
+            == 1),
+        "the demo page shows the publication once: {out}"
     );
     assert!(
         publish["history_top"]

@@ -143,8 +143,27 @@ async function liveFigures(page, clients) {
   report("figures", { tiles: shown, stats, stats_after: statsAfter, rooms_page: rooms, rooms_api: api, members, ids });
 }
 
-// Publishes from the dashboard to lobby, after a text that is not JSON (never sent).
+// The demo chat of user `user` in a page of its own, in `room`.
+async function demoIn(user, room) {
+  const demo = await (await browser.createBrowserContext()).newPage();
+  demo.setDefaultTimeout(STEP);
+  await demo.goto(`${URL}/demo?user=${user}`);
+  await demo.waitForSelector(`${testid("status")}[data-status="connected"]`);
+  await demo.type(testid("join-input"), room);
+  await demo.keyboard.press("Enter");
+  await demo.waitForSelector(`${testid("room")}[data-room="${room}"].selected`);
+  return demo;
+}
+
+// What the demo page shows of the messages of its selected room.
+const demoMessages = (demo) =>
+  demo.$$eval(testid("message"), (items) => items.map((m) => m.textContent));
+
+// Publishes from the dashboard to lobby, after a text that is not JSON (never sent); a
+// `ws` client and a demo chat page in lobby receive it.
 async function publish(page, receiver) {
+  const demo = await demoIn("dora", "lobby");
+  await page.bringToFront();
   let posts = 0;
   page.on("request", (r) => r.method() === "POST" && r.url().endsWith("/publish") && posts++);
   await typeInto(page, "publish-body", '{"text": oops}');
@@ -158,6 +177,11 @@ async function publish(page, receiver) {
   await page.waitForFunction(() => document.querySelector('[data-testid="publish-result"]').textContent.startsWith("Queued"));
   const answer = await text(page, "publish-result");
   const received = await until(() => receiver.find((m) => m.type === "publication"));
+  const demoShown = await until(async () => {
+    const shown = await demoMessages(demo);
+    return shown.some((m) => m.includes("hello from the dashboard")) && shown;
+  });
+  await demo.close();
   const history = await until(async () => {
     const top = await page.$eval("[data-testid=history] li", (li) => li.textContent).catch(() => "");
     return top.includes("hello from the dashboard") && top;
@@ -170,6 +194,7 @@ async function publish(page, receiver) {
     publications: receiver.got.filter((m) => m.type === "publication").length,
     posts,
     history_top: history ?? null,
+    demo_shown: demoShown ?? null,
   });
 }
 
