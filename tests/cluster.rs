@@ -938,3 +938,39 @@ async fn with_history_a_join_while_jetstream_is_unreachable_gets_unavailable_and
     // The connection lives.
     mo.ping_pong().await;
 }
+
+/// A member that answers `user_joined` at once reaches the joiner, though with history
+/// on in a cluster every join waits for JetStream to place it in the room's stream: the
+/// others hear of a join once it is in the room, never before.
+#[tokio::test]
+async fn with_history_a_member_answering_user_joined_at_once_reaches_the_joiner() {
+    let cluster = Cluster::start(1, &HISTORY).await;
+    let a = cluster.addr(0);
+    let mut member = client(a, "member").await;
+    join(&mut member, "hall", None).await;
+    for round in 0..10 {
+        let mut joiner = client(a, &format!("joiner{round}")).await;
+        joiner
+            .send_json(&json!({"type": "join_room", "room": "hall"}))
+            .await;
+        member
+            .expect("user_joined hall", |m| {
+                m["type"] == "user_joined" && m["room"] == "hall"
+            })
+            .await;
+        member
+            .send_json(&json!({"type": "typing", "room": "hall", "data": true}))
+            .await;
+        joiner
+            .expect(&format!("round {round}: the member's typing"), |m| {
+                m["type"] == "typing"
+            })
+            .await;
+        joiner.close().await;
+        member
+            .expect("user_left hall", |m| {
+                m["type"] == "user_left" && m["room"] == "hall"
+            })
+            .await;
+    }
+}

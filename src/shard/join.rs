@@ -78,6 +78,7 @@ pub(crate) fn join_room(
         });
     }
     let count = cx.hub().room_count(name, here);
+    let is_held = held.is_some();
     if !new {
         // Already a member, and receiving the room live: nothing to place or replay.
         let recovered = recover.as_ref().map(|_| false);
@@ -117,16 +118,31 @@ pub(crate) fn join_room(
         let recovered = recover.as_ref().map(|_| false);
         send_joined(cx, key, &room, count, recovered, None);
     }
-    if new && config.rooms.notify_join_leave {
-        let notice = cx.hub().encode(&ServerMessage::UserJoined {
-            room: name,
-            user_id: &user,
-            count,
-        });
-        let except = Some(id);
-        cx.notify(Target::Room { room, except }, notice);
+    // A held join is told to the others once it is placed: told now, a member that
+    // answered the notice at once could reach the room before the joiner is in it.
+    if new && !is_held {
+        notify_joined(cx, key, room, count);
     }
     Ok(count)
+}
+
+/// Sends `user_joined` to the room's other members, if the hub tells of joins.
+fn notify_joined(cx: &mut Ctx, key: usize, room: Arc<Room>, count: usize) {
+    if !cx.config().rooms.notify_join_leave {
+        return;
+    }
+    let conn = &cx.state.conns[key];
+    let (id, user) = (
+        conn.id,
+        conn.user.clone().expect("open connections have a user"),
+    );
+    let notice = cx.hub().encode(&ServerMessage::UserJoined {
+        room: &room.name,
+        user_id: &user,
+        count,
+    });
+    let except = Some(id);
+    cx.notify(Target::Room { room, except }, notice);
 }
 
 /// The home shard has placed the held join `join` in the stream of `room`: the joiner
@@ -138,12 +154,13 @@ pub(super) fn join_placed(cx: &mut Ctx, room: Arc<Room>, join: HeldJoin, point: 
         return;
     }
     answer_join(cx, join.key, &room, join.count, point);
+    notify_joined(cx, join.key, room, join.count);
 }
 
-/// The held join `join` could not be placed: the joiner leaves `room` again, the others
-/// hear it left, and it gets `error`.
+/// The held join `join` could not be placed: the joiner leaves `room` again (the others
+/// never heard it joined), and it gets `error`.
 pub(super) fn join_refused(cx: &mut Ctx, room: Arc<Room>, join: HeldJoin, error: ProtocolError) {
-    if undo_held_join(cx, &room, join, true) {
+    if undo_held_join(cx, &room, join, false) {
         send_error(cx, join.key, error.code, &error.text);
     }
 }
