@@ -278,3 +278,62 @@ impl Drop for Handoff {
         }
     }
 }
+
+/// The size of what an async fn returns, that is of its future, without calling it.
+fn future_size<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
+    std::mem::size_of::<F>()
+}
+
+/// The alignment of what an async fn returns.
+fn future_align<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
+    std::mem::align_of::<F>()
+}
+
+/// The sizes, in bytes, of what a shard keeps for each connection, by item: what
+/// `examples/memory.rs` prints beside the heap profile.
+pub fn connection_sizes() -> Vec<(&'static str, usize)> {
+    use std::mem::size_of;
+
+    use smallvec::SmallVec;
+
+    use crate::shard::outbound::Outbound;
+    use crate::shard::ratelimit::TokenBucket;
+    use crate::ws::assemble::Assembler;
+
+    vec![
+        ("Connection (boxed in the slab)", size_of::<Connection>()),
+        ("  of which Phase", size_of::<Phase>()),
+        (
+            "  of which Outbound (the queue, empty)",
+            size_of::<Outbound>(),
+        ),
+        ("  of which Assembler", size_of::<Assembler>()),
+        ("  of which TokenBucket", size_of::<TokenBucket>()),
+        (
+            "  of which std::net::SocketAddr",
+            size_of::<std::net::SocketAddr>(),
+        ),
+        (
+            "slab slot (tag + Box pointer)",
+            size_of::<Result<Box<Connection>, usize>>(),
+        ),
+        (
+            "monoio TcpStream (in its Rc)",
+            size_of::<monoio::net::TcpStream>(),
+        ),
+        (
+            "reader task's future",
+            future_size(crate::shard::reader::serve),
+        ),
+        ("  its alignment", future_align(crate::shard::reader::serve)),
+        ("by_seq entry (u64, usize)", size_of::<(u64, usize)>()),
+        (
+            "membership per connection (Vec of rooms)",
+            size_of::<Vec<Arc<crate::room::Room>>>(),
+        ),
+        (
+            "registry user entry (Arc<str>, SmallVec<[ConnectionId; 2]>)",
+            size_of::<(Arc<str>, SmallVec<[ConnectionId; 2]>)>(),
+        ),
+    ]
+}
