@@ -267,6 +267,9 @@ struct IdleArgs {
     /// Room every connection joins.
     #[arg(long, default_value = "bench")]
     room: String,
+    /// Join no room: each connection is held as the upgrade left it.
+    #[arg(long, conflicts_with = "room")]
+    no_join: bool,
     /// Seconds to hold the connections after setup.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     hold: f64,
@@ -580,6 +583,9 @@ fn idle_config(a: &IdleArgs) -> Result<IdleConfig, String> {
         return Err(format!("--connections must be 1 to {MAX_CONNECTIONS}"));
     }
     check_room(&a.room)?;
+    if a.no_join && c.protocol == ProtocolKind::Nchan {
+        return Err("--no-join: an nchan subscriber is in its channel from the upgrade".into());
+    }
     let Some(server_pid) = c.server_pid()? else {
         return Err("idle needs --server-pid (it measures the server's memory)".into());
     };
@@ -590,6 +596,7 @@ fn idle_config(a: &IdleArgs) -> Result<IdleConfig, String> {
         protocol: c.protocol,
         connections: a.connections,
         room: a.room.clone(),
+        join: !a.no_join,
         hold: seconds("hold", a.hold, MAX_DURATION_S)?,
         threads: c.threads.min(a.connections),
         connect_timeout: c.connect_timeout()?,

@@ -237,6 +237,20 @@ pub async fn connect_and_join<P: HubProtocol>(
     scratch: &Scratch,
     seed: u64,
 ) -> Result<Member, String> {
+    connect_member(proto, dial, user, source, scratch, seed, true).await
+}
+
+/// [`connect_and_join`], or without `join` only connect, upgrade and handshake: the
+/// connection is in no room (unless its protocol joins on the upgrade).
+pub async fn connect_member<P: HubProtocol>(
+    proto: &P,
+    dial: &Dial,
+    user: &str,
+    source: Option<Ipv4Addr>,
+    scratch: &Scratch,
+    seed: u64,
+    join: bool,
+) -> Result<Member, String> {
     let started = now_ns();
     let timeout = dial.connect_timeout;
     let deadline = Instant::now() + timeout;
@@ -259,7 +273,7 @@ pub async fn connect_and_join<P: HubProtocol>(
     let deadline = Instant::now() + dial.join_timeout;
     handshake(proto, &mut conn, scratch, deadline).await?;
     let mut noise = 0;
-    if !proto.joins_on_upgrade() {
+    if join && !proto.joins_on_upgrade() {
         let mut join = Vec::new();
         proto.encode_join(&dial.room, &mut join);
         conn.queue_text(&join);

@@ -1,4 +1,5 @@
-//! Scenario `idle`: open N connections, join them all to one room, and hold them for a while
+//! Scenario `idle`: open N connections, join them all to one room (or, with `--no-join`,
+//! to none), and hold them for a while
 //! without traffic. Reports the server's memory per connection: its resident memory
 //! (VmRSS of the process and its descendants, from /proc) after connecting, minus a baseline
 //! taken before the first connection, divided by N. Also the server's CPU per connection
@@ -38,6 +39,8 @@ pub struct IdleConfig {
     pub connections: usize,
     /// Room they all join.
     pub room: String,
+    /// False: they join no room.
+    pub join: bool,
     /// How long to hold them once set up and settled.
     pub hold: Duration,
     /// Worker threads.
@@ -111,7 +114,8 @@ async fn holder<P: HubProtocol>(ctx: Arc<Ctx<P>>, env: Rc<WorkerEnv>, idx: usize
         _ = stop.wait_for(|s| *s) => return,
         r = async {
             let _permit = ctx.connect_limit.clone().acquire_owned().await;
-            common::connect_and_join(&ctx.proto, &dial, &user, source, &env.scratch, idx as u64 ^ now_ns()).await
+            let seed = idx as u64 ^ now_ns();
+            common::connect_member(&ctx.proto, &dial, &user, source, &env.scratch, seed, cfg.join).await
         } => r,
     };
     let member = match joined {
@@ -194,6 +198,8 @@ pub struct IdleReport {
     pub heading: Heading,
     /// Connections held.
     pub connections: usize,
+    /// Each joined the run's room; false with `--no-join`.
+    pub joined_room: bool,
     /// Worker threads of the load generator.
     pub threads: usize,
     /// Connect + join of every connection, seconds.
@@ -345,6 +351,7 @@ fn run_with<P: HubProtocol>(cfg: IdleConfig, proto: P) -> Result<IdleReport, Str
     Ok(IdleReport {
         heading: Heading::new("idle", cfg.protocol, &cfg.url),
         connections: n,
+        joined_room: cfg.join,
         threads: cfg.threads,
         setup_seconds,
         setup_connections_per_second: report::ratio(n as f64, setup_seconds),
@@ -379,8 +386,9 @@ fn run_with<P: HubProtocol>(cfg: IdleConfig, proto: P) -> Result<IdleReport, Str
 pub fn print(r: &IdleReport) {
     r.heading.print_title();
     println!(
-        "  {} connections in one room, {} thread(s), held {:.1} s",
+        "  {} connections in {}, {} thread(s), held {:.1} s",
         thousands(r.connections as u64),
+        if r.joined_room { "one room" } else { "no room" },
         r.threads,
         r.hold_seconds
     );
