@@ -328,8 +328,8 @@ pub fn connection_sizes() -> Vec<(&'static str, usize)> {
         ("  its alignment", future_align(crate::shard::reader::serve)),
         ("by_seq entry (u64, usize)", size_of::<(u64, usize)>()),
         (
-            "membership per connection (Vec of rooms)",
-            size_of::<Vec<Arc<crate::room::Room>>>(),
+            "membership per connection (its rooms, one in place)",
+            size_of::<SmallVec<[Arc<crate::room::Room>; 1]>>(),
         ),
         (
             "registry user entry (Arc<str>, SmallVec<[ConnectionId; 2]>)",

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexSet;
+use smallvec::SmallVec;
 
 use crate::ids::ConnectionId;
 use crate::registry::Registry;
@@ -44,13 +45,17 @@ pub(crate) struct Joined {
     pub held: Option<u64>,
 }
 
+/// The rooms of one connection. Most connections are in one room, which is held in
+/// place: a connection allocates here only from its second room on.
+type RoomsOf = SmallVec<[Arc<Room>; 1]>;
+
 /// One shard's view of membership.
 #[derive(Default)]
 pub(crate) struct Membership {
     /// Room id to this shard's members, by slab key: what a broadcast to a room visits.
     local: HashMap<u64, IndexSet<usize>>,
     /// Slab key to the rooms that connection is in.
-    of_connection: Vec<Vec<Arc<Room>>>,
+    of_connection: Vec<RoomsOf>,
     /// Held joins, by slab key and room id: their tickets.
     held: HashMap<(usize, u64), u64>,
     next_ticket: u64,
@@ -59,7 +64,7 @@ pub(crate) struct Membership {
 impl Membership {
     /// The rooms connection `key` is in.
     pub fn rooms_of(&self, key: usize) -> &[Arc<Room>] {
-        self.of_connection.get(key).map_or(&[], Vec::as_slice)
+        self.of_connection.get(key).map_or(&[], RoomsOf::as_slice)
     }
 
     /// Room `name`, if connection `key` is in it.
@@ -102,7 +107,7 @@ impl Membership {
             .join(name, id, create)
             .map_err(|_| JoinRefused::NoSuchRoom)?;
         if self.of_connection.len() <= key {
-            self.of_connection.resize_with(key + 1, Vec::new);
+            self.of_connection.resize_with(key + 1, RoomsOf::new);
         }
         self.of_connection[key].push(room.clone());
         let held = if hold {
