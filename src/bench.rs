@@ -74,7 +74,7 @@ impl RoomFanout {
                     let stream = monoio::net::TcpStream::from_std(socket).expect("adopt");
                     let id = ConnectionId::new(0, seq as u64 + 1);
                     let now = Instant::now();
-                    let mut conn = Connection::new(id, stream, remote, now, now);
+                    let mut conn = Connection::new(id, stream, remote, shard.now_ms(), now);
                     conn.phase = Phase::Open;
                     conn.user = Some(format!("user-{seq}").into());
                     let key = cx.state.conns.insert(Box::new(conn));

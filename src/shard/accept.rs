@@ -129,7 +129,7 @@ pub(crate) fn adopt(cx: &mut Ctx, stream: TcpStream, remote: SocketAddr) {
     state.next_seq += 1;
     let id = ConnectionId::on_node(shard.hub.node_tag(), shard.index, seq);
     let deadline = now + config.handshake_timeout;
-    let mut conn = Connection::new(id, stream, remote, now, deadline);
+    let mut conn = Connection::new(id, stream, remote, shard.now_ms(), deadline);
     conn.tls = tls;
     let stream = conn.stream.clone();
     let key = state.conns.insert(Box::new(conn));

@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use monoio::net::TcpStream;
@@ -67,14 +67,18 @@ pub(crate) enum Phase {
     Dead,
 }
 
+/// Every open connection holds one, so it is kept to 256 bytes (an allocator size class;
+/// `bench::connection_sizes` prints it): times are the shard's compact milliseconds (see
+/// [`Shard::now_ms`](super::Shard::now_ms)) where an `Instant` is not needed, and what
+/// few connections use is boxed.
 pub(crate) struct Connection {
     pub id: ConnectionId,
     /// Shared with the connection's task, which waits on it for readiness.
     pub stream: Rc<TcpStream>,
     pub fd: RawFd,
     pub remote: SocketAddr,
-    /// When the upgrade completed.
-    pub connected_at: SystemTime,
+    /// When the upgrade completed, in milliseconds since the Unix epoch.
+    pub connected_at_ms: u64,
     pub phase: Phase,
     /// Set when the upgrade completes; until then the connection is in no directory.
     pub user: Option<Arc<str>>,
@@ -82,8 +86,8 @@ pub(crate) struct Connection {
     /// Bytes of a frame that has not fully arrived (during the handshake: of the request).
     pub partial: Vec<u8>,
     pub assembler: Assembler,
-    /// Last time any byte arrived.
-    pub last_heard: Instant,
+    /// Last time any byte arrived (shard milliseconds).
+    pub last_heard_ms: u32,
     /// Rate limit on incoming messages.
     pub limiter: TokenBucket,
     /// When the oldest frame queued since the last drain was published (hub clock, µs),
@@ -93,8 +97,9 @@ pub(crate) struct Connection {
     pub cause: Option<CloseCause>,
     /// Listed in the shard's dirty list, awaiting the flush pass.
     pub dirty: bool,
-    /// A task is waiting for the socket to take more; the flush pass leaves it alone.
-    pub write_blocked_since: Option<Instant>,
+    /// A task is waiting for the socket to take more, since then (shard milliseconds);
+    /// the flush pass leaves it alone.
+    pub write_blocked_since_ms: Option<u32>,
     /// Counted under the connection caps (`admission`), from the upgrade's check until
     /// the connection is removed.
     pub admitted: bool,
@@ -114,7 +119,7 @@ impl Connection {
         id: ConnectionId,
         stream: TcpStream,
         remote: SocketAddr,
-        now: Instant,
+        now_ms: u32,
         handshake_deadline: Instant,
     ) -> Self {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
@@ -123,7 +128,7 @@ impl Connection {
             stream: Rc::new(stream),
             fd,
             remote,
-            connected_at: SystemTime::UNIX_EPOCH,
+            connected_at_ms: 0,
             phase: Phase::Handshake {
                 deadline: handshake_deadline,
                 awaiting_body: None,
@@ -132,12 +137,12 @@ impl Connection {
             out: Outbound::default(),
             partial: Vec::new(),
             assembler: Assembler::default(),
-            last_heard: now,
+            last_heard_ms: now_ms,
             limiter: TokenBucket::default(),
             oldest_queued_us: None,
             cause: None,
             dirty: false,
-            write_blocked_since: None,
+            write_blocked_since_ms: None,
             awaiting: None,
             admitted: false,
             deflate: false,
@@ -174,7 +179,7 @@ impl Connection {
         if self.oldest_queued_us.is_none() {
             self.oldest_queued_us = Some(published_us);
         }
-        if self.write_blocked_since.is_some() {
+        if self.write_blocked_since_ms.is_some() {
             self.out.push(frame, limits)
         } else {
             self.out.push(frame, &limits.scaled(BURST_ALLOWANCE))
@@ -200,7 +205,7 @@ impl Connection {
         if self.oldest_queued_us.is_none() {
             self.oldest_queued_us = Some(published_us);
         }
-        let behind = self.write_blocked_since.is_some();
+        let behind = self.write_blocked_since_ms.is_some();
         if behind && self.out.replace_newest(room, conflated()) {
             return Conflation::Replaced;
         }
@@ -281,5 +286,15 @@ impl Connection {
     pub fn kill(&mut self) {
         self.phase = Phase::Dead;
         sys::shutdown(self.fd, Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_fits_its_allocator_size_class() {
+        assert!(std::mem::size_of::<Connection>() <= 256);
     }
 }

@@ -61,11 +61,11 @@ pub(crate) fn flush_dirty(shard: &Rc<Shard>) {
             continue;
         };
         conn.dirty = false;
-        if conn.write_blocked_since.is_some() || matches!(conn.phase, Phase::Dead) {
+        if conn.write_blocked_since_ms.is_some() || matches!(conn.phase, Phase::Dead) {
             continue;
         }
         if write_queued(shard, conn, &mut pass) == Flushed::Blocked {
-            conn.write_blocked_since = Some(Instant::now());
+            conn.write_blocked_since_ms = Some(shard.now_ms());
             monoio::spawn(write_when_ready(shard.clone(), key, conn.stream.clone()));
         }
     }
@@ -141,7 +141,7 @@ async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
         let mut pass = Pass::begin(&shard);
         let flushed = write_queued(&shard, conn, &mut pass);
         if flushed == Flushed::Drained {
-            conn.write_blocked_since = None;
+            conn.write_blocked_since_ms = None;
         }
         drop(state);
         count(&shard, pass);

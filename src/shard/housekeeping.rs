@@ -172,17 +172,19 @@ fn ping_all(shard: &Shard) {
 fn enforce_deadlines(shard: &Shard, now: Instant) {
     let config = &shard.hub.config;
     let mut state = shard.state.borrow_mut();
+    let now_ms = shard.now_ms();
+    let since = |ms: u32| Duration::from_millis(u64::from(now_ms.wrapping_sub(ms)));
     for (_, conn) in state.conns.iter_mut() {
         conn.out.tick();
         let stuck = conn
-            .write_blocked_since
-            .is_some_and(|since| now.duration_since(since) >= config.write_timeout);
+            .write_blocked_since_ms
+            .is_some_and(|ms| since(ms) >= config.write_timeout);
         let expired = match &conn.phase {
             Phase::Handshake { deadline, .. }
             | Phase::Connecting { deadline, .. }
             | Phase::Answering { deadline }
             | Phase::Closing { deadline, .. } => now >= *deadline,
-            Phase::Open => now.duration_since(conn.last_heard) >= config.pong_timeout,
+            Phase::Open => since(conn.last_heard_ms) >= config.pong_timeout,
             Phase::Dead => false,
         };
         if expired || stuck {

@@ -178,7 +178,8 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
                         id: conn.id,
                         user_id: conn.user.clone()?,
                         remote_addr: conn.remote,
-                        connected_at: conn.connected_at,
+                        connected_at: std::time::UNIX_EPOCH
+                            + std::time::Duration::from_millis(conn.connected_at_ms),
                     })
                 });
             let _ = reply.send(described.ok_or(EngineError::UnknownConnection(id)));

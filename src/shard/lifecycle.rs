@@ -54,7 +54,9 @@ pub(crate) fn open(cx: &mut Ctx, key: usize, admitted: Admitted) {
     let conn = &mut cx.state.conns[key];
     conn.phase = Phase::Open;
     conn.user = Some(user.clone());
-    conn.connected_at = SystemTime::now();
+    conn.connected_at_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     conn.limiter = limiter;
     let (id, remote) = (conn.id, conn.remote);
     if !raw {

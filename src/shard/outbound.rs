@@ -45,8 +45,9 @@ pub(crate) struct Outbound {
     /// The front frame is partly written and must be finished before anything else.
     front_started: bool,
     /// Frames at the front that must go out even if the rest is discarded: the HTTP
-    /// response to the upgrade, without which nothing after it means anything.
-    protected: usize,
+    /// response to the upgrade, without which nothing after it means anything. (A
+    /// handful at most: `u32` keeps the queue, part of every connection, at 56 bytes.)
+    protected: u32,
     /// Drained since the last [`Outbound::tick`].
     drained_lately: bool,
     /// Drained between the last two ticks: a drained queue keeps its memory.
@@ -126,7 +127,7 @@ impl Outbound {
             return false;
         };
         let index = index as usize;
-        if (index == 0 && self.front_started) || index < self.protected {
+        if (index == 0 && self.front_started) || index < self.protected as usize {
             return false;
         }
         let Some(slot) = self.frames.get_mut(index) else {
@@ -140,7 +141,7 @@ impl Outbound {
     /// Queues a frame that a later [`Outbound::discard_unsent`] must keep.
     pub fn push_protected(&mut self, frame: Bytes) {
         debug_assert_eq!(
-            self.protected,
+            self.protected as usize,
             self.frames.len(),
             "protected frames come first"
         );
@@ -152,7 +153,7 @@ impl Outbound {
     /// stays well-formed) and protected ones. Used before a close frame that must go out
     /// next.
     pub fn discard_unsent(&mut self) {
-        let keep = usize::from(self.front_started).max(self.protected);
+        let keep = usize::from(self.front_started).max(self.protected as usize);
         self.frames.truncate(keep);
         self.bytes = self.frames.iter().map(Bytes::len).sum();
         self.conflation = None;

@@ -8,7 +8,6 @@
 
 use std::io;
 use std::rc::Rc;
-use std::time::Instant;
 
 use monoio::net::TcpStream;
 
@@ -191,12 +190,30 @@ fn on_bytes_contained(shard: &Rc<Shard>, key: usize, data: &mut [u8]) {
 
 fn on_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
     let conn = &mut cx.state.conns[key];
-    conn.last_heard = Instant::now();
+    conn.last_heard_ms = cx.shard.now_ms();
     match conn.phase {
         Phase::Handshake { .. } => handshake::on_handshake_bytes(cx, key, data),
         Phase::Open => frames::on_frame_bytes(cx, key, data),
         Phase::Closing { .. } => frames::close_on_reply(&mut cx.state.conns[key], data),
         // An HTTP caller has nothing more to say while its answer is on the way.
         Phase::Answering { .. } | Phase::Connecting { .. } | Phase::Dead => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout<A, B, C, F>(_: fn(A, B, C) -> F) -> std::alloc::Layout {
+        std::alloc::Layout::new::<F>()
+    }
+
+    /// Every connection's task holds this future: nothing large or over-aligned (a
+    /// timer, say) may live in it across an await.
+    #[test]
+    fn the_task_future_stays_small() {
+        let future = layout(serve);
+        assert!(future.align() <= 16, "{future:?}");
+        assert!(future.size() <= 256, "{future:?}");
     }
 }
