@@ -186,7 +186,7 @@ fn print_sites(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .filter(|(_, (b, _))| *b >= n as u64)
         .collect();
-    sites.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    sites.sort_by_key(|site| std::cmp::Reverse(site.1 .0));
     println!("live at the end, per connection, by site (at least 1 B per connection):");
     for (site, (bytes, blocks)) in sites {
         println!(
