@@ -287,6 +287,24 @@ impl WsConn {
         let _ = self.stream.shutdown().await;
     }
 
+    /// Sets the socket's receive buffer (`SO_RCVBUF`, which the kernel doubles): small, a
+    /// client that stops reading soon closes its TCP window; large, it can take in a
+    /// backlog at once. Best effort.
+    pub fn set_recv_buffer(&self, bytes: usize) {
+        use std::os::fd::AsRawFd;
+        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid socket fd, a pointer to a c_int and its size.
+        unsafe {
+            libc::setsockopt(
+                self.stream.tcp().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+
     /// Ends the connection at once, like a client that vanished: no close frame, the socket
     /// is closed. With `reset`, `SO_LINGER` 0 makes the kernel send RST instead of FIN (and
     /// keep no TIME_WAIT); without it the kernel sends FIN, or RST anyway when received

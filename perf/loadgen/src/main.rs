@@ -38,6 +38,7 @@ use scenario::fanout::{self, FanoutConfig, Pace};
 use scenario::idle::{self, IdleConfig};
 use scenario::nodes;
 use scenario::recovery::{self, DropMode, RecoveryConfig};
+use scenario::soak::{self, SoakConfig};
 
 /// Most connections one run may open.
 const MAX_CONNECTIONS: usize = 100_000;
@@ -111,6 +112,16 @@ enum Command {
     /// per-client recovery times, recovered:false answers, the server's CPU, and checks that
     /// every client got every offset exactly once across the drop.
     RecoveryStorm(RecoveryStormArgs),
+    /// One neonex hub under a mixed load for a long while, checked for leaks (neonex).
+    ///
+    /// Churn (clients that join a few rooms, chat a little and go), long-lived chat
+    /// clients in many rooms, a fan-out room with its publisher, stalled readers the hub
+    /// must cut as slow consumers, and API publishes, all at once for --duration. The
+    /// hub's RSS, open files and /stats are sampled every second. Passes when RSS and open
+    /// files end within --tolerance of their post-warm-up levels (open files at equal
+    /// connection counts), nothing was lost or duplicated for well-behaved clients, every
+    /// stalled reader was cut with 1008, and the hub's counters add up.
+    Soak(SoakArgs),
 }
 
 #[derive(Args, Debug)]
@@ -371,6 +382,72 @@ struct RecoveryStormArgs {
     #[arg(long, default_value_t = 25_000, value_name = "N")]
     conns_per_source: usize,
     /// Users are named PREFIX-pub and PREFIX-r1.. [default: lg<pid>].
+    #[arg(long, value_name = "PREFIX")]
+    user_prefix: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct SoakArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+    duration: f64,
+    /// Share of the load that is warm-up: the post-warm-up levels are taken at its end.
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    warmup: f64,
+    /// How far above its post-warm-up level RSS may end (and open files; see the README).
+    #[arg(long, default_value_t = 0.05, value_name = "FRACTION")]
+    tolerance: f64,
+    /// Churn clients started per second (0: none).
+    #[arg(long, default_value_t = 20.0, value_name = "PER_SEC")]
+    churn_rate: f64,
+    /// How long each churn client listens after its own messages came back.
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    churn_hold_ms: u64,
+    /// Long-lived chat clients.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    chat_clients: usize,
+    /// Chat rooms.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    chat_rooms: usize,
+    /// Chat rooms each chat client is in.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    rooms_per_client: usize,
+    /// Each chat client says something every this many seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    chat_interval: f64,
+    /// Length of each chat message text.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    chat_bytes: usize,
+    /// Subscribers of the fan-out room.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    fanout_subscribers: usize,
+    /// Messages per second of the fan-out room's publisher.
+    #[arg(long, default_value_t = 20.0, value_name = "PER_SEC")]
+    fanout_rate: f64,
+    /// Length of each fan-out message text.
+    #[arg(long, default_value_t = 512, value_name = "BYTES")]
+    fanout_bytes: usize,
+    /// Stalled readers in the fan-out room.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    stalled: usize,
+    /// API publishes per second (`POST /api/rooms/{room}/publish`; 0: none).
+    #[arg(long, default_value_t = 10.0, value_name = "PER_SEC")]
+    api_rate: f64,
+    /// Longest wait for joins, leaves and a churn client's own messages.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    join_timeout: f64,
+    /// Longest wait for late deliveries after the load.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    drain_timeout: f64,
+    /// Longest wait for the hub to count no connection after the clients closed.
+    #[arg(long, default_value_t = 15.0, value_name = "SECS")]
+    close_timeout: f64,
+    /// Wait this long after that before the last sample.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    settle: f64,
+    /// Users and rooms are named PREFIX-... [default: soak<pid>].
     #[arg(long, value_name = "PREFIX")]
     user_prefix: Option<String>,
 }
@@ -717,6 +794,83 @@ fn recovery_config(a: &RecoveryStormArgs) -> Result<RecoveryConfig, String> {
     })
 }
 
+fn soak_config(a: &SoakArgs) -> Result<SoakConfig, String> {
+    let c = &a.common;
+    c.check()?;
+    let url = c.url()?;
+    let target = target::parse(&url)?;
+    if c.protocol != ProtocolKind::Neonex {
+        return Err("soak needs --protocol neonex (its API and /stats)".into());
+    }
+    if target.tls.is_some() {
+        return Err("soak speaks plain ws:// (its API calls and /stats are plain HTTP)".into());
+    }
+    let Some(server_pid) = c.server_pid()? else {
+        return Err("soak needs --server-pid (it watches the hub's memory and files)".into());
+    };
+    let fraction = |name: &str, v: f64| {
+        if v > 0.0 && v < 1.0 {
+            Ok(v)
+        } else {
+            Err(format!("--{name} must be in (0, 1) (got {v})"))
+        }
+    };
+    let rate = |name: &str, v: f64, max: f64| {
+        if (0.0..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("--{name} must be in [0, {max}] (got {v})"))
+        }
+    };
+    if !(1..=1000).contains(&a.chat_rooms) || !(1..=a.chat_rooms).contains(&a.rooms_per_client) {
+        return Err("--chat-rooms must be 1 to 1000, --rooms-per-client 1 to --chat-rooms".into());
+    }
+    if a.chat_clients + a.fanout_subscribers + a.stalled > 20_000 {
+        return Err("at most 20000 long-lived and stalled clients".into());
+    }
+    if !(1.0..=1000.0).contains(&a.fanout_rate) {
+        return Err("--fanout-rate must be 1 to 1000 messages per second".into());
+    }
+    if a.chat_bytes > 16 * 1024 || a.fanout_bytes > 16 * 1024 {
+        return Err("--chat-bytes and --fanout-bytes must be at most 16384".into());
+    }
+    let user_prefix = a
+        .user_prefix
+        .clone()
+        .unwrap_or_else(|| format!("soak{}", std::process::id()));
+    check_room(&format!("{user_prefix}-fanout"))?;
+    Ok(SoakConfig {
+        url,
+        target,
+        server_pid,
+        duration: seconds("duration", a.duration, MAX_DURATION_S * 6.0)?,
+        warmup: fraction("warmup", a.warmup)?,
+        tolerance: fraction("tolerance", a.tolerance)?,
+        churn_rate: rate("churn-rate", a.churn_rate, 1000.0)?,
+        churn_hold: Duration::from_millis(a.churn_hold_ms.min(60_000)),
+        chat_clients: a.chat_clients,
+        chat_rooms: a.chat_rooms,
+        rooms_per_client: a.rooms_per_client,
+        chat_interval: seconds("chat-interval", a.chat_interval, 3600.0)?,
+        chat_bytes: a.chat_bytes,
+        fanout_subscribers: a.fanout_subscribers,
+        fanout_rate: a.fanout_rate,
+        fanout_bytes: a.fanout_bytes,
+        fanout_room: format!("{user_prefix}-fanout"),
+        stalled: a.stalled,
+        api_rate: rate("api-rate", a.api_rate, 1000.0)?,
+        threads: c.threads,
+        connect_timeout: c.connect_timeout()?,
+        join_timeout: seconds("join-timeout", a.join_timeout, 60.0)?,
+        setup_timeout: c.setup_timeout()?,
+        drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
+        close_timeout: seconds("close-timeout", a.close_timeout, 60.0)?,
+        settle: seconds("settle", a.settle, 60.0)?,
+        user_prefix,
+        max_message: MAX_MESSAGE,
+    })
+}
+
 /// Raises the open-file limit and checks it covers `connections`.
 fn check_fd_limit(connections: usize) -> Result<(), String> {
     let limit = sys::raise_fd_limit()?;
@@ -809,6 +963,16 @@ fn run_recovery(a: &RecoveryStormArgs) -> Result<bool, String> {
     Ok(report.ok)
 }
 
+fn run_soak(a: &SoakArgs) -> Result<bool, String> {
+    let cfg = soak_config(a)?;
+    check_fd_limit(cfg.peak_connections())?;
+    start_watchdog(cfg.run_budget());
+    let report = soak::run(cfg)?;
+    soak::print(&report);
+    write_json(&a.common.json, &report)?;
+    Ok(report.ok)
+}
+
 /// Sets up wss:// for the whole run, when `--ca` or `--insecure` is given.
 fn install_tls(c: &CommonArgs) -> Result<(), String> {
     let trust = match (&c.ca, c.insecure) {
@@ -828,6 +992,7 @@ fn main() -> ExitCode {
         Command::Idle(a) => &a.common,
         Command::Churn(a) => &a.common,
         Command::RecoveryStorm(a) => &a.common,
+        Command::Soak(a) => &a.common,
     };
     if let Err(e) = install_tls(common) {
         eprintln!("loadgen: error: {e}");
@@ -839,6 +1004,7 @@ fn main() -> ExitCode {
         Command::Idle(a) => run_idle(a),
         Command::Churn(a) => run_churn(a),
         Command::RecoveryStorm(a) => run_recovery(a),
+        Command::Soak(a) => run_soak(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

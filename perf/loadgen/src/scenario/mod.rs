@@ -11,3 +11,4 @@ pub mod idle;
 pub mod node_report;
 pub mod nodes;
 pub mod recovery;
+pub mod soak;
