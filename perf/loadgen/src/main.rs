@@ -843,7 +843,7 @@ fn soak_config(a: &SoakArgs) -> Result<SoakConfig, String> {
         url,
         target,
         server_pid,
-        duration: seconds("duration", a.duration, MAX_DURATION_S * 6.0)?,
+        duration: seconds("duration", a.duration, MAX_DURATION_S)?,
         warmup: fraction("warmup", a.warmup)?,
         tolerance: fraction("tolerance", a.tolerance)?,
         churn_rate: rate("churn-rate", a.churn_rate, 1000.0)?,
@@ -1137,6 +1137,46 @@ mod tests {
         Ok(Cli::try_parse_from(argv)
             .map_err(|e| e.to_string())?
             .command)
+    }
+
+    #[test]
+    fn soak_defaults_and_limits() {
+        let soak = |args: &[&str]| {
+            let Ok(Command::Soak(a)) = parse(&[&["soak"][..], args].concat()) else {
+                panic!("soak")
+            };
+            soak_config(&a)
+        };
+        let me = std::process::id().to_string();
+        let c = soak(&["--server-pid", &me]).unwrap();
+        assert_eq!(c.duration, Duration::from_secs(600));
+        assert_eq!(
+            (c.churn_rate, c.api_rate, c.fanout_rate),
+            (20.0, 10.0, 20.0)
+        );
+        assert_eq!(
+            (c.chat_clients, c.chat_rooms, c.rooms_per_client),
+            (200, 50, 3)
+        );
+        assert_eq!(
+            (c.fanout_subscribers, c.stalled, c.long_lived()),
+            (500, 5, 701)
+        );
+        assert!(c.fanout_room.ends_with("-fanout"));
+        // It watches the hub: no PID, no run; and only neonex, on loopback, for 600 s at most.
+        assert!(soak(&[]).is_err());
+        for bad in [
+            &["--protocol", "uws"][..],
+            &["--duration", "601"],
+            &["--warmup", "1"],
+            &["--rooms-per-client", "51"],
+            &["--url", "ws://10.0.0.1:3000/ws"],
+        ] {
+            assert!(
+                soak(&[&["--server-pid", &me][..], bad].concat()).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -75,6 +75,39 @@ pub fn example_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// The load generator of this build (`target/<profile>/loadgen`, package
+/// `neonex-loadgen`), built by cargo with the running test's profile, as
+/// [`example_binary`] builds examples: no test of neonex makes cargo build it.
+pub fn loadgen_binary() -> PathBuf {
+    let profile = profile_dir();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.current_dir(&workspace).args([
+        "build",
+        "--quiet",
+        "-p",
+        "neonex-loadgen",
+        "--bin",
+        "loadgen",
+    ]);
+    if profile.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build -p neonex-loadgen");
+    assert!(
+        status.success(),
+        "cargo build -p neonex-loadgen failed ({status})"
+    );
+    let binary = profile.join(format!("loadgen{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "cargo build -p neonex-loadgen made no {}",
+        binary.display()
+    );
+    binary
+}
+
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

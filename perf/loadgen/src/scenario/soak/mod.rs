@@ -247,7 +247,7 @@ pub fn run(cfg: SoakConfig) -> Result<SoakReport, String> {
     let (mut samples, lost) = outcome?;
     let after = settle_and_sample(&ctx, pid, addr)?;
     let load_start = ctx.shared.load_start_ns.load(Ordering::SeqCst);
-    before.t = -((load_start.saturating_sub(before_ns) as f64 / 1e9).round());
+    before.t = -((load_start.saturating_sub(before_ns) / 100_000_000) as f64 / 10.0);
     samples.insert(0, before.clone());
     samples.push(after.clone());
     Ok(conclude(&ctx, samples, &before, &after, lost))
@@ -335,7 +335,7 @@ fn settle_and_sample(ctx: &Ctx, pid: u32, addr: SocketAddr) -> Result<Sample, St
     }
     std::thread::sleep(cfg.settle);
     let t = (now_ns() - ctx.shared.load_start_ns.load(Ordering::SeqCst)) as f64 / 1e9;
-    sampler::sample(pid, addr, t.round(), "after")
+    sampler::sample(pid, addr, (t * 10.0).round() / 10.0, "after")
 }
 
 /// Levels, checks and the report.

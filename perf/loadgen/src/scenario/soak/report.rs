@@ -112,7 +112,7 @@ pub fn print(r: &SoakReport) {
     );
     for s in timeline(r) {
         println!(
-            "{:>8.0}  {:<7} {:>12} {:>6} {:>6} {:>12} {:>14}",
+            "{:>8.1}  {:<7} {:>12} {:>6} {:>6} {:>12} {:>14}",
             s.t,
             s.phase,
             thousands(s.rss_kib),

@@ -156,7 +156,8 @@ pub struct Stalls {
     /// Stalls whose connection ended without that close frame.
     pub cut_without_close: AtomicU64,
     pub first_without_close: Mutex<Option<String>>,
-    /// Stalls that read again and found the connection open (the cut was another's).
+    /// Stalls that read again (on another reader's cut, or when the load ended) and found
+    /// their connection open.
     pub not_cut: AtomicU64,
 }
 

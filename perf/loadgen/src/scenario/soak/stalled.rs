@@ -69,10 +69,11 @@ pub async fn run(ctx: Arc<Ctx>, env: Rc<WorkerEnv>, i: usize) {
         };
         let mut conn = s.conn;
         let ticket = stalls.tickets.fetch_add(1, Ordering::SeqCst);
-        while stalls.cuts_counted.load(Ordering::SeqCst) <= ticket {
-            if ctx.shared.phase() != Phase::Load {
-                return;
-            }
+        // When the load ends, the last stall reads too: the hub may have cut it since
+        // its last count, and must then have sent the close frame like any other.
+        while stalls.cuts_counted.load(Ordering::SeqCst) <= ticket
+            && ctx.shared.phase() == Phase::Load
+        {
             sleep(Duration::from_millis(100)).await;
         }
         conn.set_recv_buffer(DRAINING_RCVBUF);
