@@ -26,8 +26,10 @@ async fn a_minute_of_mixed_load_leaks_nothing_and_loses_nothing() {
             // Why these, see perf/soak.
             ("NEONEX_ROOMS_AUTOJOIN", ""),
             ("NEONEX_PRESENCE_SCOPE", "rooms"),
-            ("NEONEX_HUB_SEND_QUEUE_FRAMES", "32"),
+            ("NEONEX_HUB_MAX_MESSAGE_SIZE", "64KiB"),
+            ("NEONEX_HUB_SEND_QUEUE_BYTES", "128KiB"),
             ("NEONEX_HUB_SOCKET_UNSENT_BYTES", "16KiB"),
+            ("NEONEX_HUB_WRITE_TIMEOUT", "30s"),
         ],
     )
     .await;
@@ -42,7 +44,7 @@ async fn a_minute_of_mixed_load_leaks_nothing_and_loses_nothing() {
         ("--chat-rooms", "10"),
         ("--fanout-subscribers", "100"),
         ("--fanout-rate", "10"),
-        ("--fanout-bytes", "1024"),
+        ("--fanout-bytes", "2048"),
         ("--stalled", "2"),
         ("--api-rate", "5"),
         ("--settle", "1"),
