@@ -11,6 +11,9 @@ use crate::forwarded::TrustedProxies;
 use crate::origin::OriginPolicy;
 use crate::room_pattern::RoomPatterns;
 
+/// The longest `hub.write_delay`.
+const MAX_WRITE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A [`HubConfig`] that passed [`HubConfig::check`], ready for
 /// [`Hub::from_checked`](crate::Hub::from_checked).
 pub struct CheckedConfig {
@@ -147,6 +150,13 @@ impl HubConfig {
             return Err(ConfigError::invalid(
                 key,
                 format!("{key} must be greater than zero"),
+            ));
+        }
+        // Past a second the delay is no longer batching but lag.
+        if self.write_delay > MAX_WRITE_DELAY {
+            return Err(ConfigError::invalid(
+                "hub.write_delay",
+                "hub.write_delay must be at most 1s",
             ));
         }
         if self.shards == 0 || self.shards > crate::ids::MAX_SHARDS {

@@ -25,6 +25,10 @@ pub struct HubConfig {
     pub pong_timeout: Duration,
     /// A connection whose socket accepts no bytes this long is dropped (`hub.write_timeout`).
     pub write_timeout: Duration,
+    /// How long a connection's outgoing broadcasts may wait so that those arriving in
+    /// the meantime leave in the same write (`hub.write_delay`). Zero, the default, writes
+    /// them in the pass of the runtime that queued them. At most 1 s.
+    pub write_delay: Duration,
     /// Largest frame or reassembled message accepted from a client; larger closes with 1009
     /// (`hub.max_message_size`).
     pub max_message_size: usize,
@@ -211,6 +215,7 @@ impl Default for HubConfig {
             ping_interval: Duration::from_secs(54),
             pong_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
+            write_delay: Duration::ZERO,
             max_message_size: 512 * 1024,
             cleanup_interval: Duration::from_secs(30),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -127,6 +127,7 @@ pub(super) static KEYS: &[Key] = &[
     key!("hub.ping_interval",           Duration, hub.ping_interval),
     key!("hub.pong_timeout",            Duration, hub.pong_timeout),
     key!("hub.write_timeout",           Duration, hub.write_timeout),
+    key!("hub.write_delay",             Duration, hub.write_delay),
     key!("hub.max_message_size",        Size,     hub.max_message_size),
     key!("hub.cleanup_interval",        Duration, hub.cleanup_interval),
     key!("hub.handshake_timeout",       Duration, hub.handshake_timeout),

@@ -9,12 +9,13 @@
 //! marked `"conflated": true`: that marked frame is made once per delivery, for all the
 //! members that need it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::connection::{Conflation, Connection};
 use super::context::Ctx;
+use super::delay::Delayed;
 use super::held_back::Posting;
 use super::message::{FrameKind, ShardMessage, Target};
 use crate::config::SendQueueLimits;
@@ -60,16 +61,19 @@ impl<'a> Frames<'a> {
     }
 }
 
-/// Queues a frame for one connection of this shard (a reply, not a broadcast).
+/// Queues a frame for one connection of this shard (a reply, not a broadcast). It goes
+/// out in the next pass whatever `hub.write_delay` (see `shard::delay`).
 pub(crate) fn send_to(cx: &mut Ctx, key: usize, frame: Bytes) {
     let target = Target::Connection(cx.state.conns[key].id);
     let now_us = cx.hub().now_us();
-    deliver_local(
+    let frames = Frames::plain(&frame);
+    deliver(
         cx,
         &target,
-        Frames::plain(&frame),
+        frames,
         now_us,
         FrameKind::Notice,
+        Duration::ZERO,
     );
 }
 
@@ -79,7 +83,8 @@ pub(crate) fn send_error(cx: &mut Ctx, key: usize, code: ErrorCode, text: &str) 
     send_to(cx, key, frame);
 }
 
-/// Queues `frame` on this shard's recipients of `target`. Returns how many.
+/// Queues `frame` on this shard's recipients of `target`, to be written after
+/// `hub.write_delay`. Returns how many.
 pub(crate) fn deliver_local(
     cx: &mut Ctx,
     target: &Target,
@@ -87,18 +92,32 @@ pub(crate) fn deliver_local(
     published_us: u32,
     kind: FrameKind,
 ) -> usize {
+    let delay = cx.config().write_delay;
+    deliver(cx, target, frames, published_us, kind, delay)
+}
+
+fn deliver(
+    cx: &mut Ctx,
+    target: &Target,
+    frames: Frames,
+    published_us: u32,
+    kind: FrameKind,
+    delay: Duration,
+) -> usize {
     let config = cx.config();
     let state = &mut *cx.state;
+    let now = Instant::now();
     let mut fanout = Fanout {
         frames,
         published_us,
         limits: &config.send_queue,
         dirty: &mut state.dirty,
+        delayed: (!delay.is_zero()).then_some((&mut state.delayed, now + delay)),
         delivered: 0,
         slow: 0,
         conflated: 0,
         marked: None,
-        close_deadline: Instant::now() + config.write_timeout,
+        close_deadline: now + config.write_timeout,
     };
     let (conns, by_seq) = (&mut state.conns, &state.by_seq);
     match target {
@@ -168,6 +187,9 @@ pub(crate) fn deliver_local(
     if !cx.state.dirty.is_empty() {
         cx.shard.flush.notify();
     }
+    if !cx.state.delayed.is_empty() {
+        cx.shard.delay_queued.notify();
+    }
     delivered
 }
 
@@ -187,6 +209,9 @@ struct Fanout<'a> {
     published_us: u32,
     limits: &'a SendQueueLimits,
     dirty: &'a mut Vec<usize>,
+    /// With `hub.write_delay`: the shard's queue of waiting connections, and when
+    /// this delivery is due.
+    delayed: Option<(&'a mut Delayed, Instant)>,
     delivered: usize,
     slow: u64,
     conflated: u64,
@@ -202,13 +227,24 @@ impl Fanout<'_> {
         }
         let frame = self.frames.for_connection(conn).clone();
         match conn.queue(frame, self.published_us, self.limits) {
-            Ok(()) => self.delivered += 1,
+            Ok(()) => {
+                self.delivered += 1;
+                self.list(key, conn);
+            }
             Err(_) => {
                 self.slow += 1;
                 conn.close_slow(self.close_deadline);
+                conn.list_in(self.dirty, key);
             }
         }
-        conn.list_in(self.dirty, key);
+    }
+
+    /// Has `conn` written in the next pass, or when the write delay is up.
+    fn list(&mut self, key: usize, conn: &mut Connection) {
+        match &mut self.delayed {
+            None => conn.list_in(self.dirty, key),
+            Some((delayed, at)) => delayed.schedule(conn, key, *at),
+        }
     }
 
     /// Offers a positioned frame of a conflated room (see
@@ -233,6 +269,6 @@ impl Fanout<'_> {
             }
             Conflation::Skipped => self.conflated += 1,
         }
-        conn.list_in(self.dirty, key);
+        self.list(key, conn);
     }
 }

@@ -215,4 +215,5 @@ fn sweep(shard: &Shard) {
     state.membership.shrink();
     let dirty_len = state.dirty.len();
     state.dirty.shrink_to(dirty_len.max(64));
+    state.delayed.shrink();
 }

@@ -14,7 +14,8 @@
 //! 5. [`fanout`]: queues a handle to the same bytes on each local member, whom
 //!    [`membership`] knows.
 //! 6. [`flusher`]: once per pass of the runtime, writes each listed socket's [`outbound`]
-//!    queue in one vectored call.
+//!    queue in one vectored call; with `hub.write_delay`, [`delay`] lists a connection
+//!    for the pass only when its broadcasts have waited the delay.
 //!
 //! # The parts
 //! - The shard and its thread: [`Shard`] (here), [`spawn`] (runtime and tasks),
@@ -25,7 +26,7 @@
 //!   [`ratelimit`] and [`request`] as it arrives), [`membership`], and the [`streams`]
 //!   of the rooms it is home to (each a [`stream`]).
 //! - What a step has in hand: [`context`] (`Ctx`, the shard and its state).
-//! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`housekeeping`],
+//! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`delay`], [`housekeeping`],
 //!   [`deadlines`] (of open questions).
 //! - The steps: [`handshake`] (and its final answers, [`respond`]; an upgrade waiting on
 //!   the backend's connect hook, [`connecting`]; the upgrade completed, [`upgrade`]),
@@ -47,6 +48,7 @@ pub(crate) mod connecting;
 pub(crate) mod connection;
 pub(crate) mod context;
 pub(crate) mod deadlines;
+pub(crate) mod delay;
 pub(crate) mod dispatch;
 pub(crate) mod error;
 pub(crate) mod fanout;
@@ -116,6 +118,8 @@ pub(crate) struct Shard {
     inbox: Receiver<ShardMessage>,
     /// Wakes the flusher when a connection gets frames to write.
     flush: Notify,
+    /// Wakes the delay task when a connection starts waiting for `hub.write_delay`.
+    delay_queued: Notify,
     /// Readers paused while messages for other shards are held back.
     paused_readers: WaitList,
     /// Readers of connections that wait on a question, woken by each answer.
@@ -151,6 +155,7 @@ impl Shard {
             plain_buf: RefCell::new(vec![0; plain_bytes].into_boxed_slice()),
             inbox,
             flush: Notify::default(),
+            delay_queued: Notify::default(),
             paused_readers: WaitList::default(),
             answered: WaitList::default(),
             asked: Notify::default(),

@@ -11,7 +11,7 @@ use monoio::{FusionRuntime, LegacyDriver, RuntimeBuilder};
 use super::message::ShardMessage;
 use super::shared::HubShared;
 use super::thread::{allowed_cores, mark_shard_thread};
-use super::{deadlines, flusher, housekeeping, inbox, lifecycle, Shard};
+use super::{deadlines, delay, flusher, housekeeping, inbox, lifecycle, Shard};
 use crate::config::DriverChoice;
 
 /// Starts every shard, shard `i` with inbox `inboxes[i]`, each pinned to a core of its
@@ -119,6 +119,7 @@ fn spawn(
 pub(crate) async fn run(shard: Rc<Shard>) {
     monoio::spawn(inbox::run(shard.clone()));
     monoio::spawn(flusher::run(shard.clone()));
+    monoio::spawn(delay::run(shard.clone()));
     monoio::spawn(housekeeping::run(shard.clone()));
     monoio::spawn(deadlines::run(shard.clone()));
     shard.stopped.wait().await;

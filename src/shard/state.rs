@@ -7,6 +7,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::connection::Connection;
+use super::delay::Delayed;
 use super::held_back::HeldBack;
 use super::membership::Membership;
 use super::streams::Streams;
@@ -24,6 +25,8 @@ pub(crate) struct ShardState {
     pub streams: Streams,
     /// Connections with frames queued since the last flush pass.
     pub dirty: Vec<usize>,
+    /// Connections whose broadcasts wait for `hub.write_delay`.
+    pub delayed: Delayed,
     /// Messages for other shards whose inboxes were full, in order, per shard.
     pub held_back: HeldBack,
     pub next_seq: u64,
@@ -49,6 +52,7 @@ impl ShardState {
             membership: Membership::default(),
             streams: Streams::default(),
             dirty: Vec::new(),
+            delayed: Delayed::default(),
             held_back: HeldBack::new(shards, None),
             next_seq: 1,
             scratch: Vec::new(),
