@@ -36,6 +36,7 @@ use scenario::alltoall::{self, AllToAllConfig};
 use scenario::churn::{self, ChurnConfig};
 use scenario::fanout::{self, FanoutConfig, Pace};
 use scenario::idle::{self, IdleConfig};
+use scenario::manyrooms::{self, ManyRoomsConfig};
 use scenario::nodes;
 use scenario::recovery::{self, DropMode, RecoveryConfig};
 use scenario::soak::{self, SoakConfig};
@@ -93,6 +94,13 @@ enum Command {
     /// Like uWebSockets' broadcast test: N² deliveries per round. Reports deliveries/s,
     /// latency, loss (per publisher), server CPU per delivery.
     AllToAll(AllToAllArgs),
+    /// Each subscriber in K rooms, each room with its own publisher at --rate, the
+    /// publishers' sends spread evenly in time.
+    ///
+    /// A subscriber gets K × R messages per second, one at a time: what a hub's write
+    /// batching (neonex's hub.write_delay) is for. Reports deliveries/s, latency, loss (per
+    /// room), server CPU per delivery.
+    ManyRooms(ManyRoomsArgs),
     /// Hold N connections in one room without traffic: server memory per connection.
     ///
     /// The server's VmRSS (process and descendants) is read before the first connection and
@@ -224,6 +232,48 @@ struct FanoutArgs {
     /// fails the run.
     #[arg(long)]
     history: bool,
+    /// Exit 0 even when deliveries were lost or duplicated.
+    #[arg(long)]
+    allow_loss: bool,
+}
+
+#[derive(Args, Debug)]
+struct ManyRoomsArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    subscribers: usize,
+    /// Rooms, each with a publisher connection of its own.
+    #[arg(long, default_value_t = 40, value_name = "M")]
+    rooms: usize,
+    /// Rooms each subscriber is in.
+    #[arg(long, default_value_t = 20, value_name = "K")]
+    rooms_per_subscriber: usize,
+    /// Messages per second each room's publisher sends.
+    #[arg(long, default_value_t = 25.0, value_name = "MSGS_PER_SEC")]
+    rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    duration: f64,
+    /// Length of each message text.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    payload_bytes: usize,
+    /// Settled when no non-chat frame came for this long.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    settle_ms: u64,
+    /// Stop waiting for quiet after this long.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    settle_max: f64,
+    /// After publishing, wait this long at most for late deliveries.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    drain_timeout: f64,
+    /// Connections per source address (see fanout).
+    #[arg(long, default_value_t = 25_000, value_name = "N")]
+    conns_per_source: usize,
+    /// Users are named PREFIX-p0.., PREFIX-s0.. [default: lg<pid>].
+    #[arg(long, value_name = "PREFIX")]
+    user_prefix: Option<String>,
     /// Exit 0 even when deliveries were lost or duplicated.
     #[arg(long)]
     allow_loss: bool,
@@ -611,6 +661,55 @@ fn check_common_limits(conns_per_source: usize, settle_ms: u64) -> Result<(), St
     Ok(())
 }
 
+fn manyrooms_config(a: &ManyRoomsArgs) -> Result<ManyRoomsConfig, String> {
+    let c = &a.common;
+    c.check()?;
+    let url = c.url()?;
+    let target = target::parse(&url)?;
+    if !(1..=MAX_CONNECTIONS / 2).contains(&a.subscribers) {
+        return Err(format!(
+            "--subscribers must be 1 to {}",
+            MAX_CONNECTIONS / 2
+        ));
+    }
+    if !(1..=10_000).contains(&a.rooms) {
+        return Err("--rooms must be 1 to 10000".into());
+    }
+    if !(1..=a.rooms).contains(&a.rooms_per_subscriber) {
+        return Err("--rooms-per-subscriber must be 1 to --rooms".into());
+    }
+    if !(a.rate > 0.0 && a.rate <= 100_000.0) {
+        return Err("--rate must be in (0, 100000] messages per second per room".into());
+    }
+    if a.payload_bytes > 64 * 1024 {
+        return Err("--payload-bytes must be at most 65536".into());
+    }
+    check_common_limits(a.conns_per_source, a.settle_ms)?;
+    let connections = a.rooms + a.subscribers;
+    Ok(ManyRoomsConfig {
+        url,
+        target,
+        protocol: c.protocol,
+        subscribers: a.subscribers,
+        rooms: a.rooms,
+        rooms_per_subscriber: a.rooms_per_subscriber,
+        rate: a.rate,
+        duration: seconds("duration", a.duration, MAX_DURATION_S)?,
+        payload_bytes: a.payload_bytes,
+        threads: c.threads.min(connections),
+        connect_timeout: c.connect_timeout()?,
+        connect_concurrency: c.connect_concurrency(),
+        setup_timeout: c.setup_timeout()?,
+        settle_quiet: Duration::from_millis(a.settle_ms),
+        settle_max: seconds("settle-max", a.settle_max, 120.0)?,
+        drain_timeout: seconds("drain-timeout", a.drain_timeout, 60.0)?,
+        server_pid: c.server_pid()?,
+        user_prefix: prefix(&a.user_prefix)?,
+        max_message: MAX_MESSAGE,
+        conns_per_source: a.conns_per_source,
+    })
+}
+
 fn alltoall_config(a: &AllToAllArgs) -> Result<AllToAllConfig, String> {
     let c = &a.common;
     c.check()?;
@@ -925,6 +1024,17 @@ fn run_alltoall(a: &AllToAllArgs) -> Result<bool, String> {
     Ok(report.ok || a.allow_loss)
 }
 
+fn run_manyrooms(a: &ManyRoomsArgs) -> Result<bool, String> {
+    let cfg = manyrooms_config(a)?;
+    // nchan publishers also hold an HTTP publisher connection each.
+    check_fd_limit(cfg.connections() + cfg.rooms)?;
+    start_watchdog(cfg.run_budget());
+    let report = manyrooms::run(cfg)?;
+    manyrooms::print(&report);
+    write_json(&a.common.json, &report)?;
+    Ok(report.ok || a.allow_loss)
+}
+
 fn run_idle(a: &IdleArgs) -> Result<bool, String> {
     let cfg = idle_config(a)?;
     check_fd_limit(cfg.connections)?;
@@ -989,6 +1099,7 @@ fn main() -> ExitCode {
     let common = match &cli.command {
         Command::Fanout(a) => &a.common,
         Command::AllToAll(a) => &a.common,
+        Command::ManyRooms(a) => &a.common,
         Command::Idle(a) => &a.common,
         Command::Churn(a) => &a.common,
         Command::RecoveryStorm(a) => &a.common,
@@ -1001,6 +1112,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Fanout(a) => run_fanout(a),
         Command::AllToAll(a) => run_alltoall(a),
+        Command::ManyRooms(a) => run_manyrooms(a),
         Command::Idle(a) => run_idle(a),
         Command::Churn(a) => run_churn(a),
         Command::RecoveryStorm(a) => run_recovery(a),

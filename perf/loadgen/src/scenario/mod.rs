@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod delivery_report;
 pub mod fanout;
 pub mod idle;
+pub mod manyrooms;
 pub mod node_report;
 pub mod nodes;
 pub mod recovery;
