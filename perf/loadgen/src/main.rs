@@ -1363,4 +1363,23 @@ mod tests {
         let c = recovery_config(&a).unwrap();
         assert_eq!((c.away, c.drop), (Duration::ZERO, DropMode::Rst));
     }
+
+    #[test]
+    fn many_rooms() {
+        let config = |args: &[&str]| {
+            let Ok(Command::ManyRooms(a)) = parse(&[&["many-rooms"][..], args].concat()) else {
+                panic!("many-rooms")
+            };
+            manyrooms_config(&a)
+        };
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            (c.subscribers, c.rooms, c.rooms_per_subscriber),
+            (100, 40, 20)
+        );
+        assert_eq!((c.rate, c.connections()), (25.0, 140));
+        assert!(config(&["--rooms", "5", "--rooms-per-subscriber", "6"]).is_err());
+        assert!(config(&["--rooms", "0"]).is_err());
+        assert!(config(&["--rate", "0"]).is_err());
+    }
 }
