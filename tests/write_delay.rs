@@ -135,7 +135,13 @@ async fn a_reply_does_not_wait_and_takes_the_waiting_broadcasts_along() {
     let delay = Duration::from_secs(1);
     let h = TestHub::start(delayed(delay));
     let mut client = member(&h, "reader").await;
+    let (_, delivered) = writes_and_deliveries(&h).await;
     broadcast(&h, 0).await;
+    // The handle's broadcast reaches the shard through its inbox: wait until it is queued.
+    let queued = async { while writes_and_deliveries(&h).await.1 == delivered {} };
+    tokio::time::timeout(Duration::from_secs(10), queued)
+        .await
+        .expect("the broadcast is queued");
     let asked = Instant::now();
     let before: Vec<_> = client
         .ping_pong()
