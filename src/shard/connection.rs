@@ -97,8 +97,6 @@ pub(crate) struct Connection {
     pub cause: Option<CloseCause>,
     /// Listed in the shard's dirty list, awaiting the flush pass.
     pub dirty: bool,
-    /// Waiting in the shard's queue for `hub.write_delay` (see `shard::delay`).
-    pub delayed: bool,
     /// A task is waiting for the socket to take more, since then (shard milliseconds);
     /// the flush pass leaves it alone.
     pub write_blocked_since_ms: Option<u32>,
@@ -144,7 +142,6 @@ impl Connection {
             oldest_queued_us: None,
             cause: None,
             dirty: false,
-            delayed: false,
             write_blocked_since_ms: None,
             awaiting: None,
             admitted: false,

@@ -4,9 +4,9 @@
 //! A connection that is sent a broadcast while nothing of its own waits is due at now +
 //! delay. The delay is the same for every connection, so deadlines are set in the order
 //! they fall due: the shard's queue of them is first in, first out, its front is always
-//! the next one, and one task per shard sleeps until it. A connection's `delayed` flag
-//! keeps it in the queue at most once, so a connection costs that flag and, while it
-//! waits, one entry of the shard's queue.
+//! the next one, and one task per shard sleeps until it. A bit per slab key keeps a
+//! connection in the queue at most once, so a connection holds nothing for the delay:
+//! while it waits, the shard holds an entry of its queue.
 //!
 //! What waits: broadcasts (rooms, users, everyone). What does not: replies to the
 //! connection's own requests (a pong among them), pings, close frames, the handshake.
@@ -30,14 +30,22 @@ const SLACK: Duration = Duration::from_micros(500);
 #[derive(Default)]
 pub(crate) struct Delayed {
     due: VecDeque<(Instant, usize)>,
+    /// One bit per slab key: set while `due` holds an entry for the key. It belongs to the
+    /// key, not to the connection: a connection that takes over the slot of one that
+    /// ended while waiting is written when that entry falls due, sooner than its own would.
+    waiting: Vec<u64>,
 }
 
 impl Delayed {
     /// Has connection `conn`, at slab `key`, written at `at`, unless it is already
     /// listed for a pass or waiting.
-    pub fn schedule(&mut self, conn: &mut Connection, key: usize, at: Instant) {
-        if !conn.dirty && !conn.delayed {
-            conn.delayed = true;
+    pub fn schedule(&mut self, conn: &Connection, key: usize, at: Instant) {
+        let (word, bit) = (key / 64, 1 << (key % 64));
+        if word >= self.waiting.len() {
+            self.waiting.resize(word + 1, 0);
+        }
+        if !conn.dirty && self.waiting[word] & bit == 0 {
+            self.waiting[word] |= bit;
             self.due.push_back((at, key));
         }
     }
@@ -50,9 +58,8 @@ impl Delayed {
         self.due.front().map(|&(at, _)| at)
     }
 
-    /// Lists in `dirty` every waiting connection due by `now`. An entry may outlive its
-    /// connection (its slab slot reused): the newcomer is then written early if it waits
-    /// too, which costs a write and loses nothing.
+    /// Lists in `dirty` every waiting connection due by `now` that still has frames
+    /// queued (a reply may have taken them out in a pass meanwhile).
     fn release(
         &mut self,
         now: Instant,
@@ -64,11 +71,9 @@ impl Delayed {
                 return;
             }
             self.due.pop_front();
-            if let Some(conn) = conns.get_mut(key).filter(|conn| conn.delayed) {
-                conn.delayed = false;
-                if !conn.out.is_empty() {
-                    conn.list_in(dirty, key);
-                }
+            self.waiting[key / 64] &= !(1 << (key % 64));
+            if let Some(conn) = conns.get_mut(key).filter(|conn| !conn.out.is_empty()) {
+                conn.list_in(dirty, key);
             }
         }
     }
@@ -77,6 +82,10 @@ impl Delayed {
     pub fn shrink(&mut self) {
         let len = self.due.len();
         self.due.shrink_to(len.max(64));
+        while self.waiting.last() == Some(&0) {
+            self.waiting.pop();
+        }
+        self.waiting.shrink_to_fit();
     }
 }
 
