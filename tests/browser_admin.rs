@@ -174,8 +174,13 @@ fn live_figures(seen: &Seen) {
     let rooms = json!({"general": 3, "lobby": 2, "random": 0});
     assert_eq!(figures["rooms_api"], rooms, "{out}");
     assert_eq!(figures["rooms_page"], rooms, "{out}");
-    let mut lobby = [id(seen, "ann"), id(seen, "bob")];
+    // Listed in connection id order: by node, shard, then number (9 before 10).
+    let mut lobby: Vec<neonex::ConnectionId> = ["ann", "bob"]
+        .iter()
+        .map(|user| id(seen, user).parse().expect("a connection id"))
+        .collect();
     lobby.sort();
+    let lobby: Vec<String> = lobby.iter().map(ToString::to_string).collect();
     assert_eq!(figures["members"], json!(lobby), "{out}");
 }
 

@@ -283,8 +283,10 @@ async fn the_api_on_one_node_reaches_connections_of_another() {
     let members = http_call(a, "GET", "/api/rooms/general/members", "", "")
         .await
         .json();
-    let mut expected = vec![bob.id.to_string(), ben.id.to_string()];
+    // Listed in connection id order: by node, shard, then number (9 before 10).
+    let mut expected = vec![bob.id, ben.id];
     expected.sort();
+    let expected: Vec<String> = expected.iter().map(ToString::to_string).collect();
     assert_eq!(members["members"], json!(expected), "{members}");
     let conns = http_call(a, "GET", "/api/users/bob/connections", "", "")
         .await

@@ -2,7 +2,7 @@
 // nodes on it, on free loopback ports. Each keeps its output for the failure report, and
 // every one started is killed by killAll(), which the scripts call on every way out.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,14 +62,22 @@ class Proc {
   }
 }
 
-/** `nats-server` with JetStream in a fresh directory; resolves once it accepts. */
+/**
+ * `nats-server` with JetStream in a fresh directory; resolves once it accepts. It chooses
+ * a free port itself and names it in a file once it listens, so that a port another
+ * process took in between is never mistaken for this server's.
+ */
 export async function startNats() {
-  const port = await freePort();
   const store = mkdtempSync(join(tmpdir(), "neonex-demo-nats-"));
   scratch.push(store);
   const debian = "/usr/sbin/nats-server";
   const program = process.env.NATS_SERVER || (existsSync(debian) ? debian : "nats-server");
-  const nats = new Proc("nats", program, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store], {});
+  const nats = new Proc("nats", program, ["-a", "127.0.0.1", "-p", "-1", "-js", "-sd", store, "--ports_file_dir", store], {});
+  const port = await until("nats-server listening", async () => {
+    const file = readdirSync(store).find((name) => name.endsWith(`_${nats.child.pid}.ports`));
+    const url = file && JSON.parse(readFileSync(join(store, file), "utf8")).nats?.[0];
+    return url && Number(url.slice(url.lastIndexOf(":") + 1));
+  });
   nats.url = `nats://127.0.0.1:${port}`;
   await until(`nats-server on ${port}`, () => connects(port));
   return nats;

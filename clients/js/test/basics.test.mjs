@@ -5,7 +5,7 @@ import http from "node:http";
 import { after, before, test } from "node:test";
 import { NeonexError } from "../src/neonex-client.js";
 import { closeAll, makeClient, next, record } from "../testkit/client.mjs";
-import { freePort, startHub } from "../testkit/hub.mjs";
+import { startHub } from "../testkit/hub.mjs";
 
 let hub;
 let backend;
@@ -26,8 +26,8 @@ before(async () => {
       res.end(JSON.stringify({ data: { sum: data.a + data.b } }));
     });
   });
-  const port = await freePort();
-  await new Promise((resolve) => backend.listen(port, "127.0.0.1", resolve));
+  await new Promise((resolve) => backend.listen(0, "127.0.0.1", resolve));
+  const { port } = backend.address();
   hub = await startHub({ env: { NEONEX_PROXY_RPC_URL: `http://127.0.0.1:${port}/rpc` } });
 });
 

@@ -42,6 +42,14 @@ export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** The client port nats-server `pid` wrote to its ports file in `dir`, once it has. */
+export function natsPort(dir, pid) {
+  const file = readdirSync(dir).find((name) => name.endsWith(`_${pid}.ports`));
+  if (!file) return undefined;
+  const url = JSON.parse(readFileSync(path.join(dir, file), "utf8")).nats?.[0];
+  return url && Number(url.slice(url.lastIndexOf(":") + 1));
+}
+
 /** Polls `check` until it returns a truthy value, for at most `ms`. */
 export async function until(check, ms = 10000, what = "condition") {
   const deadline = Date.now() + ms;
@@ -83,7 +91,20 @@ function run(command, args, env) {
  * (e.g. {NEONEX_HISTORY_SIZE: "100"}); resolves once /health answers.
  */
 export async function startHub({ port, env = {} } = {}) {
-  port ??= await freePort();
+  if (port !== undefined) return launchHub(port, env);
+  // Another test can take a free port before this hub binds it; the hub then refuses it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launchHub(await freePort(), env);
+    } catch (e) {
+      if (!(e instanceof PortTaken) || attempt === 5) throw e;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function launchHub(port, env) {
   const proc = run(neonexBin(), ["serve", "--listen", `127.0.0.1:${port}`], {
     NEONEX_SHARDS: "2",
     NEONEX_SHUTDOWN_TIMEOUT: "2s",
@@ -137,7 +158,8 @@ export async function startHub({ port, env = {} } = {}) {
     resume: () => proc.child.kill("SIGCONT"),
   };
   const died = proc.exited.then(({ code, signal }) => {
-    throw new Error(`neonex exited (${code ?? signal}) on start:\n${proc.log()}`);
+    const Failure = code === 2 && proc.log().includes("cannot listen") ? PortTaken : Error;
+    throw new Failure(`neonex exited (${code ?? signal}) on start:\n${proc.log()}`);
   });
   await Promise.race([
     died,
@@ -149,23 +171,17 @@ export async function startHub({ port, env = {} } = {}) {
 
 /** nats-server with JetStream in a fresh directory; resolves once it takes connections. */
 export async function startNats() {
-  const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), "neonex-js-nats-"));
   const bin = process.env.NATS_SERVER || "nats-server";
   const env = { PATH: `${process.env.PATH}:/usr/sbin:/usr/local/sbin` };
-  const proc = run(bin, ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port)], env);
-  await until(
-    () =>
-      new Promise((resolve) => {
-        const socket = net.connect(port, "127.0.0.1", () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.once("error", () => resolve(false));
-      }),
-    10000,
-    () => `nats-server on port ${port}\n${proc.log()}`,
-  );
+  // nats-server chooses a free port itself and names it in a file once it listens, so
+  // a port taken by another test in between can never be mistaken for this server's.
+  const proc = run(bin, ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir], env);
+  const died = proc.exited.then(({ code, signal }) => {
+    throw new Error(`nats-server exited (${code ?? signal}) on start:\n${proc.log()}`);
+  });
+  const port = await Promise.race([died, until(async () => natsPort(dir, proc.child.pid), 10000, () => `nats-server to listen\n${proc.log()}`)]);
+  died.catch(() => {});
   return {
     url: `nats://127.0.0.1:${port}`,
     async kill() {

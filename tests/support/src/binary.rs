@@ -114,6 +114,18 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// How often a server is started on a fresh port when another process took the one
+/// [`free_port`] found free before the server could bind it.
+const PORT_ATTEMPTS: usize = 5;
+
+/// How a start ended.
+#[derive(PartialEq)]
+enum Start {
+    Serving,
+    /// The server refused its port: another process listens there.
+    PortTaken,
+}
+
 /// The real `neonex serve` binary, run on a free loopback port. Its log (stdout and
 /// stderr) is collected for tests to read; it is killed when dropped.
 pub struct Server {
@@ -126,30 +138,58 @@ impl Server {
     /// Starts `neonex serve --listen 127.0.0.1:PORT` plus `args`, with `env`, and waits
     /// until it answers `/health`.
     pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Server, SocketAddr) {
-        let mut server = Server::start(args, env);
-        server.wait_healthy().await;
-        let addr = server.addr;
-        (server, addr)
+        for _ in 0..PORT_ATTEMPTS {
+            let mut server = Server::start(args, env);
+            if server.wait_healthy().await == Start::Serving {
+                let addr = server.addr;
+                return (server, addr);
+            }
+        }
+        panic!("neonex found its port taken {PORT_ATTEMPTS} times");
     }
 
     /// Starts the server as [`Server::spawn`] does and waits until it logs that it
     /// serves: for a listener that plain `/health` cannot reach (TLS).
     pub async fn spawn_logged(args: &[&str], env: &[(&str, &str)]) -> (Server, SocketAddr) {
-        let mut server = Server::start(args, env);
+        for _ in 0..PORT_ATTEMPTS {
+            let mut server = Server::start(args, env);
+            if server.wait_logged().await == Start::Serving {
+                let addr = server.addr;
+                return (server, addr);
+            }
+        }
+        panic!("neonex found its port taken {PORT_ATTEMPTS} times");
+    }
+
+    async fn wait_logged(&mut self) -> Start {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.log().contains("neonex is serving") {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("neonex exited before serving ({status}): {}", server.log());
+        while !self.log().contains("neonex is serving") {
+            if self.exited_before_serving() {
+                return Start::PortTaken;
             }
             assert!(
                 Instant::now() < deadline,
                 "neonex did not log that it serves in 10 s: {}",
-                server.log()
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let addr = server.addr;
-        (server, addr)
+        Start::Serving
+    }
+
+    /// Whether the server exited because its port was taken; a server that exited for
+    /// any other reason fails the test.
+    fn exited_before_serving(&mut self) -> bool {
+        let Ok(Some(status)) = self.child.try_wait() else {
+            return false;
+        };
+        // The reader threads may not have collected the last lines yet.
+        std::thread::sleep(Duration::from_millis(50));
+        let log = self.log();
+        if status.code() == Some(2) && log.contains("cannot listen") {
+            return true;
+        }
+        panic!("neonex exited before serving ({status}): {log}");
     }
 
     fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
@@ -186,13 +226,13 @@ impl Server {
         Server { child, addr, log }
     }
 
-    /// Polls `/health` until it answers 200; panics if the server exits first or takes
-    /// more than 10 s.
-    async fn wait_healthy(&mut self) {
+    /// Polls `/health` until it answers 200; panics if the server exits first (unless
+    /// for its port) or takes more than 10 s.
+    async fn wait_healthy(&mut self) -> Start {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("neonex exited before serving ({status}): {}", self.log());
+            if self.exited_before_serving() {
+                return Start::PortTaken;
             }
             if let Ok(Ok(mut stream)) =
                 tokio::time::timeout(TIMEOUT, TcpStream::connect(self.addr)).await
@@ -203,7 +243,7 @@ impl Server {
                 let mut buf = vec![0u8; 256];
                 if let Ok(Ok(n)) = tokio::time::timeout(TIMEOUT, stream.read(&mut buf)).await {
                     if buf[..n].starts_with(b"HTTP/1.1 200") {
-                        return;
+                        return Start::Serving;
                     }
                 }
             }

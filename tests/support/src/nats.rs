@@ -1,15 +1,15 @@
-//! A real `nats-server` (Debian's package) on a free loopback port, for the cluster's
-//! tests. It can be stopped and started again on the same port, as an outage.
+//! A real `nats-server` (Debian's package) on a loopback port of its own choosing, for
+//! the cluster's tests. It can be stopped and started again on the same port, as an
+//! outage.
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::binary::free_port;
-
 /// A running `nats-server`, killed when dropped.
 pub struct Nats {
+    /// Its client port: 0 until it first listens.
     pub port: u16,
     /// Where JetStream keeps its streams.
     store: PathBuf,
@@ -31,10 +31,12 @@ impl Nats {
     }
 
     fn start_with(credentials: Option<(String, String)>) -> Nats {
-        let port = free_port();
-        let store = std::env::temp_dir().join(format!("neonex-nats-{port}-{}", std::process::id()));
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let store = std::env::temp_dir().join(format!("neonex-nats-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&store);
         let mut nats = Nats {
-            port,
+            port: 0,
             store,
             credentials,
             child: None,
@@ -78,19 +80,26 @@ impl Nats {
         assert!(status.success(), "kill {signal} {pid} failed");
     }
 
-    /// Starts the server again on the same port (and the same JetStream store).
+    /// Starts the server again on the same port (and the same JetStream store); the
+    /// first start lets it choose a free port.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "nats-server runs already");
-        let child = Command::new(binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+        // A port found free and then handed to nats-server can be taken by another test
+        // in between, and a check that something accepts there would then pass on the
+        // other test's server. nats-server writes the ports it listens on to a file named
+        // after its pid, once it listens: only that file says this one does.
+        let ports_dir = self.store.join("ports");
+        std::fs::create_dir_all(&ports_dir).expect("a directory for the ports file");
+        let port = if self.port == 0 {
+            "-1".to_owned()
+        } else {
+            self.port.to_string()
+        };
+        let mut child = Command::new(binary())
+            .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
             .arg(&self.store)
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -98,16 +107,44 @@ impl Nats {
             .unwrap_or_else(|e| {
                 panic!("cannot run nats-server (apt-get install nats-server): {e}")
             });
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let listening = loop {
+            if let Some(port) = listening_port(&ports_dir, child.id()) {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("nats-server -p {port} exited before it listened ({status})");
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not listen in 10 s"
             );
             std::thread::sleep(Duration::from_millis(20));
+        };
+        self.port = listening;
+        self.child = Some(child);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not accept in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The client port in the ports file of nats-server `pid`, once it has written it:
+/// `{"nats":["nats://127.0.0.1:PORT"]}`.
+fn listening_port(dir: &Path, pid: u32) -> Option<u16> {
+    let suffix = format!("_{pid}.ports");
+    let file = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|entry| entry.file_name().to_string_lossy().ends_with(&suffix))?;
+    let ports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
+    let url = ports["nats"][0].as_str()?;
+    url.rsplit(':').next()?.parse().ok()
 }
 
 impl Drop for Nats {
