@@ -284,7 +284,7 @@ async fn the_api_on_one_node_reaches_connections_of_another() {
         .await
         .json();
     // Listed in connection id order: by node, shard, then number (9 before 10).
-    let mut expected = vec![bob.id, ben.id];
+    let mut expected = [bob.id, ben.id];
     expected.sort();
     let expected: Vec<String> = expected.iter().map(ToString::to_string).collect();
     assert_eq!(members["members"], json!(expected), "{members}");

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
 use bytes::{Buf, Bytes};
@@ -176,16 +177,22 @@ impl Outbound {
             drained: false,
         };
         while !self.frames.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            // Only the slots in use are written: one frame to one socket, the common
+            // case, must not pay for setting up all MAX_IOV of them.
+            let mut slots = [const { MaybeUninit::<IoSlice<'_>>::uninit() }; MAX_IOV];
             let mut count = 0;
             let mut offered = 0;
-            for (slot, frame) in slices.iter_mut().zip(&self.frames) {
-                *slot = IoSlice::new(frame);
+            for (slot, frame) in slots.iter_mut().zip(&self.frames) {
+                slot.write(IoSlice::new(frame));
                 offered += frame.len();
                 count += 1;
             }
+            // SAFETY: the first `count` slots were written just above, and `IoSlice` has
+            // the layout of `MaybeUninit<IoSlice>`.
+            let slices = unsafe { std::slice::from_raw_parts(slots.as_ptr().cast(), count) };
+            let attempt = write(slices);
             written.calls += 1;
-            let n = match write(&slices[..count]) {
+            let n = match attempt {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
