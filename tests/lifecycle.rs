@@ -1,6 +1,7 @@
 //! Connections' lives: heartbeat, close codes, slow consumers, graceful shutdown (library
 //! and the `neonex` binary on SIGTERM).
 
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use neonex::{HubConfig, SendQueueLimits};
-use neonex_testkit::binary::{run_neonex, Server};
+use neonex_testkit::binary::{free_port, run_neonex, Server};
 use neonex_testkit::client::{next_chat_message, send_json_within, Client};
 use neonex_testkit::clock::assert_time_now;
 use neonex_testkit::frames::{frame, masked, masked_close, MASK};
@@ -505,6 +506,40 @@ async fn the_binary_shuts_down_gracefully_on_sigterm() {
 // ---------------------------------------------------------------------------------------
 // One hub per address
 // ---------------------------------------------------------------------------------------
+
+/// A port that is only the local end of a connection in TIME_WAIT is refused by the
+/// kernel too; the message must not blame a listener that is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_held_by_a_connection_in_time_wait_is_refused_without_blaming_a_listener() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free_port();
+    let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // A client on `port` closes first, so its end of the connection waits in TIME_WAIT.
+    let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    client.bind(&local.into()).unwrap();
+    client
+        .connect(&server.local_addr().unwrap().into())
+        .unwrap();
+    let (mut accepted, _) = server.accept().unwrap();
+    client.shutdown(std::net::Shutdown::Both).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut accepted, &mut rest).unwrap();
+    drop(accepted);
+    drop(client);
+    std::thread::sleep(Duration::from_millis(100));
+
+    let listen = local.to_string();
+    let (code, out, err) =
+        blocking(move || run_neonex(&["serve", "--listen", &listen, "--shards", "1"], &[])).await;
+    assert_eq!(code, 2, "the port is refused:\n{out}\n{err}");
+    assert!(
+        err.contains("address already in use")
+            && err.contains("nothing listens on")
+            && err.contains(&local.to_string())
+            && !err.contains("another process listens"),
+        "the message says what holds the port:\n{err}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_a_busy_address_exits_2_and_the_first_keeps_serving() {

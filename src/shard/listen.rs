@@ -35,12 +35,38 @@ fn refuse_if_taken(addr: SocketAddr) -> std::io::Result<()> {
     // Connections of an earlier hub lingering in TIME_WAIT must not count as a listener.
     probe.set_reuse_address(true)?;
     match probe.bind(&addr.into()) {
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(std::io::Error::new(
-            e.kind(),
-            format!("address already in use: another process listens on {addr}"),
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let why = if someone_listens(addr) {
+                format!("another process listens on {addr}")
+            } else {
+                // The kernel also refuses a port that is the local end of other sockets'
+                // connections (a client's, or ones lingering in TIME_WAIT for a minute).
+                format!(
+                    "nothing listens on {addr}, but it is the local port of other \
+                     connections on this machine (such as ones in TIME_WAIT); wait a \
+                     minute or choose another port"
+                )
+            };
+            Err(std::io::Error::new(
+                e.kind(),
+                format!("address already in use: {why}"),
+            ))
+        }
         other => other,
     }
+}
+
+/// Whether a connection to `addr` (its loopback twin for an unspecified address) is
+/// accepted at once.
+fn someone_listens(addr: SocketAddr) -> bool {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(200)).is_ok()
 }
 
 fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
