@@ -422,3 +422,51 @@ async fn the_start_says_once_how_the_api_is_guarded() {
         })
         .await;
 }
+
+/// Every recipient of a broadcast counts once in the fan-out latency, though the
+/// recipients one pass drains together go into the histogram in one step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_recipient_of_a_broadcast_counts_once_in_the_fanout_latency() {
+    let h = TestHub::start(HubConfig {
+        // No pings: they would count while the test reads.
+        ping_interval: std::time::Duration::from_secs(3600),
+        pong_timeout: std::time::Duration::from_secs(3600),
+        ..config()
+    });
+    let mut members = Vec::new();
+    for i in 0..20 {
+        let mut member = h.connect(&format!("wide{i}")).await;
+        member.join("wide").await;
+        members.push(member);
+    }
+    let before = settled_latency_count(&h).await;
+    let r = http_call(
+        h.addr,
+        "POST",
+        "/api/rooms/wide/broadcast",
+        "",
+        r#"{"type":"notice"}"#,
+    )
+    .await;
+    assert_eq!(r.json()["queued"], 20, "{}", r.body);
+    for member in &mut members {
+        member.expect_type("notice").await;
+    }
+    assert_eq!(settled_latency_count(&h).await, before + 20);
+}
+
+/// The fan-out latency count of `/stats`, once two readings more than a tick apart agree.
+async fn settled_latency_count(h: &TestHub) -> u64 {
+    let mut last = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let stats = get(h, "/stats").await.json();
+        let count = stats["fanout_latency_us"]["count"].as_u64().unwrap_or(0);
+        if last == Some(count) {
+            return count;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats}");
+        last = Some(count);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+}

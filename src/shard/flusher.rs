@@ -39,6 +39,16 @@ struct Pass {
     calls: u64,
     bytes: u64,
     slow: u64,
+    /// Fan-out latencies not yet in the histogram.
+    waits: Option<Waits>,
+}
+
+/// Connections in a row of a pass whose oldest frame waited the same: the recipients of
+/// one broadcast, drained in one pass, each waited as long, and go into the histogram at
+/// once.
+struct Waits {
+    micros: u64,
+    connections: u64,
 }
 
 impl Pass {
@@ -48,6 +58,30 @@ impl Pass {
             calls: 0,
             bytes: 0,
             slow: 0,
+            waits: None,
+        }
+    }
+
+    /// Counts one drained connection whose oldest frame waited `micros`.
+    fn note_wait(&mut self, shard: &Shard, micros: u64) {
+        match &mut self.waits {
+            Some(waits) if waits.micros == micros => waits.connections += 1,
+            _ => {
+                self.record_waits(shard);
+                self.waits = Some(Waits {
+                    micros,
+                    connections: 1,
+                });
+            }
+        }
+    }
+
+    fn record_waits(&mut self, shard: &Shard) {
+        if let Some(waits) = self.waits.take() {
+            shard
+                .latency
+                .borrow_mut()
+                .saturating_record_n(waits.micros, waits.connections);
         }
     }
 }
@@ -97,8 +131,7 @@ fn write_queued(shard: &Shard, conn: &mut Connection, pass: &mut Pass) -> Flushe
     pass.bytes += written.bytes;
     if written.drained {
         if let Some(waited) = conn.after_drain(pass.now_us) {
-            let waited = u64::from(waited.max(1));
-            shard.latency.borrow_mut().saturating_record(waited);
+            pass.note_wait(shard, u64::from(waited.max(1)));
         }
         return Flushed::Drained;
     }
@@ -107,7 +140,8 @@ fn write_queued(shard: &Shard, conn: &mut Connection, pass: &mut Pass) -> Flushe
     Flushed::Blocked
 }
 
-fn count(shard: &Shard, pass: Pass) {
+fn count(shard: &Shard, mut pass: Pass) {
+    pass.record_waits(shard);
     let counters = shard.counters();
     if pass.calls > 0 {
         stats::add(&counters.write_calls, pass.calls);
