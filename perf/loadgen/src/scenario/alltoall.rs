@@ -510,15 +510,12 @@ pub fn print(r: &AllToAllReport) {
         r.threads,
         r.payload_bytes
     );
-    r.setup.print();
-    println!("{}", "-".repeat(64));
-    let row = |k: &str, v: String| println!("{k:<30} {v}");
-    delivery_report::print_rows(
-        &row,
+    delivery_report::print_body(
+        &r.setup,
         &r.deliveries,
         &r.disturbances,
         &r.publishing,
         &r.usage,
+        r.ok,
     );
-    report::print_result(&row, r.ok);
 }

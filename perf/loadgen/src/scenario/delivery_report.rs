@@ -171,6 +171,23 @@ pub fn passed(
         && publishing.publish_error.is_none()
 }
 
+/// Prints what follows the title and the load's description in the human report of a
+/// scenario whose figures are all here: the setup, then the rows, then the verdict.
+pub fn print_body(
+    setup: &Setup,
+    deliveries: &Deliveries,
+    disturbances: &Disturbances,
+    publishing: &Publishing,
+    usage: &Usage,
+    ok: bool,
+) {
+    setup.print();
+    println!("{}", "-".repeat(64));
+    let row = |k: &str, v: String| println!("{k:<30} {v}");
+    print_rows(&row, deliveries, disturbances, publishing, usage);
+    report::print_result(&row, ok);
+}
+
 /// Prints the rows of a human report that publishes, from the measured window to the first
 /// errors, one `row(name, value)` each.
 pub fn print_rows(
