@@ -66,15 +66,15 @@ impl RoomFanout {
             accepted.push((socket, remote));
         }
         let (shard, keys, target) = runtime.block_on(async move {
-            let shard = Rc::new(Shard::new(0, shared, inboxes.remove(0)));
+            let poller = crate::shard::poller::Poller::new().expect("an epoll set");
+            let shard = Rc::new(Shard::new(0, shared, inboxes.remove(0), poller));
             let mut keys = Vec::with_capacity(accepted.len());
             let mut room = None;
             Ctx::with(&shard, |cx| {
                 for (seq, (socket, remote)) in accepted.into_iter().enumerate() {
-                    let stream = monoio::net::TcpStream::from_std(socket).expect("adopt");
                     let id = ConnectionId::new(0, seq as u64 + 1);
                     let now = Instant::now();
-                    let mut conn = Connection::new(id, stream, remote, shard.now_ms(), now);
+                    let mut conn = Connection::new(id, socket, remote, shard.now_ms(), now);
                     conn.phase = Phase::Open;
                     conn.user = Some(format!("user-{seq}").into());
                     let key = cx.state.conns.insert(Box::new(conn));
@@ -279,16 +279,6 @@ impl Drop for Handoff {
     }
 }
 
-/// The size of what an async fn returns, that is of its future, without calling it.
-fn future_size<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
-    std::mem::size_of::<F>()
-}
-
-/// The alignment of what an async fn returns.
-fn future_align<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
-    std::mem::align_of::<F>()
-}
-
 /// The sizes, in bytes, of what a shard keeps for each connection, by item: what
 /// `examples/memory.rs` prints beside the heap profile.
 pub fn connection_sizes() -> Vec<(&'static str, usize)> {
@@ -317,15 +307,6 @@ pub fn connection_sizes() -> Vec<(&'static str, usize)> {
             "slab slot (tag + Box pointer)",
             size_of::<Result<Box<Connection>, usize>>(),
         ),
-        (
-            "monoio TcpStream (in its Rc)",
-            size_of::<monoio::net::TcpStream>(),
-        ),
-        (
-            "reader task's future",
-            future_size(crate::shard::reader::serve),
-        ),
-        ("  its alignment", future_align(crate::shard::reader::serve)),
         ("by_seq entry (u64, usize)", size_of::<(u64, usize)>()),
         (
             "membership per connection (its rooms, one in place)",

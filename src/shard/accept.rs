@@ -1,6 +1,7 @@
 //! Accepting connections on this shard's listener, and adopting sockets accepted
-//! elsewhere: each gets its slot, its TLS session when the hub has `tls.*`, and its
-//! reader task, which starts with the TLS handshake or the HTTP request.
+//! elsewhere: each gets its slot, its TLS session when the hub has `tls.*`, and its place
+//! in the shard's readiness set, where it starts with the TLS handshake or the HTTP
+//! request.
 //!
 //! Every shard binds its own listener on the same address with `SO_REUSEPORT`: the kernel
 //! spreads new connections across the shards by a hash of their addresses, so accepting
@@ -8,16 +9,18 @@
 //! accepted it.
 
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::CancelHandle;
-use monoio::net::{TcpListener, TcpStream};
+use monoio::net::TcpListener;
 
 use super::connection::Connection;
 use super::context::Ctx;
+use super::poller::Token;
 use super::tls::TlsSession;
-use super::{reader, Shard};
+use super::Shard;
 use crate::ids::ConnectionId;
 use crate::stats;
 
@@ -49,7 +52,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, cancel: CancelHand
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, remote)) => {
                 backoff.reset();
-                Ctx::with(&shard, |cx| adopt(cx, stream, remote));
+                // The shard waits on the socket itself, so it leaves monoio's keeping.
+                // SAFETY: the descriptor was monoio's alone and is handed over whole.
+                let socket = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+                Ctx::with(&shard, |cx| adopt(cx, socket, remote));
             }
             Err(_) if shard.is_stopping() => break,
             Err(e) => {
@@ -102,15 +108,15 @@ impl Backoff {
     }
 }
 
-/// Takes an accepted socket; its task starts with the HTTP request.
-pub(crate) fn adopt(cx: &mut Ctx, stream: TcpStream, remote: SocketAddr) {
+/// Takes an accepted socket; the shard reads its HTTP request first.
+pub(crate) fn adopt(cx: &mut Ctx, socket: std::net::TcpStream, remote: SocketAddr) {
     let shard = cx.shard;
     if shard.is_stopping() {
         return;
     }
     let config = cx.config();
-    let _ = stream.set_nodelay(true);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let _ = socket.set_nodelay(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
     if let Err(e) = super::sys::limit_unsent(fd, config.socket_unsent_bytes) {
         tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
     }
@@ -129,13 +135,19 @@ pub(crate) fn adopt(cx: &mut Ctx, stream: TcpStream, remote: SocketAddr) {
     state.next_seq += 1;
     let id = ConnectionId::on_node(shard.hub.node_tag(), shard.index, seq);
     let deadline = now + config.handshake_timeout;
-    let mut conn = Connection::new(id, stream, remote, shard.now_ms(), deadline);
+    let mut conn = Connection::new(id, socket, remote, shard.now_ms(), deadline);
     conn.tls = tls;
-    let stream = conn.stream.clone();
     let key = state.conns.insert(Box::new(conn));
+    // Input that came before the socket was registered is reported at once.
+    if let Err(e) = shard
+        .poller
+        .add(&state.conns[key].socket, Token::of(key, id))
+    {
+        tracing::warn!(error = %e, "cannot wait on a new connection; dropping it");
+        state.conns.remove(key);
+        return;
+    }
     state.by_seq.insert(seq, key);
-    // The task runs once this step has given the state back.
-    monoio::spawn(reader::serve(shard.clone(), key, stream));
 }
 
 /// Takes a socket accepted by some other thread (`Hub::register`).
@@ -144,10 +156,7 @@ pub(crate) fn adopt_std(cx: &mut Ctx, stream: std::net::TcpStream) {
         Ok(remote) => remote,
         Err(_) => return,
     };
-    match TcpStream::from_std(stream) {
-        Ok(stream) => adopt(cx, stream, remote),
-        Err(e) => tracing::warn!(error = %e, "cannot adopt socket"),
-    }
+    adopt(cx, stream, remote);
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::future::IntoFuture;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
 use serde_json::{json, Value};
 
 use super::connection::Phase;
@@ -204,11 +203,11 @@ fn disconnect_and_answer(
             answer
         })
         .collect();
-    let stream = await_answer(cx, key);
+    let caller = await_answer(cx, key);
     monoio::spawn(answer_disconnect(
         cx.shard.clone(),
         key,
-        stream,
+        caller,
         what,
         answers,
     ));
@@ -229,7 +228,7 @@ fn list_and_answer(
         return respond(cx, key, 200, "application/json", &body);
     };
     let gathered = cluster.gather(command, Answer::connections);
-    let (shard, stream) = (cx.shard.clone(), await_answer(cx, key));
+    let (shard, caller) = (cx.shard.clone(), await_answer(cx, key));
     monoio::spawn(async move {
         let elsewhere = monoio::time::timeout(REPLY_TIMEOUT, gathered.into_future()).await;
         here.extend(
@@ -241,7 +240,7 @@ fn list_and_answer(
                 .flatten(),
         );
         here.sort();
-        respond_later(&shard, key, &stream, 200, &render(here).to_string());
+        respond_later(&shard, key, caller, 200, &render(here).to_string());
     });
 }
 
@@ -268,31 +267,31 @@ fn answer_when_ready<T: 'static>(
         }
         Err(oneshot::TryRecvError::Disconnected) => refuse(cx, key, &unavailable()),
         Err(oneshot::TryRecvError::Empty) => {
-            let (shard, stream) = (cx.shard.clone(), await_answer(cx, key));
+            let (shard, caller) = (cx.shard.clone(), await_answer(cx, key));
             monoio::spawn(async move {
                 let answered = monoio::time::timeout(REPLY_TIMEOUT, answer.into_future()).await;
                 let (status, body) = settle(answered.ok().and_then(Result::ok));
-                respond_later(&shard, key, &stream, status, &body);
+                respond_later(&shard, key, caller, status, &body);
             });
         }
     }
 }
 
-/// Puts the call `key` in wait for an answer from another shard; the stream it waits on.
-fn await_answer(cx: &mut Ctx, key: usize) -> Rc<TcpStream> {
+/// Puts the call `key` in wait for an answer from another shard; the caller's id.
+fn await_answer(cx: &mut Ctx, key: usize) -> ConnectionId {
     let conn = &mut cx.state.conns[key];
     conn.phase = Phase::Answering {
         deadline: Instant::now() + REPLY_TIMEOUT * 2,
     };
-    conn.stream.clone()
+    conn.id
 }
 
 /// Answers the call `key` that waited, unless its caller has hung up meanwhile.
-fn respond_later(shard: &Rc<Shard>, key: usize, stream: &Rc<TcpStream>, status: u16, body: &str) {
+fn respond_later(shard: &Rc<Shard>, key: usize, caller: ConnectionId, status: u16, body: &str) {
     Ctx::with(shard, |cx| {
         // The caller may have hung up, and its slot may hold a newer connection.
         match cx.state.conns.get(key) {
-            Some(conn) if Rc::ptr_eq(&conn.stream, stream) => {}
+            Some(conn) if conn.id == caller => {}
             _ => return,
         }
         respond(cx, key, status, "application/json", body);
@@ -313,7 +312,7 @@ enum Disconnecting {
 async fn answer_disconnect(
     shard: Rc<Shard>,
     key: usize,
-    stream: Rc<TcpStream>,
+    caller: ConnectionId,
     what: Disconnecting,
     answers: Vec<oneshot::Receiver<Result<(), EngineError>>>,
 ) {
@@ -342,7 +341,7 @@ async fn answer_disconnect(
         }
         (Some(n), _) => (200, json!({ "disconnected": n }).to_string()),
     };
-    respond_later(&shard, key, &stream, status, &body);
+    respond_later(&shard, key, caller, status, &body);
 }
 
 fn unavailable() -> ApiError {

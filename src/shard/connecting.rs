@@ -98,5 +98,5 @@ pub(crate) fn on_connect_decided(cx: &mut Ctx, conn: ConnectionId, verdict: Conn
             refuse(cx, key, &ApiError::new(503, "backend_unavailable", why));
         }
     }
-    cx.shard.answered.wake_all();
+    cx.shard.wake_answered();
 }

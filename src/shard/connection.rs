@@ -4,14 +4,10 @@
 //! connection holds no read buffer: bytes are read into the shard's buffer, and only an
 //! unfinished frame (`partial`) or fragmented message (`assembler`) is kept here.
 
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::RawFd;
-use std::rc::Rc;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
-
-use bytes::Bytes;
-use monoio::net::TcpStream;
 
 use super::awaiting::Awaiting;
 use super::outbound::{Outbound, Overflow};
@@ -24,6 +20,7 @@ use crate::ids::ConnectionId;
 use crate::stats::CloseCause;
 use crate::ws::assemble::Assembler;
 use crate::ws::{close_code, encode};
+use bytes::Bytes;
 
 /// How far past its bounds a queue may grow within one pass while its socket still
 /// takes data.
@@ -63,7 +60,7 @@ pub(crate) enum Phase {
     /// A close frame or final HTTP response is queued. Once it is written the write side
     /// is shut; the connection ends at the client's end of stream or at `deadline`.
     Closing { deadline: Instant, fin_sent: bool },
-    /// Shut down; the connection's task is removing it.
+    /// Shut down; the shard's next read of it removes it.
     Dead,
 }
 
@@ -73,9 +70,8 @@ pub(crate) enum Phase {
 /// few connections use is boxed.
 pub(crate) struct Connection {
     pub id: ConnectionId,
-    /// Shared with the connection's task, which waits on it for readiness.
-    pub stream: Rc<TcpStream>,
-    pub fd: RawFd,
+    /// Registered in the shard's readiness set; closed when the connection is dropped.
+    pub socket: TcpStream,
     pub remote: SocketAddr,
     /// When the upgrade completed, in milliseconds since the Unix epoch.
     pub connected_at_ms: u64,
@@ -97,12 +93,16 @@ pub(crate) struct Connection {
     pub cause: Option<CloseCause>,
     /// Listed in the shard's dirty list, awaiting the flush pass.
     pub dirty: bool,
-    /// A task is waiting for the socket to take more, since then (shard milliseconds);
-    /// the flush pass leaves it alone.
+    /// The socket has refused bytes since then (shard milliseconds): the rest goes at its
+    /// next output event, and the flush pass leaves it alone.
     pub write_blocked_since_ms: Option<u32>,
     /// Counted under the connection caps (`admission`), from the upgrade's check until
     /// the connection is removed.
     pub admitted: bool,
+    /// The peer's hang-up (or an error) was reported: the end of the stream may be
+    /// waiting behind the data, with no event to come for it, so reads go on past a
+    /// short read until the socket says it is empty.
+    pub hung_up: bool,
     /// Negotiated permessage-deflate: it gets broadcasts' compressed frames, and may send
     /// compressed messages.
     pub deflate: bool,
@@ -117,16 +117,14 @@ pub(crate) struct Connection {
 impl Connection {
     pub fn new(
         id: ConnectionId,
-        stream: TcpStream,
+        socket: TcpStream,
         remote: SocketAddr,
         now_ms: u32,
         handshake_deadline: Instant,
     ) -> Self {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         Self {
             id,
-            stream: Rc::new(stream),
-            fd,
+            socket,
             remote,
             connected_at_ms: 0,
             phase: Phase::Handshake {
@@ -145,9 +143,14 @@ impl Connection {
             write_blocked_since_ms: None,
             awaiting: None,
             admitted: false,
+            hung_up: false,
             deflate: false,
             tls: None,
         }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
     }
 
     /// Lists this connection, at slab `key`, in `dirty` for the next flush pass, once.
@@ -271,7 +274,7 @@ impl Connection {
         if let Phase::Closing { fin_sent, .. } = &mut self.phase {
             if !*fin_sent {
                 *fin_sent = true;
-                sys::shutdown(self.fd, Shutdown::Write);
+                sys::shutdown(self.fd(), Shutdown::Write);
             }
         }
         waited
@@ -282,10 +285,11 @@ impl Connection {
         self.cause.get_or_insert(cause);
     }
 
-    /// Ends the connection now. Its task wakes (the socket reports hang-up) and removes it.
+    /// Ends the connection now. The socket reports the hang-up to the shard's poller,
+    /// whose read finds the connection dead and removes it.
     pub fn kill(&mut self) {
         self.phase = Phase::Dead;
-        sys::shutdown(self.fd, Shutdown::Both);
+        sys::shutdown(self.fd(), Shutdown::Both);
     }
 }
 

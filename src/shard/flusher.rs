@@ -3,12 +3,11 @@
 //! Deliveries only queue frames and list the connection as dirty. The flusher runs after
 //! the tasks that were ready in the same pass of the runtime, so all frames queued for a
 //! socket in that pass leave together: under load, many frames per system call. A socket
-//! that cannot take everything gets a task of its own that waits until it is writable.
+//! that cannot take everything is written again when the shard's poller reports it
+//! writable.
 
 use std::rc::Rc;
 use std::time::Instant;
-
-use monoio::net::TcpStream;
 
 use super::connection::{Connection, Phase};
 use super::Shard;
@@ -100,7 +99,6 @@ pub(crate) fn flush_dirty(shard: &Rc<Shard>) {
         }
         if write_queued(shard, conn, &mut pass) == Flushed::Blocked {
             conn.write_blocked_since_ms = Some(shard.now_ms());
-            monoio::spawn(write_when_ready(shard.clone(), key, conn.stream.clone()));
         }
     }
     // Keep the list's allocation for the next pass.
@@ -115,11 +113,12 @@ pub(crate) fn flush_dirty(shard: &Rc<Shard>) {
 /// TLS session's `close_notify`). Blocked: a client over its queue's bounds is closed
 /// as a slow consumer. Failed: the connection is killed.
 fn write_queued(shard: &Shard, conn: &mut Connection, pass: &mut Pass) -> Flushed {
+    let fd = conn.fd();
     let written = match &mut conn.tls {
-        None => conn.out.write_to(conn.fd),
+        None => conn.out.write_to(fd),
         Some(tls) => {
             let closing = matches!(conn.phase, Phase::Closing { .. });
-            tls.write(&mut conn.out, conn.fd, closing)
+            tls.write(&mut conn.out, fd, closing)
         }
     };
     let Ok(written) = written else {
@@ -155,32 +154,33 @@ fn count(shard: &Shard, mut pass: Pass) {
     }
 }
 
-/// Waits until a full socket can take more, then writes, until its queue is empty.
-async fn write_when_ready(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
-    loop {
-        let ready = stream.writable(false).await;
-        let mut state = shard.state.borrow_mut();
-        let Some(conn) = state.conns.get_mut(key) else {
-            return;
-        };
-        // The slab slot may have been reused by a newer connection after this one ended.
-        if !Rc::ptr_eq(&conn.stream, &stream) || matches!(conn.phase, Phase::Dead) {
-            return;
-        }
-        if ready.is_err() {
-            conn.blame(CloseCause::IoError);
-            conn.kill();
-            return;
-        }
-        let mut pass = Pass::begin(&shard);
-        let flushed = write_queued(&shard, conn, &mut pass);
-        if flushed == Flushed::Drained {
-            conn.write_blocked_since_ms = None;
-        }
-        drop(state);
-        count(&shard, pass);
-        if flushed != Flushed::Blocked {
-            return;
-        }
+/// The socket of connection `key` reported it can take more: if it had refused bytes,
+/// what waits is written, and the flush pass takes the connection back once all is.
+pub(crate) fn on_writable(shard: &Rc<Shard>, key: usize) {
+    let mut state = shard.state.borrow_mut();
+    let conn = &mut state.conns[key];
+    if conn.write_blocked_since_ms.is_none() || matches!(conn.phase, Phase::Dead) {
+        return;
     }
+    let mut pass = Pass::begin(shard);
+    if write_queued(shard, conn, &mut pass) == Flushed::Drained {
+        conn.write_blocked_since_ms = None;
+    }
+    drop(state);
+    count(shard, pass);
+}
+
+/// Writes what connection `key` has queued now, as far as its socket takes it: its input
+/// has ended and it is about to go, before the next flush pass.
+pub(crate) fn write_last(shard: &Rc<Shard>, key: usize) {
+    let mut state = shard.state.borrow_mut();
+    let conn = &mut state.conns[key];
+    let blocked = conn.write_blocked_since_ms.is_some();
+    if blocked || conn.out.is_empty() || matches!(conn.phase, Phase::Dead) {
+        return;
+    }
+    let mut pass = Pass::begin(shard);
+    write_queued(shard, conn, &mut pass);
+    drop(state);
+    count(shard, pass);
 }

@@ -99,7 +99,7 @@ fn retry_held_back(shard: &Shard) -> bool {
         .held_back
         .retry(&shard.hub.mailboxes);
     if clear {
-        shard.paused_readers.wake_all();
+        shard.unpause_readers();
     }
     clear
 }

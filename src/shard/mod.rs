@@ -4,7 +4,9 @@
 //! between awaits, so no lock is taken for a message.
 //!
 //! # How a chat message travels
-//! 1. [`reader`]: the connection's task reads its socket into the shard's buffer.
+//! 1. [`poller`]: the shard's readiness set names a connection with input, and
+//!    [`reader`] reads its socket into the shard's buffer. A connection has no task of
+//!    its own: one task per shard waits on all of its sockets.
 //! 2. [`frames`]: decodes the frames in place, joins a message, applies the rate limit.
 //! 3. [`dispatch`]: parses the protocol message and encodes the `chat_message` once.
 //!    With history on, [`sequence`] first hands it to the room's home shard, which gives
@@ -26,8 +28,9 @@
 //!   [`ratelimit`] and [`request`] as it arrives), [`membership`], and the [`streams`]
 //!   of the rooms it is home to (each a [`stream`]).
 //! - What a step has in hand: [`context`] (`Ctx`, the shard and its state).
-//! - The tasks: [`accept`], [`reader`], [`inbox`], [`flusher`], [`delay`], [`housekeeping`],
-//!   [`deadlines`] (of open questions).
+//! - The tasks: [`accept`], [`poller`] (every connection's readiness), [`reader`]'s
+//!   resume (connections read again after they were [`parked`]), [`inbox`], [`flusher`],
+//!   [`delay`], [`housekeeping`], [`deadlines`] (of open questions).
 //! - The steps: [`handshake`] (and its final answers, [`respond`]; an upgrade waiting on
 //!   the backend's connect hook, [`connecting`]; the upgrade completed, [`upgrade`]),
 //!   [`frames`], [`dispatch`], [`join`] (rooms, and recovery), [`sequence`] (a room's
@@ -69,6 +72,8 @@ pub(crate) mod message;
 pub(crate) mod operations;
 pub(crate) mod outbound;
 pub(crate) mod pages;
+pub(crate) mod parked;
+pub(crate) mod poller;
 pub(crate) mod positioned;
 pub(crate) mod publish;
 pub(crate) mod ratelimit;
@@ -97,7 +102,7 @@ use crossbeam_channel::Receiver;
 use crate::stats::ShardCounters;
 use message::ShardMessage;
 use shared::HubShared;
-use signal::{Notify, WaitList};
+use signal::Notify;
 use state::ShardState;
 
 /// Size of the shard's read buffer: every connection of the shard reads into it.
@@ -120,10 +125,12 @@ pub(crate) struct Shard {
     flush: Notify,
     /// Wakes the delay task when a connection starts waiting for `hub.write_delay`.
     delay_queued: Notify,
-    /// Readers paused while messages for other shards are held back.
-    paused_readers: WaitList,
-    /// Readers of connections that wait on a question, woken by each answer.
-    answered: WaitList,
+    /// Every connection's socket, registered for readiness.
+    poller: poller::Poller,
+    /// Connections whose input waits to be read.
+    parked: RefCell<parked::Parked>,
+    /// Wakes the readers' resume task when connections are listed to be read again.
+    resumed: Notify,
     /// Wakes the deadline task when a question is asked.
     asked: Notify,
     /// Bumped whenever the shard does work; the inbox parks only after a quiet pass.
@@ -140,7 +147,12 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub(crate) fn new(index: usize, hub: Arc<HubShared>, inbox: Receiver<ShardMessage>) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        hub: Arc<HubShared>,
+        inbox: Receiver<ShardMessage>,
+        poller: poller::Poller,
+    ) -> Self {
         let shards = hub.config.shards;
         let plain_bytes = if hub.tls.is_some() {
             PLAIN_BUFFER_BYTES
@@ -156,8 +168,9 @@ impl Shard {
             inbox,
             flush: Notify::default(),
             delay_queued: Notify::default(),
-            paused_readers: WaitList::default(),
-            answered: WaitList::default(),
+            poller,
+            parked: RefCell::default(),
+            resumed: Notify::default(),
             asked: Notify::default(),
             activity: Cell::new(0),
             stopping: Cell::new(None),
@@ -177,6 +190,20 @@ impl Shard {
     pub fn note_activity(&self) {
         self.activity.set(self.activity.get().wrapping_add(1));
         self.hub.mailboxes[self.index].unpark();
+    }
+
+    /// An answer came to some question: the readers waiting on one look again.
+    pub fn wake_answered(&self) {
+        if self.parked.borrow_mut().answered() {
+            self.resumed.notify();
+        }
+    }
+
+    /// The shard no longer holds back messages: the paused readers read again.
+    pub fn unpause_readers(&self) {
+        if self.parked.borrow_mut().unpause() {
+            self.resumed.notify();
+        }
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -1,34 +1,37 @@
-//! A connection's task: wait for input, read it into the shard's buffer, handle it.
+//! Reading a connection: when its socket has input, read it into the shard's buffer and
+//! handle it.
 //!
-//! The task holds no buffer of its own. When the socket is readable it reads into the
-//! shard's buffer, decodes every whole frame in place and handles it; only the bytes of
-//! an unfinished frame are copied into the connection (`partial`), sized for that frame.
-//! A TLS connection's bytes are first decrypted into the shard's plaintext buffer, and
-//! handled from there the same way.
+//! The connection holds no buffer of its own. When the socket is readable the shard
+//! reads into its buffer, decodes every whole frame in place and handles it; only the
+//! bytes of an unfinished frame are copied into the connection (`partial`), sized for
+//! that frame. A TLS connection's bytes are first decrypted into the shard's plaintext
+//! buffer, and handled from there the same way.
+//!
+//! The poller calls [`on_readable`] when an event names the connection; a connection not
+//! read to the end is parked, and the [`resume`] task reads it again when it may.
 
 use std::io;
 use std::rc::Rc;
 
-use monoio::net::TcpStream;
+use indexmap::IndexSet;
 
 use super::connection::Phase;
 use super::context::Ctx;
+use super::poller::Token;
 use super::signal::yield_now;
 use super::tls::Failed;
-use super::{frames, handshake, lifecycle, sys, Shard};
+use super::{flusher, frames, handshake, lifecycle, sys, Shard};
 use crate::stats::{self, CloseCause};
 use crate::ws::close_code;
 
-/// Reads one connection may do before letting the shard's other tasks run.
+/// Reads one connection may do before letting the shard's other connections have theirs.
 const READS_PER_TURN: usize = 4;
-/// How often a connection waiting on an answer looks whether it was closed meanwhile.
-const ANSWER_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// What the connection's task should do next.
+/// What the connection needs next.
 enum Next {
-    /// Wait until the socket is readable.
+    /// Nothing until the socket says it has more.
     WaitReadable,
-    /// More may be waiting, but let others run first.
+    /// More may be waiting, but let others go first.
     Yield,
     /// Wait until the shard stops holding back messages for other shards.
     Paused,
@@ -39,35 +42,44 @@ enum Next {
     Finish,
 }
 
-/// The task of the connection at slab `key`. It alone removes the connection.
-pub(crate) async fn serve(shard: Rc<Shard>, key: usize, stream: Rc<TcpStream>) {
-    loop {
-        match read_available(&shard, key) {
-            Next::WaitReadable => {
-                if stream.readable(false).await.is_err() {
-                    break;
-                }
-            }
-            Next::Yield => yield_now().await,
-            Next::Paused => shard.paused_readers.wait().await,
-            // Also woken by time: a connection killed meanwhile is removed promptly.
-            // The timer is boxed: monoio's is several cache lines, aligned to 128 bytes,
-            // and held in place it would size every connection's task (this future) for
-            // a wait that few connections ever make.
-            Next::AwaitAnswer => monoio::select! {
-                _ = shard.answered.wait() => {},
-                _ = Box::pin(monoio::time::sleep(ANSWER_RECHECK)) => {},
-            },
-            Next::Finish => break,
+/// Reads connection `token` (an event named it, or it was parked); removes it if it is
+/// over, and parks it if it must wait. Here alone is a connection removed.
+pub(crate) fn on_readable(shard: &Rc<Shard>, token: Token) {
+    let key = token.key();
+    match read_available(shard, key) {
+        Next::WaitReadable => {}
+        Next::Yield => {
+            shard.parked.borrow_mut().read_again(token);
+            shard.resumed.notify();
         }
+        Next::Paused => shard.parked.borrow_mut().pause(token),
+        Next::AwaitAnswer => shard.parked.borrow_mut().await_answer(token),
+        Next::Finish => lifecycle::finish(shard, key),
     }
-    lifecycle::finish(&shard, key);
+}
+
+/// The readers' resume task: reads the parked connections listed to be read again.
+pub(crate) async fn resume(shard: Rc<Shard>) {
+    let mut spare = IndexSet::new();
+    loop {
+        shard.resumed.wait().await;
+        let again = shard.parked.borrow_mut().take_again(spare);
+        for &token in &again {
+            if shard.state.borrow().key_of_token(token).is_some() {
+                on_readable(&shard, token);
+            }
+        }
+        spare = again;
+        spare.clear();
+        // Those that yielded again wait for the others' turn.
+        yield_now().await;
+    }
 }
 
 fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
     let mut buf = shard.read_buf.borrow_mut();
     for _ in 0..READS_PER_TURN {
-        let (fd, tls) = {
+        let (fd, tls, hung_up) = {
             let state = shard.state.borrow();
             let conn = &state.conns[key];
             match conn.phase {
@@ -82,7 +94,7 @@ fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
                 {
                     return Next::AwaitAnswer
                 }
-                _ => (conn.fd, conn.tls.is_some()),
+                _ => (conn.fd(), conn.tls.is_some(), conn.hung_up),
             }
         };
         match sys::recv(fd, &mut buf) {
@@ -95,8 +107,8 @@ fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
                 } else if let Some(next) = on_tls_bytes(shard, key, &buf[..n]) {
                     return next;
                 }
-                if n < buf.len() {
-                    // Short read: the socket is drained; readiness will say when
+                if n < buf.len() && !hung_up {
+                    // Short read: the socket is drained; the next event will say when
                     // there is more, without a read that fails.
                     return Next::WaitReadable;
                 }
@@ -109,10 +121,13 @@ fn read_available(shard: &Rc<Shard>, key: usize) -> Next {
     Next::Yield
 }
 
-/// The client's input has ended.
-fn end_of_input(shard: &Shard, key: usize) -> Next {
+/// The client's input has ended. What its last messages were answered with (a close
+/// frame, say) is written before the connection goes.
+fn end_of_input(shard: &Rc<Shard>, key: usize) -> Next {
     let mut state = shard.state.borrow_mut();
     let Some(awaiting) = state.conns[key].awaiting.as_mut() else {
+        drop(state);
+        flusher::write_last(shard, key);
         return Next::Finish;
     };
     // What the client sent before it ended is still carried out.
@@ -131,6 +146,7 @@ fn on_tls_bytes(shard: &Rc<Shard>, key: usize, mut received: &[u8]) -> Option<Ne
             let mut state = shard.state.borrow_mut();
             let state = &mut *state;
             let conn = &mut state.conns[key];
+            let fd = conn.fd();
             let tls = conn.tls.as_mut()?;
             if matches!(conn.phase, Phase::Dead) {
                 return Some(Next::Finish);
@@ -138,7 +154,7 @@ fn on_tls_bytes(shard: &Rc<Shard>, key: usize, mut received: &[u8]) -> Option<Ne
             let decrypted = tls.decrypt(&mut received, &mut plain);
             if let Err(Failed(why)) = &decrypted {
                 tracing::debug!(conn = %conn.id, error = %why, "TLS failed; dropping the connection");
-                tls.send_alert(conn.fd);
+                tls.send_alert(fd);
                 conn.blame(CloseCause::Protocol);
                 conn.kill();
                 return Some(Next::Finish);
@@ -197,23 +213,5 @@ fn on_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
         Phase::Closing { .. } => frames::close_on_reply(&mut cx.state.conns[key], data),
         // An HTTP caller has nothing more to say while its answer is on the way.
         Phase::Answering { .. } | Phase::Connecting { .. } | Phase::Dead => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layout<A, B, C, F>(_: fn(A, B, C) -> F) -> std::alloc::Layout {
-        std::alloc::Layout::new::<F>()
-    }
-
-    /// Every connection's task holds this future: nothing large or over-aligned (a
-    /// timer, say) may live in it across an await.
-    #[test]
-    fn the_task_future_stays_small() {
-        let future = layout(serve);
-        assert!(future.align() <= 16, "{future:?}");
-        assert!(future.size() <= 256, "{future:?}");
     }
 }

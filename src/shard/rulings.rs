@@ -61,7 +61,7 @@ fn settle(cx: &mut Ctx, key: usize, ruling: Option<Ruling>) {
         carry_out(cx, key, awaiting.asked, ruling);
     }
     resume(cx, key, awaiting.held, awaiting.input_ended);
-    cx.shard.answered.wake_all();
+    cx.shard.wake_answered();
 }
 
 fn carry_out(cx: &mut Ctx, key: usize, asked: Asked, ruling: Ruling) {

@@ -1,6 +1,6 @@
 //! Small single-threaded synchronisation helpers for the tasks of one shard.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -30,34 +30,6 @@ impl Notify {
                 return Poll::Ready(());
             }
             self.waiter.set(Some(cx.waker().clone()));
-            Poll::Pending
-        })
-    }
-}
-
-/// Tasks waiting for a condition to change; each re-checks the condition when woken.
-#[derive(Default)]
-pub(crate) struct WaitList {
-    waiters: RefCell<Vec<Waker>>,
-}
-
-impl WaitList {
-    /// Wakes every waiting task.
-    pub fn wake_all(&self) {
-        for waker in self.waiters.borrow_mut().drain(..) {
-            waker.wake();
-        }
-    }
-
-    /// Waits until the next `wake_all`.
-    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
-        let mut registered = false;
-        std::future::poll_fn(move |cx| {
-            if registered {
-                return Poll::Ready(());
-            }
-            registered = true;
-            self.waiters.borrow_mut().push(cx.waker().clone());
             Poll::Pending
         })
     }

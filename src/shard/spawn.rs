@@ -9,9 +9,10 @@ use crossbeam_channel::Receiver;
 use monoio::{FusionRuntime, LegacyDriver, RuntimeBuilder};
 
 use super::message::ShardMessage;
+use super::poller::Poller;
 use super::shared::HubShared;
 use super::thread::{allowed_cores, mark_shard_thread};
-use super::{deadlines, delay, flusher, housekeeping, inbox, lifecycle, Shard};
+use super::{deadlines, delay, flusher, housekeeping, inbox, lifecycle, poller, reader, Shard};
 use crate::config::DriverChoice;
 
 /// Starts every shard, shard `i` with inbox `inboxes[i]`, each pinned to a core of its
@@ -75,9 +76,17 @@ fn spawn(
                 }
             }
             let driver = hub.config.driver;
-            let run = move || async move {
-                let shard = Rc::new(Shard::new(index, hub, inbox));
-                run(shard).await;
+            // The shard has started once its readiness set is made, within its runtime.
+            let run = move |started: crossbeam_channel::Sender<std::io::Result<()>>| async move {
+                match Poller::new() {
+                    Ok(poller) => {
+                        let _ = started.send(Ok(()));
+                        run(Rc::new(Shard::new(index, hub, inbox, poller))).await;
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                    }
+                }
             };
             match driver {
                 DriverChoice::Auto => {
@@ -91,8 +100,7 @@ fn spawn(
                                 FusionRuntime::Legacy(_) => "epoll",
                             };
                             tracing::info!(shard = index, ?core, driver = name, "shard started");
-                            let _ = started.send(Ok(()));
-                            rt.block_on(run());
+                            rt.block_on(run(started));
                         }
                         Err(e) => {
                             let _ = started.send(Err(e));
@@ -103,8 +111,7 @@ fn spawn(
                     match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
                         Ok(mut rt) => {
                             tracing::info!(shard = index, ?core, driver = "epoll", "shard started");
-                            let _ = started.send(Ok(()));
-                            rt.block_on(run());
+                            rt.block_on(run(started));
                         }
                         Err(e) => {
                             let _ = started.send(Err(e));
@@ -117,6 +124,8 @@ fn spawn(
 
 /// The shard's main task: starts the others, then waits for shutdown and drains.
 pub(crate) async fn run(shard: Rc<Shard>) {
+    monoio::spawn(poller::run(shard.clone()));
+    monoio::spawn(reader::resume(shard.clone()));
     monoio::spawn(inbox::run(shard.clone()));
     monoio::spawn(flusher::run(shard.clone()));
     monoio::spawn(delay::run(shard.clone()));

@@ -10,6 +10,7 @@ use super::connection::Connection;
 use super::delay::Delayed;
 use super::held_back::HeldBack;
 use super::membership::Membership;
+use super::poller::Token;
 use super::streams::Streams;
 use crate::ids::ConnectionId;
 use crate::ws::deflate::Inflater;
@@ -70,6 +71,15 @@ impl ShardState {
             .get(&id.seq())
             .copied()
             .filter(|&key| self.conns[key].id == id)
+    }
+
+    /// The slab key of the connection `token` names, if it is still here.
+    pub fn key_of_token(&self, token: Token) -> Option<usize> {
+        let key = token.key();
+        self.conns
+            .get(key)
+            .filter(|conn| Token::of(key, conn.id) == token)
+            .map(|_| key)
     }
 
     /// Lists connection `key` for the next flush pass, once.
