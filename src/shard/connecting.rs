@@ -35,8 +35,8 @@ pub(super) fn ask_connect(
     }
     let timeout = cx.config().proxy.timeout;
     let conn = &mut cx.state.conns[key];
-    let (id, remote) = (conn.id, conn.remote);
-    conn.partial = rest.concat();
+    let (id, remote) = (conn.id, conn.remote.socket_addr());
+    conn.partial = rest.concat().into_boxed_slice();
     conn.phase = Phase::Connecting {
         deadline: Instant::now() + timeout + super::ask::BACKEND_GRACE,
         upgrade: Box::new(upgrade),

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::connection::{Connection, Phase};
+use super::stamp::Stamp;
 use super::Shard;
 use crate::stats::{self, CloseCause};
 
@@ -98,7 +99,7 @@ pub(crate) fn flush_dirty(shard: &Rc<Shard>) {
             continue;
         }
         if write_queued(shard, conn, &mut pass) == Flushed::Blocked {
-            conn.write_blocked_since_ms = Some(shard.now_ms());
+            conn.write_blocked_since_ms = Some(Stamp::of(shard.now_ms()));
         }
     }
     // Keep the list's allocation for the next pass.

@@ -50,16 +50,16 @@ pub(super) fn on_frame_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
         if !rest.is_empty() && conn.is_open() {
             // Sized to what arrived, not to what the header announces: memory grows
             // only as fast as a client actually sends.
-            conn.partial = rest.to_vec();
+            conn.partial = rest.into();
         }
     } else {
-        let mut joined = saved;
+        let mut joined = saved.into_vec();
         joined.extend_from_slice(data);
         let used = decode_frames(cx, key, &mut joined);
         joined.drain(..used);
         let conn = &mut cx.state.conns[key];
         if !joined.is_empty() && conn.is_open() {
-            conn.partial = joined;
+            conn.partial = joined.into_boxed_slice();
         }
     }
 }

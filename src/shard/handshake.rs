@@ -35,11 +35,11 @@ pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
         return;
     };
     let awaited = awaiting_body.take();
-    let peer = conn.remote;
+    let peer = conn.remote.socket_addr();
     // Usually the whole request comes in one read and is handled where it landed;
     // only a request that arrives in pieces is gathered in the connection, and never
     // more of it than the size bounds (head, then the body it announces).
-    let mut gathered = std::mem::take(&mut conn.partial);
+    let mut gathered = std::mem::take(&mut conn.partial).into_vec();
     let fresh = gathered.is_empty();
     let (buf, unread): (&mut [u8], &mut [u8]) = if fresh {
         (data, &mut [])
@@ -81,7 +81,7 @@ pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
             } = *request;
             // From here on the connection is known by its client's address: in
             // caps, logs and what the hub tells of it.
-            cx.state.conns[key].remote = client.addr;
+            cx.state.conns[key].remote = client.addr.into();
             let (head_and_body, after) = buf.split_at_mut(total);
             let (head_bytes, body) = head_and_body.split_at(head_len);
             let request = Complete {
@@ -96,7 +96,11 @@ pub(super) fn on_handshake_bytes(cx: &mut Ctx, key: usize, data: &mut [u8]) {
         Progress::NeedBody(request) => Some(request),
     };
     let conn = &mut cx.state.conns[key];
-    conn.partial = if fresh { buf.to_vec() } else { gathered };
+    conn.partial = if fresh {
+        buf.into()
+    } else {
+        gathered.into_boxed_slice()
+    };
     if let Phase::Handshake { awaiting_body, .. } = &mut conn.phase {
         *awaiting_body = awaiting;
     }

@@ -178,7 +178,7 @@ fn enforce_deadlines(shard: &Shard, now: Instant) {
         conn.out.tick();
         let stuck = conn
             .write_blocked_since_ms
-            .is_some_and(|ms| since(ms) >= config.write_timeout);
+            .is_some_and(|ms| since(ms.get()) >= config.write_timeout);
         let expired = match &conn.phase {
             Phase::Handshake { deadline, .. }
             | Phase::Connecting { deadline, .. }
@@ -206,11 +206,6 @@ fn enforce_deadlines(shard: &Shard, now: Instant) {
 fn sweep(shard: &Shard) {
     let mut state = shard.state.borrow_mut();
     let state = &mut *state;
-    for (_, conn) in state.conns.iter_mut() {
-        if conn.partial.is_empty() && conn.partial.capacity() > 0 {
-            conn.partial = Vec::new();
-        }
-    }
     state.by_seq.shrink_to(state.by_seq.len() * 2);
     state.membership.shrink();
     let dirty_len = state.dirty.len();

@@ -177,7 +177,7 @@ pub(super) fn apply(cx: &mut Ctx, msg: ShardMessage) {
                     Some(ConnectionInfo {
                         id: conn.id,
                         user_id: conn.user.clone()?,
-                        remote_addr: conn.remote,
+                        remote_addr: conn.remote.socket_addr(),
                         connected_at: std::time::UNIX_EPOCH
                             + std::time::Duration::from_millis(conn.connected_at_ms),
                     })

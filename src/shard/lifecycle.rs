@@ -58,7 +58,7 @@ pub(crate) fn open(cx: &mut Ctx, key: usize, admitted: Admitted) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     conn.limiter = limiter;
-    let (id, remote) = (conn.id, conn.remote);
+    let (id, remote) = (conn.id, conn.remote.socket_addr());
     if !raw {
         let welcome = encode::json_frame(&ServerMessage::Welcome {
             connection_id: id,

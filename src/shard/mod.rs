@@ -44,6 +44,7 @@
 //!   messages it carries to a home shard), [`mailbox`], [`info`], [`error`].
 
 pub(crate) mod accept;
+pub(crate) mod address;
 pub(crate) mod api;
 pub(crate) mod ask;
 pub(crate) mod awaiting;
@@ -85,6 +86,7 @@ pub(crate) mod sequence;
 pub(crate) mod shared;
 pub(crate) mod signal;
 pub(crate) mod spawn;
+pub(crate) mod stamp;
 pub(crate) mod state;
 pub(crate) mod stream;
 pub(crate) mod streams;
