@@ -18,8 +18,8 @@ use monoio::net::TcpListener;
 
 use super::connection::Connection;
 use super::context::Ctx;
-use super::poller::Token;
 use super::tls::TlsSession;
+use super::token::Token;
 use super::Shard;
 use crate::ids::ConnectionId;
 use crate::stats;

@@ -93,6 +93,7 @@ pub(crate) mod streams;
 pub(crate) mod sys;
 pub(crate) mod thread;
 pub(crate) mod tls;
+pub(crate) mod token;
 pub(crate) mod upgrade;
 
 use std::cell::{Cell, RefCell};

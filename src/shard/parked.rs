@@ -8,7 +8,7 @@
 
 use indexmap::IndexSet;
 
-use super::poller::Token;
+use super::token::Token;
 
 #[derive(Default)]
 pub(crate) struct Parked {

@@ -3,7 +3,8 @@
 //!
 //! A connection has no task of its own, and no runtime object: the shard's poller task
 //! waits (through the runtime, io_uring or epoll alike) until the set has news, takes a
-//! batch of events, and reads or writes each named connection in place. An idle
+//! batch of events, and reads or writes each connection they name (by its [`Token`]) in
+//! place. An idle
 //! connection thus costs the kernel's epoll entry and nothing in the shard's heap besides
 //! its [`Connection`](super::connection::Connection).
 //!
@@ -23,27 +24,11 @@ use rustix::event::epoll::{self, Event, EventData, EventFlags};
 use rustix::event::Timespec;
 
 use super::signal::yield_now;
+use super::token::Token;
 use super::{flusher, reader, Shard};
-use crate::ids::ConnectionId;
 
 /// Events taken from the set at once; a full batch means more may be waiting.
 const EVENTS_PER_BATCH: usize = 256;
-
-/// Names one connection in the readiness set and in the parked lists: its slab key, and
-/// the low bits of its sequence number, so that an event or a parked entry of a closed
-/// connection never reaches a newer one in the same slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Token(u64);
-
-impl Token {
-    pub fn of(key: usize, id: ConnectionId) -> Token {
-        Token((id.seq() << 32) | (key as u64 & 0xffff_ffff))
-    }
-
-    pub fn key(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
-    }
-}
 
 pub(crate) struct Poller {
     /// The epoll instance, held as a monoio socket type only to wait for it: monoio
@@ -66,7 +51,12 @@ impl Poller {
     /// Registers a connection's socket under `token`, for as long as the socket is open.
     pub fn add(&self, socket: impl AsFd, token: Token) -> io::Result<()> {
         let interest = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
-        epoll::add(self.epoll(), socket, EventData::new_u64(token.0), interest)?;
+        epoll::add(
+            self.epoll(),
+            socket,
+            EventData::new_u64(token.to_bits()),
+            interest,
+        )?;
         Ok(())
     }
 
@@ -99,7 +89,7 @@ pub(crate) async fn run(shard: Rc<Shard>) {
             }
         }
         for event in &events {
-            serve(&shard, event.flags, Token(event.data.u64()));
+            serve(&shard, event.flags, Token::from_bits(event.data.u64()));
         }
         if events.len() == EVENTS_PER_BATCH {
             // More are waiting: let the flush pass and the other tasks have a turn first.

@@ -17,9 +17,9 @@ use indexmap::IndexSet;
 
 use super::connection::Phase;
 use super::context::Ctx;
-use super::poller::Token;
 use super::signal::yield_now;
 use super::tls::Failed;
+use super::token::Token;
 use super::{flusher, frames, handshake, lifecycle, sys, Shard};
 use crate::stats::{self, CloseCause};
 use crate::ws::close_code;

@@ -10,8 +10,8 @@ use super::connection::Connection;
 use super::delay::Delayed;
 use super::held_back::HeldBack;
 use super::membership::Membership;
-use super::poller::Token;
 use super::streams::Streams;
+use super::token::Token;
 use crate::ids::ConnectionId;
 use crate::ws::deflate::Inflater;
 
