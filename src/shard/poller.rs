@@ -3,8 +3,7 @@
 //!
 //! A connection has no task of its own, and no runtime object: the shard's poller task
 //! waits (through the runtime, io_uring or epoll alike) until the set has news, takes a
-//! batch of events, and reads or writes each connection they name (by its [`Token`]) in
-//! place. An idle
+//! batch of events, and reads or writes each connection they name in place. An idle
 //! connection thus costs the kernel's epoll entry and nothing in the shard's heap besides
 //! its [`Connection`](super::connection::Connection).
 //!
