@@ -157,31 +157,30 @@ fn count(shard: &Shard, mut pass: Pass) {
 
 /// The socket of connection `key` reported it can take more: if it had refused bytes,
 /// what waits is written, and the flush pass takes the connection back once all is.
-pub(crate) fn on_writable(shard: &Rc<Shard>, key: usize) {
+pub(crate) fn on_writable(shard: &Shard, key: usize) {
+    write_alone(shard, key, |conn| conn.write_blocked_since_ms.is_some());
+}
+
+/// Writes what connection `key` has queued now, as far as its socket takes it: its input
+/// has ended and it is about to go, before the next flush pass.
+pub(crate) fn write_last(shard: &Shard, key: usize) {
+    write_alone(shard, key, |conn| {
+        conn.write_blocked_since_ms.is_none() && !conn.out.is_empty()
+    });
+}
+
+/// Writes connection `key`'s queue outside a flush pass, if `wanted` says so of a
+/// connection that is not dead; a write that drains it ends its wait for the socket.
+fn write_alone(shard: &Shard, key: usize, wanted: impl FnOnce(&Connection) -> bool) {
     let mut state = shard.state.borrow_mut();
     let conn = &mut state.conns[key];
-    if conn.write_blocked_since_ms.is_none() || matches!(conn.phase, Phase::Dead) {
+    if matches!(conn.phase, Phase::Dead) || !wanted(conn) {
         return;
     }
     let mut pass = Pass::begin(shard);
     if write_queued(shard, conn, &mut pass) == Flushed::Drained {
         conn.write_blocked_since_ms = None;
     }
-    drop(state);
-    count(shard, pass);
-}
-
-/// Writes what connection `key` has queued now, as far as its socket takes it: its input
-/// has ended and it is about to go, before the next flush pass.
-pub(crate) fn write_last(shard: &Rc<Shard>, key: usize) {
-    let mut state = shard.state.borrow_mut();
-    let conn = &mut state.conns[key];
-    let blocked = conn.write_blocked_since_ms.is_some();
-    if blocked || conn.out.is_empty() || matches!(conn.phase, Phase::Dead) {
-        return;
-    }
-    let mut pass = Pass::begin(shard);
-    write_queued(shard, conn, &mut pass);
     drop(state);
     count(shard, pass);
 }

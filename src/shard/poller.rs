@@ -104,17 +104,18 @@ pub(crate) async fn run(shard: Rc<Shard>) {
 /// socket to take more, then reads what arrived (or the hang-up).
 fn serve(shard: &Rc<Shard>, flags: EventFlags, token: Token) {
     let hang_up = EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR;
-    {
+    let (key, write_blocked) = {
         let mut state = shard.state.borrow_mut();
         let Some(key) = state.key_of_token(token) else {
             return;
         };
-        if flags.intersects(hang_up) {
-            state.conns[key].hung_up = true;
-        }
-    }
-    let key = token.key();
-    if flags.intersects(EventFlags::OUT | EventFlags::ERR | EventFlags::HUP) {
+        let conn = &mut state.conns[key];
+        conn.hung_up |= flags.intersects(hang_up);
+        (key, conn.write_blocked_since_ms.is_some())
+    };
+    // Output readiness comes with nearly every event (a socket is writable most of the
+    // time); only a connection whose socket refused bytes has anything to do with it.
+    if write_blocked && flags.intersects(EventFlags::OUT | EventFlags::ERR | EventFlags::HUP) {
         flusher::on_writable(shard, key);
     }
     if flags.intersects(EventFlags::IN | hang_up) {
