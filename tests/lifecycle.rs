@@ -17,6 +17,7 @@ use neonex_testkit::hub::{config, connect_spread, flood_limits, TestHub};
 use neonex_testkit::raw::{End, RawClient};
 use neonex_testkit::wait::{blocking, wait_until, TIMEOUT};
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------------------------------
@@ -138,6 +139,42 @@ async fn close_code_for(h: &TestHub, bytes: &[u8]) -> u16 {
     drop(raw);
     h.wait_connections(0).await;
     code
+}
+
+/// A client that sends and ends its side of the stream at once (the bytes and the FIN
+/// reach the hub together) still gets the answers to what it sent before the hub lets it
+/// go: the pong for its ping and the reply to its close, or the close 1002 for a frame
+/// with a reserved opcode.
+#[tokio::test]
+async fn what_a_client_sent_before_it_half_closed_is_answered_before_it_goes() {
+    let h = TestHub::start(config());
+    for round in 0..20 {
+        let violation = round % 2 == 1;
+        let mut raw = RawClient::upgraded(h.addr, "/ws?user=raw").await;
+        assert_eq!(raw.recv_json().await["type"], "welcome");
+        assert_eq!(raw.recv_json().await["type"], "joined");
+        let bytes = if violation {
+            masked(0x3, b"reserved")
+        } else {
+            let mut bytes = masked(0x1, br#"{"type":"ping"}"#);
+            bytes.extend(masked_close(1000, "bye"));
+            bytes
+        };
+        raw.write(&bytes).await;
+        raw.stream.shutdown().await.expect("half-close");
+        if violation {
+            assert_eq!(raw.expect_close_code().await, 1002, "round {round}");
+        } else {
+            // The others' comings and goings (presence) may come between.
+            let mut reply = raw.recv_json().await;
+            while reply["type"] == "presence" {
+                reply = raw.recv_json().await;
+            }
+            assert_eq!(reply, json!({"type": "pong"}), "round {round}");
+            assert_eq!(raw.expect_close_code().await, 1000, "round {round}");
+        }
+    }
+    h.wait_connections(0).await;
 }
 
 #[tokio::test]
